@@ -1,0 +1,449 @@
+//! The command line: clap definitions, human and `--json` output, progress.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or config error. Errors are
+//! printed with their causes; config problems one per line as `file:line:col: msg`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{self, Config, ConfigError};
+use crate::curate::{self, query::Expr};
+use crate::daemon::{self, Pipeline};
+use crate::model::PollOutcome;
+use crate::publish::Format;
+use crate::store::{Store, StoreHandle, TopicFilter, from_ts};
+
+#[derive(Debug, Parser)]
+#[command(name = "feedsieve", version, about = "Feed aggregator: poll feeds, curate topics, republish them")]
+pub struct Cli {
+    /// Config file [default: $FEEDSIEVE_CONFIG, $XDG_CONFIG_HOME/feedsieve/feedsieve.toml,
+    /// /etc/feedsieve/feedsieve.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config; every problem as file:line:col: message (exit 2 if invalid).
+    Check,
+    /// One pass over all (or the named) feeds, then regenerate topics and print a summary.
+    Poll {
+        /// Only this feed (repeatable).
+        #[arg(long = "feed", value_name = "ID")]
+        feeds: Vec<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a topic feed to stdout.
+    Export {
+        topic: String,
+        #[arg(long, default_value = "atom", value_parser = ["atom", "rss", "json"])]
+        format: String,
+    },
+    /// Feeds with their health, items stored, topic sizes.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Topics: list them, or preview what one matches.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// The configured topics and their sizes.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a topic (or a query not yet in the config) matches now, with scores.
+    Preview(PreviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// A configured topic.
+    #[arg(required_unless_present = "query", conflicts_with = "query")]
+    pub id: Option<String>,
+    /// A query to try (FTS5 syntax).
+    #[arg(long)]
+    pub query: Option<String>,
+    /// With --query: what to leave out.
+    #[arg(long, requires = "query")]
+    pub exclude: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An error that is the user's to fix: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let usage =
+                e.downcast_ref::<ConfigError>().is_some_and(|c| matches!(c, ConfigError::Invalid { .. }))
+                    || e.downcast_ref::<UsageError>().is_some();
+            match e.downcast_ref::<ConfigError>() {
+                Some(c @ ConfigError::Invalid { .. }) => eprintln!("{c}"),
+                _ => eprintln!("error: {e:#}"),
+            }
+            if usage { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,feedsieve=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Config problems as [`ConfigError`], usage problems as [`UsageError`], anything else
+/// as a runtime failure.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let path = cli.config.clone().unwrap_or_else(config::default_path);
+    match cli.command {
+        Command::Check => check(&path),
+        Command::Poll { feeds, json } => {
+            let config = load(&path)?;
+            runtime()?.block_on(poll(config, feeds, json))
+        }
+        Command::Export { topic, format } => export(&load(&path)?, &topic, &format),
+        Command::Status { json } => status(&load(&path)?, json),
+        Command::Topic(TopicCommand::List { json }) => topic_list(&load(&path)?, json),
+        Command::Topic(TopicCommand::Preview(args)) => preview(&load(&path)?, &args),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Loads and fully validates the config (including the FTS5 check of topic queries);
+/// warnings go to the log.
+///
+/// # Errors
+/// [`ConfigError`] with every problem.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let config = config::load(path)?;
+    let problems = curate::check_queries(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { problems });
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    for w in &config.warnings {
+        println!("{w} (warning)");
+    }
+    println!("{}: ok ({} feeds, {} topics)", path.display(), config.feeds.len(), config.topics.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<ExitCode> {
+    for id in &only {
+        if config.feed(id).is_none() {
+            return Err(UsageError(format!("no feed '{id}' in {}", config.path.display())).into());
+        }
+    }
+    let feeds: Vec<_> = config
+        .feeds
+        .iter()
+        .filter(|f| if only.is_empty() { f.enabled } else { only.contains(&f.id) })
+        .cloned()
+        .collect();
+    let store = Store::open(&config.daemon.database)?;
+    let (handle, writer) = StoreHandle::spawn(store).context("cannot start the database writer")?;
+    let config = Arc::new(config);
+    let pipeline = Arc::new(Pipeline::new(config.clone(), handle)?);
+    let bar = progress_bar(feeds.len() as u64);
+    let started = std::time::Instant::now();
+    let result = daemon::poll(&pipeline, feeds, |id, outcome| {
+        if let Some(b) = &bar {
+            b.set_message(id.to_owned());
+            b.inc(1);
+            if let PollOutcome::Failed { error } = outcome {
+                b.println(format!("{id}: {error}"));
+            }
+        }
+    })
+    .await;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    drop(pipeline);
+    // The writer thread ends once every handle is gone; wait so the database is closed.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    let (summary, changes) = result?;
+    let elapsed = started.elapsed();
+    if json {
+        let topics: Vec<_> =
+            changes.iter().map(|c| json!({"id": c.topic_id, "matched": c.matched})).collect();
+        let out = json!({
+            "feeds": summary.feeds, "fetched": summary.fetched, "not_modified": summary.not_modified,
+            "failed": summary.failed, "new": summary.new_items, "updated": summary.updated_items,
+            "failures": summary.failures.iter().map(|(id, e)| json!({"id": id, "error": e})).collect::<Vec<_>>(),
+            "topics": topics, "seconds": elapsed.as_secs_f64(),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} feeds: {} fetched, {} not modified, {} failed; {} new items, {} updated ({:.2}s)",
+            summary.feeds,
+            summary.fetched,
+            summary.not_modified,
+            summary.failed,
+            summary.new_items,
+            summary.updated_items,
+            elapsed.as_secs_f64()
+        );
+        for (id, e) in &summary.failures {
+            println!("  failed: {id}: {e}");
+        }
+        for c in &changes {
+            if c.matched > 0 || c.backfilled {
+                println!(
+                    "  topic {}: {} matched{}",
+                    c.topic_id,
+                    c.matched,
+                    if c.backfilled { " (backfilled)" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || len < 2 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style =
+        indicatif::ProgressStyle::with_template("{spinner} polling [{bar:30}] {pos}/{len} {wide_msg}")
+            .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// The database for reading, with a hint when no poll has created it yet.
+fn open_for_reading(config: &Config) -> anyhow::Result<Option<Store>> {
+    let path = &config.daemon.database;
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Store::open_read_only(path)?))
+}
+
+fn export(config: &Config, topic: &str, format: &str) -> anyhow::Result<ExitCode> {
+    let Some(format) = Format::from_extension(format) else {
+        bail!(UsageError(format!("unknown format '{format}'")))
+    };
+    if config.topic(topic).is_none() {
+        let known: Vec<_> = config.topics.iter().map(|t| t.id.as_str()).collect();
+        return Err(UsageError(format!(
+            "no topic '{topic}' in {} (topics: {})",
+            config.path.display(),
+            known.join(", ")
+        ))
+        .into());
+    }
+    let store = match open_for_reading(config)? {
+        Some(s) => s,
+        None => Store::open_in_memory()?,
+    };
+    let rendered = daemon::render_topic(&store, config, topic)?.unwrap_or_default();
+    let body = rendered.into_iter().find(|(f, _)| *f == format).map(|(_, r)| r.body).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    out.write_all(&body)?;
+    if !body.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rfc3339(t: Option<i64>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| json!(from_ts(t).to_rfc3339()))
+}
+
+fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_for_reading(config)?;
+    let rows = match &store {
+        Some(s) => s.feeds()?,
+        None => Vec::new(),
+    };
+    let sizes = match &store {
+        Some(s) => s.topic_sizes()?,
+        None => Default::default(),
+    };
+    let total = match &store {
+        Some(s) => s.item_count()?,
+        None => 0,
+    };
+    let row = |id: &str| rows.iter().find(|r| r.id == id).cloned().unwrap_or_default();
+    if as_json {
+        let feeds: Vec<_> = config
+            .feeds
+            .iter()
+            .map(|f| {
+                let r = row(&f.id);
+                json!({
+                    "id": f.id, "url": f.url.as_str(), "last_fetch": rfc3339(r.last_fetch),
+                    "last_status": r.last_status, "error": r.error, "items": r.items,
+                    "failures": r.failures, "next_due": rfc3339(r.next_due), "moved_to": r.moved_to,
+                })
+            })
+            .collect();
+        let topics: Vec<_> = config
+            .topics
+            .iter()
+            .map(|t| json!({"id": t.id, "items": sizes.get(&t.id).copied().unwrap_or(0)}))
+            .collect();
+        println!("{}", json!({"feeds": feeds, "items_total": total, "topics": topics}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if store.is_none() {
+        println!("no database yet at {} (run `feedsieve poll`)", config.daemon.database.display());
+    }
+    println!("{:<24} {:>6} {:>6}  {:<20}  error", "feed", "status", "items", "last fetch");
+    for f in &config.feeds {
+        let r = row(&f.id);
+        let last =
+            r.last_fetch.map(|t| from_ts(t).format("%Y-%m-%d %H:%M").to_string()).unwrap_or("never".into());
+        let st = r.last_status.map(|s| s.to_string()).unwrap_or("-".into());
+        println!("{:<24} {:>6} {:>6}  {:<20}  {}", f.id, st, r.items, last, r.error.unwrap_or_default());
+    }
+    println!("{total} items stored");
+    for t in &config.topics {
+        println!("topic {}: {} stories", t.id, sizes.get(&t.id).copied().unwrap_or(0));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn topic_list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
+    let sizes = match open_for_reading(config)? {
+        Some(s) => s.topic_sizes()?,
+        None => Default::default(),
+    };
+    if as_json {
+        let topics: Vec<_> = config
+            .topics
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id, "title": t.title, "description": t.description,
+                    "query": t.query.as_ref().map(|q| q.to_string()),
+                    "exclude": t.exclude.as_ref().map(|q| q.to_string()),
+                    "feeds": config.topic_feeds(t).map(|f| f.id.as_str()).collect::<Vec<_>>(),
+                    "tags": t.tags, "limit": t.limit, "max_age": t.max_age.map(crate::schedule::format_duration),
+                    "items": sizes.get(&t.id).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        println!("{}", json!({"topics": topics}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for t in &config.topics {
+        let n = config.topic_feeds(t).count();
+        println!("{} — {} ({} stories, {} feeds)", t.id, t.title, sizes.get(&t.id).copied().unwrap_or(0), n);
+        if let Some(q) = &t.query {
+            println!("    query:   {q}");
+        }
+        if let Some(q) = &t.exclude {
+            println!("    exclude: {q}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a query given on the command line, pointing at the error.
+fn parse_cli_query(flag: &str, q: &str) -> anyhow::Result<Expr> {
+    Expr::parse(q).map_err(|e| {
+        let caret = format!("{}^", " ".repeat(e.offset));
+        UsageError(format!("bad {flag}: {}\n  {q}\n  {caret}", e.message)).into()
+    })
+}
+
+fn preview(config: &Config, args: &PreviewArgs) -> anyhow::Result<ExitCode> {
+    let (label, filter, terms) = match (&args.id, &args.query) {
+        (Some(id), _) => {
+            let Some(t) = config.topic(id) else {
+                return Err(UsageError(format!("no topic '{id}' in {}", config.path.display())).into());
+            };
+            let terms = t.query.as_ref().map(Expr::positive_terms).unwrap_or_default();
+            (id.clone(), curate::filter_for(config, t), terms)
+        }
+        (None, Some(q)) => {
+            let expr = parse_cli_query("--query", q)?;
+            let exclude = args.exclude.as_deref().map(|e| parse_cli_query("--exclude", e)).transpose()?;
+            let filter =
+                TopicFilter { fts: Some(expr.to_fts5()), exclude: exclude.map(|e| e.to_fts5()), feeds: None };
+            (format!("--query {q}"), filter, expr.positive_terms())
+        }
+        (None, None) => return Err(UsageError("give a topic id or --query".into()).into()),
+    };
+    let rows = match open_for_reading(config)? {
+        Some(s) => s
+            .preview(&filter, args.limit)
+            .map_err(|e| UsageError(format!("the store rejects the query: {}", crate::error_chain(&e))))?,
+        None => Vec::new(),
+    };
+    if args.json {
+        let matches: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({"feed": r.feed_id, "title": r.title, "link": r.link, "score": r.score,
+                       "snippet": r.snippet, "date": rfc3339(Some(r.date)), "sources": r.sources})
+            })
+            .collect();
+        println!("{}", json!({"topic": label, "terms": terms, "matches": matches}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{label}: {} matches shown (terms: {})", rows.len(), terms.join(", "));
+    for r in &rows {
+        println!(
+            "{:>7.2}  {}  {:<16} {}{}",
+            r.score,
+            from_ts(r.date).format("%Y-%m-%d"),
+            r.feed_id,
+            r.title,
+            if r.sources > 1 { format!("  [{} sources]", r.sources) } else { String::new() }
+        );
+        if !r.snippet.is_empty() {
+            println!("         {}", r.snippet);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

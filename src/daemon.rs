@@ -1,0 +1,293 @@
+//! Wiring: the poll pipeline that `feedsieve poll` and the scheduler share.
+//!
+//! fetch → parse (on the blocking pool) → compare with what is stored → sanitise only
+//! new and changed items → one store transaction per feed → curate → publish files.
+//! This module composes the stages; each stage's logic lives in its own module.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, FeedConfig};
+use crate::curate::{self, TopicChange};
+use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
+use crate::model::{PollOutcome, PollSummary};
+use crate::publish::{self, Format, TopicMeta};
+use crate::schedule;
+use crate::store::{FetchRecord, NewItem, Store, StoreError, StoreHandle};
+use crate::{error_chain, parse};
+
+/// Everything a poll needs, shared by all feed tasks.
+pub struct Pipeline {
+    pub config: Arc<Config>,
+    pub fetcher: Arc<Fetcher>,
+    pub store: StoreHandle,
+    /// Feeds in flight (fetched and not yet stored): bounds memory to
+    /// `fetch_concurrency` bodies, whatever the number of feeds.
+    in_flight: Arc<Semaphore>,
+    /// Parsing and sanitising are CPU work: one at a time per core.
+    cpu: Arc<Semaphore>,
+}
+
+impl Pipeline {
+    /// # Errors
+    /// If the HTTP client cannot be built.
+    pub fn new(config: Arc<Config>, store: StoreHandle) -> anyhow::Result<Pipeline> {
+        let d = &config.daemon;
+        let fetcher = Fetcher::new(FetchSettings {
+            timeout: d.timeout,
+            max_bytes: d.max_feed_bytes,
+            concurrency: d.fetch_concurrency,
+            per_host: d.per_host_concurrency,
+            own_address: Some(d.listen),
+        })?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Pipeline {
+            in_flight: Arc::new(Semaphore::new(d.fetch_concurrency.max(1))),
+            cpu: Arc::new(Semaphore::new(cores)),
+            fetcher: Arc::new(fetcher),
+            store,
+            config,
+        })
+    }
+}
+
+/// Polls `feeds` concurrently, then curates and publishes. `progress` is called once
+/// per feed as it finishes.
+///
+/// # Errors
+/// Only when the store fails; a failing feed is recorded and counted, never an error.
+pub async fn poll(
+    p: &Arc<Pipeline>,
+    feeds: Vec<FeedConfig>,
+    progress: impl Fn(&str, &PollOutcome),
+) -> Result<(PollSummary, Vec<TopicChange>), StoreError> {
+    let config = p.config.clone();
+    let ids: Vec<(String, String)> = config.feeds.iter().map(|f| (f.id.clone(), f.url.to_string())).collect();
+    p.store.call(move |s| s.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str())))).await?;
+
+    let mut tasks = JoinSet::new();
+    for feed in feeds {
+        let p = p.clone();
+        tasks.spawn(async move {
+            let outcome = poll_feed(&p, &feed).await;
+            (feed.id, outcome)
+        });
+    }
+    let mut summary = PollSummary::default();
+    let mut store_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((id, Ok(outcome))) => {
+                progress(&id, &outcome);
+                summary.add(&id, &outcome);
+            }
+            Ok((id, Err(e))) => {
+                tracing::error!(feed = %id, "storing failed: {}", error_chain(&e));
+                store_error.get_or_insert(e);
+            }
+            Err(e) => tracing::error!("a poll task failed: {e}"),
+        }
+    }
+    if let Some(e) = store_error {
+        return Err(e);
+    }
+    let changes = curate_and_publish(p).await?;
+    Ok((summary, changes))
+}
+
+/// Files pending items into topics, then rewrites `output_dir` files if configured.
+///
+/// # Errors
+/// When the store fails.
+pub async fn curate_and_publish(p: &Pipeline) -> Result<Vec<TopicChange>, StoreError> {
+    let config = p.config.clone();
+    p.store
+        .call(move |s| {
+            let now = Utc::now().timestamp();
+            let changes = s.write(|w| curate::curate(w, &config, now))?;
+            if let Some(dir) = &config.daemon.output_dir {
+                for t in &config.topics {
+                    for (format, r) in render_topic(s, &config, &t.id)?.into_iter().flatten() {
+                        let path = dir.join(format!("{}.{}", t.id, format.extension()));
+                        if let Err(e) = publish::write_atomically(&path, &r.body) {
+                            tracing::error!(path = %path.display(), "cannot write topic file: {e}");
+                        }
+                    }
+                }
+            }
+            Ok(changes)
+        })
+        .await
+}
+
+/// Renders a topic in every format; `None` if the topic is not configured.
+///
+/// # Errors
+/// When the store fails.
+#[allow(clippy::type_complexity)]
+pub fn render_topic(
+    store: &Store,
+    config: &Config,
+    topic_id: &str,
+) -> Result<Option<Vec<(Format, publish::Rendered)>>, StoreError> {
+    let Some(t) = config.topic(topic_id) else { return Ok(None) };
+    let since = t.max_age.map(|a| Utc::now().timestamp() - a.as_secs() as i64);
+    let entries = store.topic_entries(&t.id, t.limit, since)?;
+    let meta = TopicMeta {
+        id: &t.id,
+        title: &t.title,
+        description: t.description.as_deref(),
+        base_url: &config.daemon.base_url,
+    };
+    Ok(Some(Format::ALL.iter().map(|&f| (f, publish::render(f, &meta, &entries))).collect()))
+}
+
+/// A jitter in `[0, 1)` that differs between feeds and between polls.
+fn jitter(feed_id: &str, now: DateTime<Utc>) -> f64 {
+    let d = crate::dedup::digest(&[feed_id, &now.timestamp_millis().to_string()]);
+    f64::from(u32::from_le_bytes([d[0], d[1], d[2], d[3]])) / (f64::from(u32::MAX) + 1.0)
+}
+
+async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, StoreError> {
+    let _slot = p.in_flight.acquire().await.map_err(|_| StoreError::Closed)?;
+    let id = feed.id.clone();
+    let row = p.store.call(move |s| s.feed(&id)).await?.unwrap_or_default();
+    let validators = Validators { etag: row.etag.clone(), last_modified: row.last_modified.clone() };
+    let schedule = feed.schedule.as_ref().unwrap_or(&p.config.daemon.schedule).clone();
+    let failures = u32::try_from(row.failures).unwrap_or(u32::MAX);
+
+    let fetched = p.fetcher.fetch(&feed.url, &validators).await;
+    let now = Utc::now();
+    let j = jitter(&feed.id, now);
+    let body = match fetched {
+        Ok(Fetched::NotModified { hints }) => {
+            let not_before =
+                hints.fresh_for.and_then(|d| chrono::TimeDelta::from_std(d).ok()).map(|d| now + d);
+            let due = schedule::next_due(now, &schedule, 0, not_before, j);
+            let id = feed.id.clone();
+            let moved = hints.moved_to.map(|u| u.to_string());
+            p.store.call(move |s| s.record_not_modified(&id, 304, now, Some(due), moved.as_deref())).await?;
+            return Ok(PollOutcome::NotModified);
+        }
+        Ok(Fetched::Body(b)) => b,
+        Err(e) => {
+            let not_before =
+                e.retry_after().and_then(|d| chrono::TimeDelta::from_std(d).ok()).map(|d| now + d);
+            return fail(p, feed, e.status(), error_chain(&e), now, &schedule, failures, not_before).await;
+        }
+    };
+
+    // Parse off the async workers.
+    let cpu = p.cpu.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+    let url = body.final_url.clone();
+    let bytes = body.bytes;
+    let parsed = tokio::task::spawn_blocking(move || parse::parse_feed(&bytes, &url, now)).await;
+    drop(cpu);
+    let parsed = match parsed {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => {
+            let mut msg = error_chain(&e);
+            if let Some(ct) = &body.content_type {
+                msg.push_str(&format!(" (Content-Type: {ct})"));
+            }
+            return fail(p, feed, Some(200), msg, now, &schedule, failures, None).await;
+        }
+        Err(e) => {
+            return fail(p, feed, Some(200), format!("parser crashed: {e}"), now, &schedule, failures, None)
+                .await;
+        }
+    };
+
+    // Only new and changed items are worth sanitising.
+    let id = feed.id.clone();
+    let known = p.store.call(move |s| s.known_keys(&id)).await?;
+    let total = parsed.items.len();
+    let candidates: Vec<_> = parsed
+        .items
+        .into_iter()
+        .filter(|i| match known.get(&i.key) {
+            None => true,
+            Some(None) => false, // tombstoned
+            Some(Some(h)) => *h != i.content_hash,
+        })
+        .collect();
+    let unchanged = total - candidates.len();
+    let cpu = p.cpu.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+    let prepared = tokio::task::spawn_blocking(move || prepare(candidates)).await;
+    drop(cpu);
+    let prepared = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            return fail(
+                p,
+                feed,
+                Some(200),
+                format!("sanitiser crashed: {e}"),
+                now,
+                &schedule,
+                failures,
+                None,
+            )
+            .await;
+        }
+    };
+
+    let not_before = body
+        .hints
+        .fresh_for
+        .or(parsed.ttl_minutes.map(|m| std::time::Duration::from_secs(u64::from(m.min(24 * 60)) * 60)))
+        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+        .map(|d| now + d);
+    let record = FetchRecord {
+        status: 200,
+        etag: body.validators.etag,
+        last_modified: body.validators.last_modified,
+        title: parsed.title,
+        site_link: parsed.site_link,
+        moved_to: body.hints.moved_to.map(|u| u.to_string()),
+        next_due: Some(schedule::next_due(now, &schedule, 0, not_before, j)),
+    };
+    let id = feed.id.clone();
+    let counts = p.store.call(move |s| s.ingest(&id, &prepared, &record, now)).await?;
+    tracing::debug!(feed = %feed.id, new = counts.new, updated = counts.updated, "stored");
+    Ok(PollOutcome::Fetched {
+        new: counts.new,
+        updated: counts.updated,
+        unchanged: unchanged + counts.unchanged,
+    })
+}
+
+/// Sanitises items and extracts the text the index gets.
+fn prepare(items: Vec<crate::model::Item>) -> Vec<NewItem> {
+    items
+        .into_iter()
+        .map(|mut item| {
+            parse::sanitize_item(&mut item);
+            let text = |h: &Option<String>| h.as_deref().map(parse::html_to_text).unwrap_or_default();
+            NewItem { summary_text: text(&item.summary), content_text: text(&item.content), item }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fail(
+    p: &Pipeline,
+    feed: &FeedConfig,
+    status: Option<u16>,
+    error: String,
+    now: DateTime<Utc>,
+    schedule: &schedule::Schedule,
+    failures: u32,
+    not_before: Option<DateTime<Utc>>,
+) -> Result<PollOutcome, StoreError> {
+    tracing::warn!(feed = %feed.id, url = %feed.url, "poll failed: {error}");
+    let due =
+        schedule::next_due(now, schedule, failures.saturating_add(1), not_before, jitter(&feed.id, now));
+    let id = feed.id.clone();
+    let msg = error.clone();
+    p.store.call(move |s| s.record_failure(&id, status, &msg, now, Some(due))).await?;
+    Ok(PollOutcome::Failed { error })
+}

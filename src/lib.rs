@@ -1,0 +1,56 @@
+//! feedsieve: a feed aggregator daemon.
+//!
+//! It polls many RSS/Atom/JSON feeds, stores every new item once in SQLite, files
+//! items into curated topics defined by full-text queries, and republishes each topic
+//! as Atom, RSS 2.0 and JSON Feed.
+//!
+//! # Layout
+//!
+//! The modules follow the data:
+//!
+//! ```text
+//!  config file ─► config ─► schedule ─► fetch ─► parse ─► store ─► curate ─► publish
+//!  (TOML)         (load,    (when is    (HTTP,   (feed-rs (one tx  (topics:  (Atom, RSS,
+//!                  validate) each feed   cond.    → Item,  a feed,  FTS5      JSON Feed,
+//!                            due)        GET)     sanitize) FTS5)   queries)  ETag)
+//! ```
+//!
+//! - [`model`]: the plain types the stages pass to each other.
+//! - [`config`]: the TOML schema, loading with line/column errors, validation.
+//! - [`schedule`]: cron / `@hourly` / `every 20m`, next-due times, backoff.
+//! - [`fetch`]: the HTTP client: conditional GET, limits, redirects, `file://` feeds.
+//! - [`parse`]: feed-rs to [`model::Item`]; dates, links, HTML sanitising.
+//! - [`dedup`]: item keys, canonical links, story identity.
+//! - [`store`]: SQLite schema, migrations, every SQL statement, the writer thread.
+//! - [`curate`]: topic queries (our own parser, rendered for FTS5), matching, backfill.
+//! - [`publish`]: topic feeds as bytes with their validators.
+//! - [`daemon`]: the wiring of the pipeline, shared by `poll` and the scheduler.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod config;
+pub mod curate;
+pub mod daemon;
+pub mod dedup;
+pub mod fetch;
+pub mod model;
+pub mod parse;
+pub mod publish;
+pub mod schedule;
+pub mod store;
+
+/// An error and its causes on one line, `outer: inner: innermost`, skipping a cause
+/// whose text the previous message already contains.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        source = s.source();
+    }
+    out
+}

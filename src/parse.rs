@@ -1,0 +1,557 @@
+//! Parsing: raw feed bytes to [`ParsedFeed`], and HTML sanitising.
+//!
+//! Input: the bytes a feed sent (never decoded to text first: feed-rs reads the
+//! encoding from the XML declaration) and the URL they came from. Output: our own
+//! [`Item`]s with keys, absolute links, normalised dates and clean text.
+//!
+//! Sanitising HTML is a full HTML parse and the most expensive step per item, so it is
+//! a separate function, [`sanitize_item`], run only on items that are new or changed;
+//! the store never holds unsanitised HTML.
+//!
+//! Limits, so one hostile feed cannot take the process's memory: at most
+//! [`MAX_ITEMS`] items per poll (the first ones in document order, which feeds list
+//! newest first), titles cut at [`MAX_TITLE_CHARS`], summary and content at
+//! [`MAX_HTML_BYTES`] each.
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use feed_rs::model::{Entry, Text};
+use url::Url;
+
+use crate::dedup;
+use crate::model::{Item, ParsedFeed};
+
+pub const MAX_ITEMS: usize = 5_000;
+pub const MAX_TITLE_CHARS: usize = 1_000;
+pub const MAX_HTML_BYTES: usize = 512 * 1024;
+const MAX_SHORT_FIELD: usize = 500;
+
+/// Dates before this are taken for garbage (year 1, Unix epoch defaults).
+const EARLIEST_DATE: i64 = 631_152_000; // 1990-01-01
+/// Clock skew tolerated before a date counts as "in the future".
+const FUTURE_SLACK: TimeDelta = TimeDelta::minutes(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not a feed: {0}")]
+    NotAFeed(&'static str),
+    /// feed-rs's message, flattened: its error repeats its cause in `source()`.
+    #[error("malformed feed: {0}")]
+    Malformed(String),
+}
+
+/// Parses a feed body.
+///
+/// `url` is where the body came from (after redirects): the base for relative links.
+/// Dates after `now` (plus a little clock skew) are dropped.
+///
+/// # Errors
+/// [`ParseError::NotAFeed`] for an HTML page, empty or non-XML/JSON body;
+/// [`ParseError::Malformed`] for a feed that does not parse.
+pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedFeed, ParseError> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
+    let Some(start) = start else { return Err(ParseError::NotAFeed("the body is empty")) };
+    if looks_like_html(&bytes[start..]) {
+        return Err(ParseError::NotAFeed("the body is an HTML page"));
+    }
+    let parser = feed_rs::parser::Builder::new()
+        .base_uri(Some(url.as_str()))
+        // Never let feed-rs invent an id (it would be random): an empty id means "none"
+        // and the key is derived in `dedup::item_key`.
+        .id_generator(|_, _, _| String::new())
+        .sanitize_content(false)
+        .build();
+    let feed = parser.parse(bytes).map_err(|e| match e {
+        feed_rs::parser::ParseFeedError::ParseError(feed_rs::parser::ParseErrorKind::NoFeedRoot) => {
+            ParseError::NotAFeed("no RSS, Atom or JSON Feed root element")
+        }
+        other => ParseError::Malformed(other.to_string()),
+    })?;
+
+    let site_link = feed
+        .links
+        .iter()
+        .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+        .and_then(|l| absolute_http(&l.href, Some(url)));
+    let mut out = ParsedFeed {
+        title: feed.title.as_ref().map(|t| text_of(t, MAX_TITLE_CHARS)).filter(|t| !t.is_empty()),
+        site_link,
+        ttl_minutes: feed.ttl,
+        items: Vec::with_capacity(feed.entries.len().min(MAX_ITEMS)),
+        skipped: 0,
+    };
+    // Relative URLs resolve against the document's own URL when it is on the web; a
+    // local file stands in for its site, so its links resolve against the site link.
+    let base = if matches!(url.scheme(), "http" | "https") {
+        url.clone()
+    } else {
+        out.site_link.as_deref().and_then(|s| Url::parse(s).ok()).unwrap_or_else(|| url.clone())
+    };
+    let mut seen = std::collections::HashSet::new();
+    for entry in &feed.entries {
+        if out.items.len() == MAX_ITEMS {
+            out.skipped += feed.entries.len() - MAX_ITEMS;
+            break;
+        }
+        let item = convert(entry, &base, now);
+        if seen.insert(item.key.clone()) {
+            out.items.push(item);
+        } else {
+            out.skipped += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn looks_like_html(b: &[u8]) -> bool {
+    let head: Vec<u8> = b.iter().take(512).map(u8::to_ascii_lowercase).collect();
+    let s = String::from_utf8_lossy(&head);
+    let s = s.trim_start();
+    s.starts_with("<!doctype html")
+        || s.starts_with("<html")
+        || (s.starts_with("<?xml") && s.contains("<html"))
+}
+
+fn convert(entry: &Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
+    let base = entry.base.as_deref().and_then(|b| feed_url.join(b).ok()).unwrap_or_else(|| feed_url.clone());
+    let link = entry
+        .links
+        .iter()
+        .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+        .or(entry.links.first())
+        .and_then(|l| absolute_http(&l.href, Some(&base)));
+    let canonical_link = link.as_deref().and_then(dedup::canonical_link);
+    let title = entry.title.as_ref().map(|t| text_of(t, MAX_TITLE_CHARS)).unwrap_or_default();
+    let summary = entry.summary.as_ref().map(html_of).filter(|s| !s.trim().is_empty());
+    let content = entry
+        .content
+        .as_ref()
+        .and_then(|c| {
+            let body = c.body.as_deref()?;
+            let body = limit_bytes(&clean_xml_chars(body), MAX_HTML_BYTES);
+            Some(if c.content_type.essence().to_string().contains("html") || has_tag(&body) {
+                body
+            } else {
+                text_to_html(&body)
+            })
+        })
+        .filter(|s| !s.trim().is_empty());
+    let guid = Some(clean_xml_chars(entry.id.trim())).filter(|g| !g.is_empty());
+    let key_text = content.as_deref().or(summary.as_deref()).unwrap_or("");
+    let key = dedup::item_key(guid.as_deref(), canonical_link.as_deref(), &title, key_text);
+    let authors: Vec<String> = entry
+        .authors
+        .iter()
+        .map(|p| {
+            limit_chars(&plain(&clean_xml_chars(p.name.as_deref().unwrap_or("").trim())), MAX_SHORT_FIELD)
+        })
+        .filter(|n| !n.is_empty())
+        .take(20)
+        .collect();
+    let categories: Vec<String> = entry
+        .categories
+        .iter()
+        .map(|c| limit_chars(&clean_xml_chars(c.label.as_deref().unwrap_or(&c.term).trim()), MAX_SHORT_FIELD))
+        .filter(|n| !n.is_empty())
+        .take(50)
+        .collect();
+    let published = plausible(entry.published, now);
+    let updated = plausible(entry.updated, now);
+    let stamp = |d: Option<DateTime<Utc>>| d.map(|d| d.timestamp().to_string()).unwrap_or_default();
+    let digest = dedup::digest(&[
+        &title,
+        link.as_deref().unwrap_or(""),
+        summary.as_deref().unwrap_or(""),
+        content.as_deref().unwrap_or(""),
+        &authors.join("\u{1}"),
+        &categories.join("\u{1}"),
+        &stamp(published),
+        &stamp(updated),
+    ]);
+    let mut content_hash = [0u8; 16];
+    content_hash.copy_from_slice(&digest[..16]);
+    Item {
+        key,
+        guid,
+        link,
+        canonical_link,
+        title,
+        summary,
+        content,
+        base: Some(base.to_string()),
+        authors,
+        categories,
+        published,
+        updated,
+        content_hash,
+    }
+}
+
+/// Keeps dates a feed could truthfully claim: not in the future, not before 1990.
+fn plausible(d: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let earliest = Utc.timestamp_opt(EARLIEST_DATE, 0).single()?;
+    d.filter(|d| *d <= now + FUTURE_SLACK && *d >= earliest)
+}
+
+/// An absolute http(s) URL from `href`, resolved against `base`; `None` for any
+/// other scheme (`javascript:`, `data:` …).
+fn absolute_http(href: &str, base: Option<&Url>) -> Option<String> {
+    let href = href.trim();
+    let url = match base {
+        Some(b) => b.join(href).ok()?,
+        None => Url::parse(href).ok()?,
+    };
+    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
+}
+
+/// Plain text of a title-like field.
+fn text_of(t: &Text, max_chars: usize) -> String {
+    let raw = clean_xml_chars(&t.content);
+    let text =
+        if t.content_type.essence().to_string().contains("html") { html_to_text(&raw) } else { plain(&raw) };
+    limit_chars(&collapse_whitespace(&text), max_chars)
+}
+
+/// Text that should be plain but may carry markup anyway (feeds put HTML in titles
+/// and author names): tags are removed when there are any, so no reader that renders
+/// the field as HTML sees active content.
+fn plain(s: &str) -> String {
+    if has_tag(s) { html_to_text(&escape_lone_lt(s)) } else { s.to_owned() }
+}
+
+/// Whether text holds markup: feeds often send HTML in fields typed as plain text (RSS
+/// descriptions are HTML by convention, whatever the parser infers).
+fn has_tag(s: &str) -> bool {
+    s.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!'))
+}
+
+/// Escapes `<` that does not open a tag, so `html_to_text` keeps it as text.
+fn escape_lone_lt(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '<' if !chars.peek().is_some_and(|n| n.is_ascii_alphabetic() || *n == '/' || *n == '!') => {
+                out.push_str("&lt;")
+            }
+            '&' => out.push_str("&amp;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// HTML of a summary-like field (plain text is escaped into a paragraph).
+fn html_of(t: &Text) -> String {
+    let raw = limit_bytes(&clean_xml_chars(&t.content), MAX_HTML_BYTES);
+    if t.content_type.essence().to_string().contains("html") || has_tag(&raw) {
+        raw
+    } else {
+        text_to_html(&raw)
+    }
+}
+
+fn text_to_html(text: &str) -> String {
+    let escaped = escape_html(text.trim());
+    format!("<p>{}</p>", escaped.replace("\n\n", "</p><p>"))
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn collapse_whitespace(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Removes characters XML 1.0 forbids (C0 controls but tab, newline and carriage
+/// return; U+FFFE and U+FFFF), so whatever is stored can be republished as XML.
+pub fn clean_xml_chars(s: &str) -> String {
+    if !s.chars().any(forbidden_in_xml) {
+        return s.to_owned();
+    }
+    s.chars().filter(|c| !forbidden_in_xml(*c)).collect()
+}
+
+fn forbidden_in_xml(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+}
+
+fn limit_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn limit_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+thread_local! {
+    /// Building an ammonia policy allocates a dozen sets: do it once per thread and
+    /// only swap the base URL per item.
+    static SANITIZER: RefCell<ammonia::Builder<'static>> = RefCell::new(policy());
+}
+
+/// The allow-list. Everything not named here is dropped: script, style, iframe, form,
+/// object, embed, svg, math, meta, base; every `on*` and `style` attribute; every URL
+/// scheme but http, https and mailto.
+fn policy() -> ammonia::Builder<'static> {
+    let mut b = ammonia::Builder::default();
+    b.rm_tags(["area", "map", "details", "summary", "nav", "header", "footer"])
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .link_rel(Some("noopener noreferrer"))
+        .strip_comments(true);
+    b
+}
+
+/// Sanitises HTML against the allow-list, resolving relative URLs against `base`
+/// (they are dropped when there is no base).
+pub fn sanitize_html(html: &str, base: Option<&str>) -> String {
+    SANITIZER.with(|cell| {
+        let mut b = cell.borrow_mut();
+        let base = base.and_then(|s| Url::parse(s).ok()).filter(|u| matches!(u.scheme(), "http" | "https"));
+        match base {
+            Some(u) => b.url_relative(ammonia::UrlRelative::RewriteWithBase(u)),
+            None => b.url_relative(ammonia::UrlRelative::Deny),
+        };
+        b.clean(html).to_string()
+    })
+}
+
+/// Sanitises an item's summary and content in place.
+pub fn sanitize_item(item: &mut Item) {
+    let base = item.base.as_deref();
+    for field in [&mut item.summary, &mut item.content] {
+        if let Some(h) = field.as_mut() {
+            *h = sanitize_html(h, base);
+        }
+        if field.as_ref().is_some_and(|h| h.trim().is_empty()) {
+            *field = None;
+        }
+    }
+}
+
+/// The text of an HTML fragment, for the full-text index: tags removed, the contents
+/// of `script` and `style` dropped, common entities decoded, whitespace collapsed.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let after = &rest[lt..];
+        let lower_head: String = after.chars().take(8).flat_map(char::to_lowercase).collect();
+        let skip_to = if lower_head.starts_with("<script") {
+            Some("</script")
+        } else if lower_head.starts_with("<style") {
+            Some("</style")
+        } else {
+            None
+        };
+        let after = match skip_to {
+            Some(end) => match after.to_ascii_lowercase().find(end) {
+                Some(i) => &after[i..],
+                None => "",
+            },
+            None => after,
+        };
+        match after.find('>') {
+            Some(gt) => {
+                out.push(' ');
+                rest = &after[gt + 1..];
+            }
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    collapse_whitespace(&decode_entities(&out))
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let tail = &rest[amp..];
+        let end = tail.find(';').filter(|&i| i <= 10);
+        let decoded = end.and_then(|i| {
+            let name = &tail[1..i];
+            let c = match name {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                "nbsp" => ' ',
+                n if n.starts_with("#x") || n.starts_with("#X") => {
+                    char::from_u32(u32::from_str_radix(&n[2..], 16).ok()?)?
+                }
+                n if n.starts_with('#') => char::from_u32(n[1..].parse().ok()?)?,
+                _ => return None,
+            };
+            Some((c, i + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                if !forbidden_in_xml(c) {
+                    out.push(c);
+                }
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()
+    }
+
+    fn url() -> Url {
+        Url::parse("https://news.example.org/feeds/main.xml").unwrap()
+    }
+
+    #[test]
+    fn rss_items_without_guid_or_link_get_a_deterministic_key() {
+        let xml = br#"<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>
+            <item><title>No id</title><description>Body text</description></item>
+            <item><title>Linked</title><link>/a?utm_source=x</link></item>
+            <item><guid>urn:x:1</guid><title>Guid</title></item>
+            </channel></rss>"#;
+        let a = parse_feed(xml, &url(), now()).unwrap();
+        let b = parse_feed(xml, &url(), now()).unwrap();
+        assert_eq!(a.items.len(), 3);
+        assert_eq!(a.items[0].key, b.items[0].key, "no random ids");
+        assert!(a.items[0].key.starts_with("h:"));
+        assert_eq!(a.items[0].guid, None);
+        assert_eq!(a.items[1].key, "l:https://news.example.org/a");
+        assert_eq!(a.items[1].link.as_deref(), Some("https://news.example.org/a?utm_source=x"));
+        assert_eq!(a.items[2].key, "g:urn:x:1");
+    }
+
+    #[test]
+    fn rdf_about_is_never_a_key() {
+        let xml = br#"<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/">
+<channel rdf:about="https://x.org/"><title>W</title><link>https://x.org/</link><description>d</description></channel>
+<item rdf:about="https://x.org/about-1"><title>One</title><link>https://x.org/one</link><description>First</description></item>
+</rdf:RDF>"#;
+        let f = parse_feed(xml, &url(), now()).unwrap();
+        assert_eq!(f.items.len(), 1);
+        assert_eq!(f.items[0].key, "l:https://x.org/one");
+        assert_eq!(f.items[0].guid, None);
+    }
+
+    #[test]
+    fn future_and_ancient_dates_are_dropped() {
+        let xml = br#"<rss version="2.0"><channel><title>T</title>
+            <item><guid>1</guid><pubDate>Mon, 01 Jan 2035 00:00:00 GMT</pubDate></item>
+            <item><guid>2</guid><pubDate>Mon, 01 Jan 0001 00:00:00 GMT</pubDate></item>
+            <item><guid>3</guid><pubDate>Sun, 29 Nov 2026 10:00:00 GMT</pubDate></item>
+            <item><guid>4</guid><pubDate>yesterday-ish</pubDate></item>
+            </channel></rss>"#;
+        let f = parse_feed(xml, &url(), now()).unwrap();
+        let dates: Vec<_> = f.items.iter().map(|i| i.published.map(|d| d.timestamp())).collect();
+        assert_eq!(
+            dates,
+            [None, None, Some(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap().timestamp()), None]
+        );
+    }
+
+    #[test]
+    fn html_pages_and_empty_bodies_are_not_feeds() {
+        let page = b"<!DOCTYPE html><html><head><title>x</title></head><body>hi</body></html>";
+        assert!(matches!(parse_feed(page, &url(), now()), Err(ParseError::NotAFeed(_))));
+        assert!(matches!(parse_feed(b"  \n", &url(), now()), Err(ParseError::NotAFeed(_))));
+        assert!(matches!(parse_feed(b"hello", &url(), now()), Err(ParseError::NotAFeed(_))));
+        let cut = b"<rss version=\"2.0\"><channel><title>T</title><item><title>a";
+        assert!(parse_feed(cut, &url(), now()).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_first() {
+        let xml = br#"<rss version="2.0"><channel><title>T</title>
+            <item><guid>1</guid><title>first</title></item>
+            <item><guid>1</guid><title>second</title></item></channel></rss>"#;
+        let f = parse_feed(xml, &url(), now()).unwrap();
+        assert_eq!(f.items.len(), 1);
+        assert_eq!(f.items[0].title, "first");
+        assert_eq!(f.skipped, 1);
+    }
+
+    #[test]
+    fn sanitizer_drops_active_content_and_resolves_links() {
+        let dirty = r#"<p onclick="x()">Hi <a href="../a.html">rel</a> <a href="javascript:alert(1)">js</a>
+            <img src="img/p.png" onerror="alert(1)"><script>alert(1)</script><iframe src="https://e/"></iframe>
+            <svg onload="alert(1)"></svg><math><mi xlink:href="javascript:alert(1)">m</mi></math>
+            <form action="https://e/"><input name="q"></form><style>body{}</style>
+            <div style="position:fixed">s</div><a href="data:text/html;base64,PHNjcmlwdD4=">d</a>
+            <a href="vbscript:msgbox(1)">v</a><object data="x.swf"></object><embed src="x.swf"></p>"#;
+        let clean = sanitize_html(dirty, Some("https://news.example.org/posts/1/"));
+        let lower = clean.to_lowercase();
+        for bad in [
+            "<script",
+            "javascript:",
+            "vbscript:",
+            "onerror",
+            "onclick",
+            "onload",
+            "<iframe",
+            "<svg",
+            "<math",
+            "<form",
+            "<input",
+            "<style",
+            "style=",
+            "data:text",
+            "<object",
+            "<embed",
+        ] {
+            assert!(!lower.contains(bad), "{bad} survived: {clean}");
+        }
+        assert!(clean.contains(r#"href="https://news.example.org/posts/a.html""#), "{clean}");
+        assert!(clean.contains(r#"src="https://news.example.org/posts/1/img/p.png""#), "{clean}");
+        assert!(clean.contains(r#"rel="noopener noreferrer""#), "{clean}");
+    }
+
+    #[test]
+    fn text_extraction_and_xml_chars() {
+        assert_eq!(html_to_text("<p>A &amp; B</p><script>x<y</script><p>C&#233;&nbsp;D</p>"), "A & B Cé D");
+        assert_eq!(html_to_text("a &lt; b and &amp;bogus; ok"), "a < b and &bogus; ok");
+        assert_eq!(clean_xml_chars("a\u{1}b\u{b}c\u{fffe}d\te"), "abcd\te");
+    }
+}

@@ -1,0 +1,1035 @@
+//! The SQLite store: schema, migrations, and every SQL statement.
+//!
+//! Input: parsed and sanitised items, poll outcomes, topic matches. Output: rows for
+//! curation, publishing and status. Nothing here knows HTTP or HTML.
+//!
+//! Invariants:
+//! - One `BEGIN IMMEDIATE` transaction per feed poll covers its items, their FTS rows
+//!   and the feed's new validators and status, so a crash can never leave an ETag
+//!   recorded for items that were not stored.
+//! - An item is stored once per `(feed_id, key)`; the same key with a different content
+//!   hash is a correction and updates the row in place (same id, same story).
+//! - Every new or corrected item is queued in `pending` in the same transaction, so
+//!   curation after a crash still sees it.
+//! - Keys of pruned items live on in `tombstones` and are never stored again.
+//!
+//! Concurrency: one writer (see [`StoreHandle`], a dedicated thread), readers on their
+//! own connections; WAL mode, `synchronous=NORMAL`, a busy timeout.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::model::Item;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the database folder {}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {} was written by a newer feedsieve (schema version {found}, this one knows {known})", path.display())]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database writer has stopped")]
+    Closed,
+}
+
+/// Append-only: each entry upgrades the schema by one version (`PRAGMA user_version`).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE feeds (
+    id            TEXT PRIMARY KEY,
+    url           TEXT NOT NULL,
+    title         TEXT,
+    site_link     TEXT,
+    etag          TEXT,
+    last_modified TEXT,
+    last_fetch    INTEGER,
+    last_success  INTEGER,
+    last_status   INTEGER,
+    error         TEXT,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    next_due      INTEGER,
+    moved_to      TEXT
+) STRICT;
+
+CREATE TABLE stories (
+    id         INTEGER PRIMARY KEY,
+    first_seen INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE items (
+    id             INTEGER PRIMARY KEY,
+    feed_id        TEXT NOT NULL REFERENCES feeds(id),
+    key            TEXT NOT NULL,
+    guid           TEXT,
+    link           TEXT,
+    canonical_link TEXT,
+    title          TEXT NOT NULL,
+    summary        TEXT,
+    content        TEXT,
+    authors        TEXT NOT NULL,
+    categories     TEXT NOT NULL,
+    published      INTEGER,
+    updated        INTEGER,
+    first_seen     INTEGER NOT NULL,
+    changed_at     INTEGER NOT NULL,
+    content_hash   BLOB NOT NULL,
+    story_id       INTEGER NOT NULL REFERENCES stories(id),
+    UNIQUE (feed_id, key)
+) STRICT;
+CREATE INDEX items_canonical_link ON items(canonical_link) WHERE canonical_link IS NOT NULL;
+CREATE INDEX items_story ON items(story_id);
+
+CREATE VIRTUAL TABLE items_fts USING fts5(
+    title, summary, content, categories,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+
+CREATE TABLE pending (item_id INTEGER PRIMARY KEY) STRICT;
+
+CREATE TABLE topics (
+    id         TEXT PRIMARY KEY,
+    signature  TEXT NOT NULL,
+    changed_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE topic_stories (
+    topic_id   TEXT NOT NULL,
+    story_id   INTEGER NOT NULL,
+    item_id    INTEGER NOT NULL,
+    score      REAL NOT NULL,
+    sort_date  INTEGER NOT NULL,
+    matched_at INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, story_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX topic_stories_by_date ON topic_stories(topic_id, sort_date DESC);
+CREATE INDEX topic_stories_item ON topic_stories(item_id);
+
+CREATE TABLE tombstones (
+    feed_id   TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    pruned_at INTEGER NOT NULL,
+    PRIMARY KEY (feed_id, key)
+) STRICT, WITHOUT ROWID;
+"#];
+
+pub fn ts(d: DateTime<Utc>) -> i64 {
+    d.timestamp()
+}
+
+pub fn from_ts(t: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(t, 0).single().unwrap_or_default()
+}
+
+/// An item ready to store: sanitised, with the plain text the index gets.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub item: Item,
+    pub summary_text: String,
+    pub content_text: String,
+}
+
+/// What the feed row records after a successful fetch.
+#[derive(Debug, Clone, Default)]
+pub struct FetchRecord {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub title: Option<String>,
+    pub site_link: Option<String>,
+    pub moved_to: Option<String>,
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// The counts of one feed's ingest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestCounts {
+    pub new: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// A feed's stored state: validators for the next request and health for `status`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FeedRow {
+    pub id: String,
+    pub url: String,
+    pub title: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_fetch: Option<i64>,
+    pub last_status: Option<i64>,
+    pub error: Option<String>,
+    pub failures: i64,
+    pub next_due: Option<i64>,
+    pub moved_to: Option<String>,
+    pub items: i64,
+}
+
+/// One item matched by a topic query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match {
+    pub item_id: i64,
+    pub story_id: i64,
+    /// Higher is better (the negated FTS5 bm25 rank; 0 for topics without a query).
+    pub score: f64,
+    pub sort_date: i64,
+}
+
+/// Which items a topic query looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Items stored or corrected since the last curation.
+    Pending,
+    /// Every stored item (backfill).
+    All,
+}
+
+/// A compiled topic, in the store's terms.
+#[derive(Debug, Clone)]
+pub struct TopicFilter {
+    /// FTS5 MATCH expression; `None` takes every item.
+    pub fts: Option<String>,
+    pub exclude: Option<String>,
+    /// Only items of these feeds; `None`: every feed.
+    pub feeds: Option<Vec<String>>,
+}
+
+/// A story as it appears in a topic output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub story_id: i64,
+    pub score: f64,
+    pub item: StoredItem,
+    /// Other items of the same story: `(feed id, feed title, link)`.
+    pub also: Vec<(String, Option<String>, Option<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredItem {
+    pub id: i64,
+    pub feed_id: String,
+    pub feed_title: Option<String>,
+    pub feed_url: String,
+    pub feed_site: Option<String>,
+    pub key: String,
+    pub link: Option<String>,
+    pub title: String,
+    pub summary: Option<String>,
+    pub content: Option<String>,
+    pub authors: Vec<String>,
+    pub categories: Vec<String>,
+    pub published: Option<i64>,
+    pub updated: Option<i64>,
+    pub first_seen: i64,
+    pub changed_at: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    ///
+    /// # Errors
+    /// If the folder cannot be created, the file is not a database, or it was written
+    /// by a newer version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        }
+        let conn =
+            Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let mut store = Store { conn, path: path.to_owned() };
+        store.configure().map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only (status, export, preview).
+    ///
+    /// # Errors
+    /// If the file does not exist or is not a feedsieve database.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let flags =
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        let store = Store { conn, path: path.to_owned() };
+        let version = store.user_version().map_err(open_err)?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        if version < MIGRATIONS.len() as i64 {
+            // Older schema: let the writer migrate it first.
+            drop(store);
+            return Store::open(path).and_then(|_| Store::open_read_only(path));
+        }
+        Ok(store)
+    }
+
+    /// A private in-memory database (query checks, tests).
+    ///
+    /// # Errors
+    /// Only if SQLite itself fails.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        let mut store = Store { conn, path: PathBuf::from(":memory:") };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&mut self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(Duration::from_secs(5))?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    fn user_version(&self) -> rusqlite::Result<i64> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version = self.user_version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Checks that SQLite's FTS5 accepts a MATCH expression.
+    ///
+    /// # Errors
+    /// SQLite's message when it does not.
+    pub fn check_fts(&self, expr: &str) -> Result<(), String> {
+        self.conn
+            .query_row("SELECT count(*) FROM items_fts WHERE items_fts MATCH ?1", [expr], |_| Ok(()))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes the feed rows match the configured feeds (id and URL). A feed whose URL
+    /// changed loses its validators, which belonged to the old URL. Rows of feeds no
+    /// longer configured are kept with their items.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn sync_feeds<'a>(
+        &mut self,
+        feeds: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO feeds (id, url) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL,
+                     moved_to = NULL
+                 WHERE feeds.url <> excluded.url",
+            )?;
+            for (id, url) in feeds {
+                upsert.execute(params![id, url])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A feed's stored state.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn feed(&self, id: &str) -> Result<Option<FeedRow>, StoreError> {
+        Ok(self.feeds_where("WHERE f.id = ?1", [id])?.into_iter().next())
+    }
+
+    /// Every feed row, by id, with its item count.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn feeds(&self) -> Result<Vec<FeedRow>, StoreError> {
+        self.feeds_where("", [])
+    }
+
+    fn feeds_where<P: rusqlite::Params>(&self, filter: &str, p: P) -> Result<Vec<FeedRow>, StoreError> {
+        let sql = format!(
+            "SELECT f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
+                    f.failures, f.next_due, f.moved_to,
+                    (SELECT count(*) FROM items i WHERE i.feed_id = f.id)
+             FROM feeds f {filter} ORDER BY f.id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(p, |r| {
+            Ok(FeedRow {
+                id: r.get(0)?,
+                url: r.get(1)?,
+                title: r.get(2)?,
+                etag: r.get(3)?,
+                last_modified: r.get(4)?,
+                last_fetch: r.get(5)?,
+                last_status: r.get(6)?,
+                error: r.get(7)?,
+                failures: r.get(8)?,
+                next_due: r.get(9)?,
+                moved_to: r.get(10)?,
+                items: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Content hashes of a feed's stored items by key, and its tombstoned keys (as
+    /// `None`): what a poll needs to tell new, corrected and repeated items apart
+    /// before doing any expensive work on them.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn known_keys(&self, feed_id: &str) -> Result<HashMap<String, Option<[u8; 16]>>, StoreError> {
+        let mut out = HashMap::new();
+        let mut stmt = self.conn.prepare_cached("SELECT key, content_hash FROM items WHERE feed_id = ?1")?;
+        let mut rows = stmt.query([feed_id])?;
+        while let Some(r) = rows.next()? {
+            let hash: Vec<u8> = r.get(1)?;
+            let mut h = [0u8; 16];
+            if hash.len() == 16 {
+                h.copy_from_slice(&hash);
+            }
+            out.insert(r.get(0)?, Some(h));
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT key FROM tombstones WHERE feed_id = ?1")?;
+        let mut rows = stmt.query([feed_id])?;
+        while let Some(r) = rows.next()? {
+            out.insert(r.get(0)?, None);
+        }
+        Ok(out)
+    }
+
+    /// Stores one successful poll of one feed in one transaction: new items, corrected
+    /// items, their index rows, and the feed's validators and health.
+    ///
+    /// `items` should hold only items that are new or changed (the rest are counted in
+    /// `unchanged` by the caller); one whose key and hash are already stored is counted
+    /// as unchanged here too, and a tombstoned key is skipped.
+    ///
+    /// # Errors
+    /// On database failure, after which nothing of this poll is stored.
+    pub fn ingest(
+        &mut self,
+        feed_id: &str,
+        items: &[NewItem],
+        record: &FetchRecord,
+        now: DateTime<Utc>,
+    ) -> Result<IngestCounts, StoreError> {
+        let now = ts(now);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut counts = IngestCounts::default();
+        for n in items {
+            match upsert_item(&tx, feed_id, n, now)? {
+                Upsert::New => counts.new += 1,
+                Upsert::Updated => counts.updated += 1,
+                Upsert::Unchanged | Upsert::Tombstoned => counts.unchanged += 1,
+            }
+        }
+        tx.execute(
+            "UPDATE feeds SET etag = ?2, last_modified = ?3, last_fetch = ?4, last_success = ?4,
+                 last_status = ?5, error = NULL, failures = 0, title = COALESCE(?6, title),
+                 site_link = COALESCE(?7, site_link), moved_to = ?8, next_due = ?9
+             WHERE id = ?1",
+            params![
+                feed_id,
+                record.etag,
+                record.last_modified,
+                now,
+                record.status,
+                record.title,
+                record.site_link,
+                record.moved_to,
+                record.next_due.map(ts),
+            ],
+        )?;
+        tx.commit()?;
+        Ok(counts)
+    }
+
+    /// Records a poll that found nothing new (304).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn record_not_modified(
+        &mut self,
+        feed_id: &str,
+        status: u16,
+        now: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+        moved_to: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE feeds SET last_fetch = ?2, last_success = ?2, last_status = ?3, error = NULL,
+                 failures = 0, next_due = ?4, moved_to = ?5 WHERE id = ?1",
+            params![feed_id, ts(now), status, next_due.map(ts), moved_to],
+        )?;
+        Ok(())
+    }
+
+    /// Records a failed poll: the error, the HTTP status if any, one more failure.
+    /// Validators and items are left as they were.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn record_failure(
+        &mut self,
+        feed_id: &str,
+        status: Option<u16>,
+        error: &str,
+        now: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE feeds SET last_fetch = ?2, last_status = ?3, error = ?4, failures = failures + 1,
+                 next_due = ?5 WHERE id = ?1",
+            params![feed_id, ts(now), status, error, next_due.map(ts)],
+        )?;
+        Ok(())
+    }
+
+    /// Runs `f` inside one write transaction (curation: matches, topic rows, queue).
+    ///
+    /// # Errors
+    /// Whatever `f` or the commit returns; on error nothing is applied.
+    pub fn write<R>(
+        &mut self,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut w = Writer { tx };
+        let r = f(&mut w)?;
+        w.tx.commit()?;
+        Ok(r)
+    }
+
+    /// Matches of a topic filter over stored items, best first within equal dates.
+    ///
+    /// # Errors
+    /// On database failure or an FTS expression SQLite rejects.
+    pub fn matches(&self, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError> {
+        query_matches(&self.conn, filter, scope)
+    }
+
+    /// The topic's entries for publishing, newest first.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn topic_entries(
+        &self,
+        topic_id: &str,
+        limit: usize,
+        since: Option<i64>,
+    ) -> Result<Vec<EntryRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT ts.story_id, ts.score, {ITEM_COLUMNS}
+             FROM topic_stories ts JOIN items i ON i.id = ts.item_id JOIN feeds f ON f.id = i.feed_id
+             WHERE ts.topic_id = ?1 AND ts.sort_date >= ?2
+             ORDER BY ts.sort_date DESC, ts.score DESC, ts.story_id DESC
+             LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![topic_id, since.unwrap_or(i64::MIN), limit as i64], |r| {
+            Ok(EntryRow { story_id: r.get(0)?, score: r.get(1)?, item: stored_item(r, 2)?, also: Vec::new() })
+        })?;
+        let mut entries: Vec<EntryRow> = rows.collect::<Result<_, _>>()?;
+        let mut also = self.conn.prepare_cached(
+            "SELECT i.feed_id, f.title, i.link FROM items i JOIN feeds f ON f.id = i.feed_id
+             WHERE i.story_id = ?1 AND i.id <> ?2 ORDER BY i.first_seen, i.id",
+        )?;
+        for e in &mut entries {
+            e.also = also
+                .query_map(params![e.story_id, e.item.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(entries)
+    }
+
+    /// Number of stories in each topic.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn topic_sizes(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT topic_id, count(*) FROM topic_stories GROUP BY topic_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Total stored items.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn item_count(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0))?)
+    }
+
+    /// Items matching an ad-hoc filter, best first, with highlighted title and snippet,
+    /// for `topic preview`.
+    ///
+    /// # Errors
+    /// On database failure or an FTS expression SQLite rejects.
+    pub fn preview(&self, filter: &TopicFilter, limit: usize) -> Result<Vec<PreviewRow>, StoreError> {
+        let (sql, fts) = match &filter.fts {
+            Some(q) => {
+                let q = match &filter.exclude {
+                    Some(ex) => format!("({q}) NOT ({ex})"),
+                    None => q.clone(),
+                };
+                (
+                    format!(
+                        "SELECT i.id, i.feed_id, i.link, -bm25(items_fts), highlight(items_fts, 0, '[', ']'),
+                                snippet(items_fts, -1, '[', ']', '…', 16), COALESCE(i.published, i.first_seen),
+                                (SELECT count(*) FROM items o WHERE o.story_id = i.story_id)
+                         FROM items_fts JOIN items i ON i.id = items_fts.rowid
+                         WHERE items_fts MATCH ?1 {}
+                         ORDER BY bm25(items_fts), i.id DESC LIMIT ?3",
+                        feeds_clause(filter)
+                    ),
+                    Some(q),
+                )
+            }
+            None => (
+                format!(
+                    "SELECT i.id, i.feed_id, i.link, 0.0, i.title, '', COALESCE(i.published, i.first_seen),
+                            (SELECT count(*) FROM items o WHERE o.story_id = i.story_id)
+                     FROM items i WHERE (?1 IS NULL) {} {}
+                     ORDER BY COALESCE(i.published, i.first_seen) DESC LIMIT ?3",
+                    feeds_clause(filter),
+                    exclude_clause(filter)
+                ),
+                None,
+            ),
+        };
+        let feeds = filter.feeds.as_ref().map(|f| serde_json::to_string(f).unwrap_or_default());
+        let mut stmt = self.conn.prepare(&sql)?;
+        let ex = if fts.is_none() { filter.exclude.clone() } else { None };
+        let mut p: Vec<Box<dyn rusqlite::ToSql>> =
+            vec![Box::new(fts), Box::new(feeds), Box::new(limit as i64)];
+        if ex.is_some() {
+            p.push(Box::new(ex));
+        }
+        let rows = stmt.query_map(rusqlite::params_from_iter(p.iter()), |r| {
+            Ok(PreviewRow {
+                item_id: r.get(0)?,
+                feed_id: r.get(1)?,
+                link: r.get(2)?,
+                score: r.get(3)?,
+                title: r.get(4)?,
+                snippet: r.get(5)?,
+                date: r.get(6)?,
+                sources: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// One line of `topic preview`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PreviewRow {
+    pub item_id: i64,
+    pub feed_id: String,
+    pub link: Option<String>,
+    pub score: f64,
+    /// Title with matched terms in `[brackets]`.
+    pub title: String,
+    /// The best passage with matched terms in `[brackets]`.
+    pub snippet: String,
+    pub date: i64,
+    /// Items in the same story, this one included.
+    pub sources: i64,
+}
+
+/// A write transaction handed to [`Store::write`].
+pub struct Writer<'c> {
+    tx: Transaction<'c>,
+}
+
+impl Writer<'_> {
+    /// The stored signature of a topic's definition (to notice a changed query).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn topic_signature(&self, topic_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .query_row("SELECT signature FROM topics WHERE id = ?1", [topic_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Replaces every match of a topic (backfill) and records its new signature.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn replace_topic(
+        &mut self,
+        topic_id: &str,
+        signature: &str,
+        now: i64,
+        m: &[Match],
+    ) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM topic_stories WHERE topic_id = ?1", [topic_id])?;
+        self.tx.execute(
+            "INSERT INTO topics (id, signature, changed_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET signature = excluded.signature, changed_at = excluded.changed_at",
+            params![topic_id, signature, now],
+        )?;
+        self.add_matches(topic_id, now, m)
+    }
+
+    /// Adds matches of pending items; removes pending items that no longer match
+    /// (a correction can take an item out of a topic).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn update_topic(&mut self, topic_id: &str, now: i64, m: &[Match]) -> Result<(), StoreError> {
+        self.tx.execute(
+            "DELETE FROM topic_stories WHERE topic_id = ?1 AND item_id IN (SELECT item_id FROM pending)",
+            [topic_id],
+        )?;
+        self.add_matches(topic_id, now, m)
+    }
+
+    fn add_matches(&mut self, topic_id: &str, now: i64, m: &[Match]) -> Result<(), StoreError> {
+        // The first item of a story to match stays its entry (its id must not change
+        // when later copies join); a better score is kept.
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO topic_stories (topic_id, story_id, item_id, score, sort_date, matched_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(topic_id, story_id) DO UPDATE SET
+                 score = max(score, excluded.score),
+                 sort_date = CASE WHEN item_id = excluded.item_id THEN excluded.sort_date ELSE sort_date END",
+        )?;
+        for x in m {
+            stmt.execute(params![topic_id, x.story_id, x.item_id, x.score, x.sort_date, now])?;
+        }
+        Ok(())
+    }
+
+    /// Forgets topics no longer configured.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn retain_topics(&mut self, keep: &[&str]) -> Result<(), StoreError> {
+        let keep = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
+        self.tx.execute(
+            "DELETE FROM topic_stories WHERE topic_id NOT IN (SELECT value FROM json_each(?1))",
+            [&keep],
+        )?;
+        self.tx.execute("DELETE FROM topics WHERE id NOT IN (SELECT value FROM json_each(?1))", [&keep])?;
+        Ok(())
+    }
+
+    /// Matches over the items in scope, seen from inside this transaction.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn matches(&self, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError> {
+        query_matches(&self.tx, filter, scope)
+    }
+
+    /// Empties the curation queue.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn clear_pending(&mut self) -> Result<usize, StoreError> {
+        Ok(self.tx.execute("DELETE FROM pending", [])?)
+    }
+}
+
+const ITEM_COLUMNS: &str = "i.id, i.feed_id, f.title, f.url, f.site_link, i.key, i.link, i.title, i.summary,
+     i.content, i.authors, i.categories, i.published, i.updated, i.first_seen, i.changed_at";
+
+fn stored_item(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredItem> {
+    let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    Ok(StoredItem {
+        id: r.get(at)?,
+        feed_id: r.get(at + 1)?,
+        feed_title: r.get(at + 2)?,
+        feed_url: r.get(at + 3)?,
+        feed_site: r.get(at + 4)?,
+        key: r.get(at + 5)?,
+        link: r.get(at + 6)?,
+        title: r.get(at + 7)?,
+        summary: r.get(at + 8)?,
+        content: r.get(at + 9)?,
+        authors: json_list(r.get(at + 10)?),
+        categories: json_list(r.get(at + 11)?),
+        published: r.get(at + 12)?,
+        updated: r.get(at + 13)?,
+        first_seen: r.get(at + 14)?,
+        changed_at: r.get(at + 15)?,
+    })
+}
+
+fn feeds_clause(filter: &TopicFilter) -> &'static str {
+    if filter.feeds.is_some() {
+        "AND i.feed_id IN (SELECT value FROM json_each(?2))"
+    } else {
+        "AND (?2 IS NULL)"
+    }
+}
+
+fn exclude_clause(filter: &TopicFilter) -> &'static str {
+    if filter.exclude.is_some() {
+        "AND i.id NOT IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?4)"
+    } else {
+        ""
+    }
+}
+
+fn query_matches(conn: &Connection, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError> {
+    let scope_clause = match scope {
+        Scope::Pending => "AND i.id IN (SELECT item_id FROM pending)",
+        Scope::All => "",
+    };
+    let feeds = filter.feeds.as_ref().map(|f| serde_json::to_string(f).unwrap_or_default());
+    let order = "ORDER BY i.first_seen, i.id";
+    let (sql, fts, ex) = match &filter.fts {
+        Some(q) => {
+            let q = match &filter.exclude {
+                Some(ex) => format!("({q}) NOT ({ex})"),
+                None => q.clone(),
+            };
+            let sql = format!(
+                "SELECT i.id, i.story_id, -bm25(items_fts), COALESCE(i.published, i.first_seen)
+                 FROM items_fts JOIN items i ON i.id = items_fts.rowid
+                 WHERE items_fts MATCH ?1 {} {scope_clause} {order}",
+                feeds_clause(filter)
+            );
+            (sql, Some(q), None)
+        }
+        None => {
+            let sql = format!(
+                "SELECT i.id, i.story_id, 0.0, COALESCE(i.published, i.first_seen)
+                 FROM items i WHERE (?1 IS NULL) {} {scope_clause} {} {order}",
+                feeds_clause(filter),
+                exclude_clause(filter).replace("?4", "?3")
+            );
+            (sql, None, filter.exclude.clone())
+        }
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let map = |r: &rusqlite::Row<'_>| {
+        Ok(Match { item_id: r.get(0)?, story_id: r.get(1)?, score: r.get(2)?, sort_date: r.get(3)? })
+    };
+    let rows = match ex {
+        Some(ex) => stmt.query_map(params![fts, feeds, ex], map)?.collect::<Result<Vec<_>, _>>()?,
+        None => stmt.query_map(params![fts, feeds], map)?.collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(rows)
+}
+
+enum Upsert {
+    New,
+    Updated,
+    Unchanged,
+    Tombstoned,
+}
+
+fn upsert_item(tx: &Transaction<'_>, feed_id: &str, n: &NewItem, now: i64) -> Result<Upsert, StoreError> {
+    let it = &n.item;
+    let tomb: bool = tx
+        .prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND key = ?2")?
+        .exists(params![feed_id, it.key])?;
+    if tomb {
+        return Ok(Upsert::Tombstoned);
+    }
+    let existing: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT id, content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?
+        .query_row(params![feed_id, it.key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let authors = serde_json::to_string(&it.authors).unwrap_or_else(|_| "[]".into());
+    let categories = serde_json::to_string(&it.categories).unwrap_or_else(|_| "[]".into());
+    let outcome = match existing {
+        Some((_, hash)) if hash == it.content_hash => return Ok(Upsert::Unchanged),
+        Some((id, _)) => {
+            tx.prepare_cached(
+                "UPDATE items SET guid = ?2, link = ?3, canonical_link = ?4, title = ?5, summary = ?6,
+                     content = ?7, authors = ?8, categories = ?9, published = ?10, updated = ?11,
+                     changed_at = ?12, content_hash = ?13
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                it.guid,
+                it.link,
+                it.canonical_link,
+                it.title,
+                it.summary,
+                it.content,
+                authors,
+                categories,
+                it.published.map(ts),
+                it.updated.map(ts),
+                now,
+                &it.content_hash[..],
+            ])?;
+            tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?.execute([id])?;
+            (id, Upsert::Updated)
+        }
+        None => {
+            let story = match &it.canonical_link {
+                Some(link) => tx
+                    .prepare_cached(
+                        "SELECT story_id FROM items WHERE canonical_link = ?1 ORDER BY id LIMIT 1",
+                    )?
+                    .query_row([link], |r| r.get::<_, i64>(0))
+                    .optional()?,
+                None => None,
+            };
+            let story = match story {
+                Some(s) => s,
+                None => {
+                    tx.prepare_cached("INSERT INTO stories (first_seen) VALUES (?1)")?.execute([now])?;
+                    tx.last_insert_rowid()
+                }
+            };
+            tx.prepare_cached(
+                "INSERT INTO items (feed_id, key, guid, link, canonical_link, title, summary, content, authors,
+                     categories, published, updated, first_seen, changed_at, content_hash, story_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)",
+            )?
+            .execute(params![
+                feed_id,
+                it.key,
+                it.guid,
+                it.link,
+                it.canonical_link,
+                it.title,
+                it.summary,
+                it.content,
+                authors,
+                categories,
+                it.published.map(ts),
+                it.updated.map(ts),
+                now,
+                &it.content_hash[..],
+                story,
+            ])?;
+            (tx.last_insert_rowid(), Upsert::New)
+        }
+    };
+    let id = outcome.0;
+    tx.prepare_cached(
+        "INSERT INTO items_fts (rowid, title, summary, content, categories) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, it.title, n.summary_text, n.content_text, it.categories.join(" ")])?;
+    tx.prepare_cached("INSERT OR IGNORE INTO pending (item_id) VALUES (?1)")?.execute([id])?;
+    Ok(outcome.1)
+}
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// The single writer: a thread that owns the write connection and runs closures sent
+/// to it in order. Cloning the handle is cheap; the thread ends (and the database is
+/// closed cleanly) when the last handle is dropped.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl StoreHandle {
+    /// Moves `store` onto its own thread.
+    ///
+    /// # Errors
+    /// If the thread cannot be started.
+    pub fn spawn(store: Store) -> std::io::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let join = std::thread::Builder::new().name("feedsieve-store".into()).spawn(move || {
+            let mut store = store;
+            while let Ok(job) = rx.recv() {
+                job(&mut store);
+            }
+        })?;
+        Ok((StoreHandle { tx }, join))
+    }
+
+    /// Runs `f` on the writer thread and returns its result.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] if the writer has stopped; otherwise what `f` returns.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move |s: &mut Store| {
+                let _ = done.send(f(s));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_twice_without_harm() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/db.sqlite");
+        drop(Store::open(&path).unwrap());
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.user_version().unwrap(), MIGRATIONS.len() as i64);
+        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let s = Store::open(&path).unwrap();
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn fts_check_reports_sqlite_errors() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(s.check_fts("\"border security\" OR smuggl*").is_ok());
+        assert!(s.check_fts("AND AND").is_err());
+    }
+}
