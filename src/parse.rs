@@ -88,6 +88,9 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
     } else {
         out.site_link.as_deref().and_then(|s| Url::parse(s).ok()).unwrap_or_else(|| url.clone())
     };
+    // feed-rs resolves entry links against `xml:base` but not URLs inside content, and
+    // does not report a base set on the root element.
+    let base = root_xml_base(bytes).and_then(|b| base.join(&b).ok()).unwrap_or(base);
     let mut seen = std::collections::HashSet::new();
     for entry in &feed.entries {
         if out.items.len() == MAX_ITEMS {
@@ -102,6 +105,29 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
         }
     }
     Ok(out)
+}
+
+/// The `xml:base` attribute of the root element, if any (looked for in the first
+/// 4 KiB, where the root element starts in any real feed).
+fn root_xml_base(bytes: &[u8]) -> Option<String> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let mut rest = head.as_ref();
+    // Skip the XML declaration, comments, doctype and processing instructions.
+    let root = loop {
+        let lt = rest.find('<')?;
+        rest = &rest[lt..];
+        if rest.starts_with("<?") || rest.starts_with("<!") {
+            rest = &rest[rest.find('>')? + 1..];
+        } else {
+            break &rest[..rest.find('>')?];
+        }
+    };
+    let at = root.find("xml:base")?;
+    let after = root[at + "xml:base".len()..].trim_start().strip_prefix('=')?.trim_start();
+    let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &after[1..];
+    let end = value.find(quote)?;
+    Some(decode_entities(&value[..end]))
 }
 
 fn looks_like_html(b: &[u8]) -> bool {
@@ -546,6 +572,13 @@ mod tests {
         assert!(clean.contains(r#"href="https://news.example.org/posts/a.html""#), "{clean}");
         assert!(clean.contains(r#"src="https://news.example.org/posts/1/img/p.png""#), "{clean}");
         assert!(clean.contains(r#"rel="noopener noreferrer""#), "{clean}");
+    }
+
+    #[test]
+    fn root_xml_base_is_found() {
+        let xml = br#"<?xml version="1.0"?><!-- c --><feed xmlns="http://www.w3.org/2005/Atom" xml:base='https://a.example/b/'>"#;
+        assert_eq!(root_xml_base(xml).as_deref(), Some("https://a.example/b/"));
+        assert_eq!(root_xml_base(b"<rss version=\"2.0\"><channel>"), None);
     }
 
     #[test]

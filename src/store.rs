@@ -821,7 +821,9 @@ fn query_matches(conn: &Connection, filter: &TopicFilter, scope: Scope) -> Resul
         Scope::All => "",
     };
     let feeds = filter.feeds.as_ref().map(|f| serde_json::to_string(f).unwrap_or_default());
-    let order = "ORDER BY i.first_seen, i.id";
+    // The first item seen of a story becomes its entry; items first seen in the same
+    // pass are ordered by the date they claim, then by arrival.
+    let order = "ORDER BY i.first_seen, COALESCE(i.published, i.first_seen), i.id";
     let (sql, fts, ex) = match &filter.fts {
         Some(q) => {
             let q = match &filter.exclude {

@@ -1,0 +1,7 @@
+//! Integration tests: a real HTTP server on 127.0.0.1, a real SQLite file in a
+//! temporary folder, the real binary for command-line behaviour.
+
+mod cli;
+mod fetch;
+mod pipeline;
+mod util;

@@ -1,0 +1,345 @@
+//! The poll → store → curate → publish pipeline against a fixture server.
+
+use feedsieve::publish::Format;
+
+use crate::util::{Env, FeedServer, fixture, strings, titles};
+
+const TOPIC: &str = r#"
+[[topic]]
+id = "border"
+title = "Border security"
+query = '"border security" OR "migrant smuggling" OR "human trafficking"'
+exclude = '"job vacancy"'
+"#;
+
+fn feed(id: &str, url: &str) -> String {
+    format!("[[feed]]\nid = \"{id}\"\nurl = \"{url}\"\n\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_feed_format_is_stored_and_curated() {
+    let server = FeedServer::start().await;
+    let files = [
+        ("rss091", "formats/rss091.xml", 4),
+        ("rss092", "formats/rss092.xml", 4),
+        // feed-rs drops the RSS 1.0 item without the <link> the RSS 1.0 spec requires;
+        // rdf:about is never used as a key, so there is nothing stable to store it by.
+        ("rss10", "formats/rss10.xml", 3),
+        ("rss20", "formats/rss20.xml", 5),
+        ("atom", "formats/atom.xml", 4),
+        ("json", "formats/jsonfeed.json", 4),
+    ];
+    let mut cfg = String::new();
+    for (id, path, _) in files {
+        server.put_fixture(&format!("/{id}"), path);
+        cfg.push_str(&feed(id, &server.url(&format!("/{id}"))));
+    }
+    cfg.push_str(TOPIC);
+    let env = Env::new(&cfg);
+    let summary = env.poll().await;
+    assert_eq!((summary.fetched, summary.failed), (6, 0), "{summary:?}");
+    assert_eq!(summary.new_items, 24);
+
+    let store = env.store();
+    for (id, _, n) in files {
+        let row = store.feed(id).unwrap().unwrap();
+        assert_eq!(row.items, n, "items of {id}");
+        assert_eq!(row.last_status, Some(200));
+        assert_eq!(row.error, None);
+    }
+
+    // One matching item per format file (README: rss10 item 2, atom entry 2, …).
+    let atom = env.export("border", Format::Atom);
+    let mut got = titles(&atom);
+    got.sort();
+    let mut want = vec![
+        "Ferry operator reviews border security checks at the north terminal",
+        "Charity opens helpline for survivors of human trafficking",
+        "Riverbend court hears migrant smuggling case",
+        "Coast guard publishes annual border security review",
+        "Seedlings donated to the shelter garden",
+        "Police seize narrowboat in migrant smuggling inquiry",
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn atom_content_urls_resolve_against_xml_base() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/atom", "formats/atom.xml");
+    let env = Env::new(&format!(
+        "{}[[topic]]\nid = \"all\"\nfeeds = [\"atom\"]\n",
+        feed("atom", &server.url("/atom"))
+    ));
+    env.poll().await;
+    let json = String::from_utf8(env.export("all", Format::Json)).unwrap();
+    assert!(json.contains("https://atom.example.org/blog/img/a.png"), "{json}");
+    assert!(json.contains("https://atom.example.org/about.html"), "{json}");
+    assert!(json.contains("https://atom.example.org/blog/posts/1.html"), "{json}");
+    assert!(json.contains("\"Q&A: why the glass is whitewashed in summer\""), "no double escaping: {json}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_poll_is_conditional_and_stores_nothing() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/feed", "formats/rss20.xml");
+    let env = Env::new(&format!("{}{TOPIC}", feed("f", &server.url("/feed"))));
+    let first = env.poll().await;
+    assert_eq!(first.new_items, 5);
+    let second = env.poll().await;
+    assert_eq!((second.not_modified, second.new_items, second.fetched), (1, 0, 0), "{second:?}");
+    let reqs = server.requests("/feed");
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[0].get("if-none-match").is_none());
+    let etag = reqs[1].get("if-none-match").expect("second request is conditional");
+    assert!(etag.to_str().unwrap().starts_with('"'));
+    assert_eq!(reqs[1].get("if-modified-since").unwrap(), "Mon, 01 Jun 2026 10:00:00 GMT");
+    let ua = reqs[0].get("user-agent").unwrap().to_str().unwrap();
+    assert!(ua.starts_with(concat!("feedsieve/", env!("CARGO_PKG_VERSION"))), "{ua}");
+    assert_eq!(env.store().item_count().unwrap(), 5);
+
+    // Unconditional 200 with the same body: parsed, nothing stored again, the item
+    // without guid or link keeps its key.
+    server.put("/feed", [fixture("formats/rss20.xml"), b"\n".to_vec()].concat(), "application/rss+xml");
+    let third = env.poll().await;
+    assert_eq!((third.fetched, third.new_items, third.updated_items), (1, 0, 0), "{third:?}");
+    assert_eq!(env.store().item_count().unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrected_item_updates_in_place() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/gazette", "poll/v1.xml");
+    let env = Env::new(&format!(
+        "{}[[topic]]\nid = \"all\"\nfeeds = [\"g\"]\n",
+        feed("g", &server.url("/gazette"))
+    ));
+    env.poll().await;
+    let before = String::from_utf8(env.export("all", Format::Json)).unwrap();
+    assert!(before.contains("12 arrests"));
+    let ids_before = json_ids(&before);
+
+    server.put_fixture("/gazette", "poll/v2.xml");
+    let s = env.poll().await;
+    assert_eq!((s.new_items, s.updated_items), (0, 1), "{s:?}");
+    assert_eq!(env.store().item_count().unwrap(), 3);
+    let after = String::from_utf8(env.export("all", Format::Json)).unwrap();
+    assert!(after.contains("14 arrests") && !after.contains("12 arrests"), "{after}");
+    assert!(after.contains("(updated)"));
+    assert_eq!(json_ids(&after), ids_before, "entry ids are stable across a correction");
+    let atom = env.export("all", Format::Atom);
+    assert_eq!(titles(&atom).len(), 3);
+}
+
+fn json_ids(body: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let mut ids: Vec<String> =
+        v["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_feed_is_recorded_while_the_others_succeed() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/good", "topic/relevant.xml");
+    server.put_fixture("/page", "html_page.html");
+    server.put_fixture("/cut", "broken/truncated.xml");
+    server.put("/empty", Vec::new(), "application/rss+xml");
+    let cfg = [
+        feed("good", &server.url("/good")),
+        feed("page", &server.url("/page")),
+        feed("cut", &server.url("/cut")),
+        feed("empty", &server.url("/empty")),
+        feed("missing", &server.url("/nowhere")),
+        feed("refused", "http://127.0.0.1:9/feed"),
+        TOPIC.to_owned(),
+    ]
+    .concat();
+    let env = Env::new(&cfg);
+    let s = env.poll().await;
+    assert_eq!((s.fetched, s.failed), (1, 5), "{s:?}");
+    let store = env.store();
+    let good = store.feed("good").unwrap().unwrap();
+    assert_eq!((good.items, good.error), (8, None));
+    let err = |id: &str| store.feed(id).unwrap().unwrap();
+    assert!(err("page").error.unwrap().contains("HTML page"), "{:?}", err("page"));
+    assert_eq!(err("page").items, 0);
+    assert!(err("cut").error.unwrap().contains("malformed"), "{:?}", err("cut"));
+    assert_eq!(err("cut").items, 0, "nothing of a truncated feed is stored");
+    assert!(err("empty").error.unwrap().contains("empty"));
+    assert_eq!(err("missing").last_status, Some(404));
+    assert_eq!(err("missing").error.as_deref(), Some("HTTP 404"));
+    assert!(err("refused").error.is_some());
+    assert_eq!(err("refused").failures, 1);
+    assert_eq!(titles(&env.export("border", Format::Atom)).len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_match_exactly_the_relevant_items() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/relevant", "topic/relevant.xml");
+    server.put_fixture("/near", "topic/near_miss.xml");
+    let cfg =
+        [feed("relevant", &server.url("/relevant")), feed("near", &server.url("/near")), TOPIC.to_owned()]
+            .concat();
+    let env = Env::new(&cfg);
+    env.poll().await;
+    let expected = titles(&fixture("topic/relevant.xml"));
+    assert_eq!(expected.len(), 8);
+    for format in Format::ALL {
+        let body = env.export("border", format);
+        let mut got = titles(&body);
+        got.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(got, want, "{format:?}: precision and recall on the fixtures");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_topic_query_is_backfilled() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/relevant", "topic/relevant.xml");
+    server.put_fixture("/near", "topic/near_miss.xml");
+    let feeds = [feed("relevant", &server.url("/relevant")), feed("near", &server.url("/near"))].concat();
+    let env = Env::new(&format!("{feeds}[[topic]]\nid = \"border\"\nquery = '\"border collie\"'\n"));
+    env.poll().await;
+    assert_eq!(titles(&env.export("border", Format::Rss)).len(), 1);
+    std::fs::write(
+        &env.config_path,
+        std::fs::read_to_string(&env.config_path)
+            .unwrap()
+            .replace("\"border collie\"", "\"migrant smuggling\""),
+    )
+    .unwrap();
+    let s = env.poll().await;
+    assert_eq!(s.new_items, 0);
+    let got = titles(&env.export("border", Format::Rss));
+    assert!(!got.is_empty() && got.iter().all(|t| !t.to_lowercase().contains("collie")), "{got:?}");
+}
+
+const FORBIDDEN: [&str; 17] = [
+    "<script",
+    "javascript:",
+    "vbscript:",
+    "onerror",
+    "onload",
+    "<iframe",
+    "srcdoc",
+    "<form",
+    "<svg",
+    "<math",
+    "<object",
+    "<embed",
+    "<style",
+    "<meta",
+    "<base",
+    "data:text/html",
+    "style=",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xss_payloads_never_reach_any_output() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/xss", "xss.xml");
+    let env = Env::new(&format!("{}{TOPIC}", feed("xss", &server.url("/xss"))));
+    let s = env.poll().await;
+    assert_eq!(s.new_items, 6);
+    for format in Format::ALL {
+        let body = env.export("border", format);
+        let raw = String::from_utf8_lossy(&body).to_lowercase();
+        let decoded = strings(format, &body).join("\n").to_lowercase();
+        for bad in FORBIDDEN {
+            assert!(!raw.contains(bad), "{format:?} raw body contains {bad}");
+            assert!(!decoded.contains(bad), "{format:?} decoded text contains {bad}");
+        }
+        for n in 1..=6 {
+            assert!(decoded.contains(&format!("xssmarker{n}")), "{format:?}: item {n} missing");
+            assert!(
+                decoded.contains(&format!("https://xss.example.com/ok/{n}")),
+                "{format:?}: safe link {n} lost"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn characters_xml_forbids_never_reach_the_output() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/ctrl", "control_chars.json");
+    let env = Env::new(&format!(
+        "{}[[topic]]\nid = \"all\"\nfeeds = [\"ctrl\"]\n",
+        feed("ctrl", &server.url("/ctrl"))
+    ));
+    env.poll().await;
+    for format in Format::ALL {
+        let body = env.export("all", format);
+        let all = strings(format, &body).join("\n");
+        assert!(all.contains("CTRLMARKER1 Radio relay station reopens"), "{format:?}: {all}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outputs_are_valid_feeds_with_self_links_and_sources() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/rss20", "formats/rss20.xml");
+    let env = Env::new(&format!(
+        "{}[[topic]]\nid = \"all\"\ntitle = \"Everything\"\nfeeds = [\"r\"]\n",
+        feed("r", &server.url("/rss20"))
+    ));
+    env.poll().await;
+    for format in Format::ALL {
+        let body = env.export("all", format);
+        let parsed = feed_rs::parser::parse(&body[..]).unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(parsed.entries.len(), 5, "{format:?}");
+        assert_eq!(parsed.title.unwrap().content, "Everything");
+        // Newest first; dates as the source gave them.
+        let dates: Vec<_> = parsed.entries.iter().map(|e| e.published.unwrap()).collect();
+        assert!(dates.windows(2).all(|w| w[0] >= w[1]), "{format:?}: {dates:?}");
+        assert_eq!(parsed.entries[0].links[0].href, "https://rss20.example.com/2025/06/coastguard-review");
+        strings(format, &body);
+    }
+    let atom = String::from_utf8(env.export("all", Format::Atom)).unwrap();
+    assert!(atom.contains(r#"<link href="http://feeds.test/topics/all.atom" rel="self""#), "{atom}");
+    assert!(atom.contains("<source><title>Harbour Signal</title>"), "{atom}");
+    assert!(
+        atom.contains("<updated>2025-06-09T08:00:00+00:00</updated>"),
+        "feed updated = newest entry: {atom}"
+    );
+    let rss = String::from_utf8(env.export("all", Format::Rss)).unwrap();
+    assert!(rss.contains(r#"href="http://feeds.test/topics/all.rss""#), "{rss}");
+    let json: serde_json::Value = serde_json::from_slice(&env.export("all", Format::Json)).unwrap();
+    assert_eq!(json["version"], "https://jsonfeed.org/version/1.1");
+    assert_eq!(json["feed_url"], "http://feeds.test/topics/all.json");
+    assert_eq!(json["items"][0]["_feedsieve"]["source"]["feed_id"], "r");
+    // Stable output: rendering twice gives the same bytes.
+    assert_eq!(env.export("all", Format::Atom), env.export("all", Format::Atom));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_link_in_two_feeds_is_one_story_with_both_sources() {
+    let server = FeedServer::start().await;
+    let a = r#"<rss version="2.0"><channel><title>Agency</title><link>https://agency.example/</link>
+        <item><guid>a1</guid><title>Border security pact signed</title><link>https://agency.example/news/1</link>
+        <pubDate>Mon, 16 Nov 2026 10:00:00 GMT</pubDate></item></channel></rss>"#;
+    let b = r#"<rss version="2.0"><channel><title>Wire</title><link>https://wire.example/</link>
+        <item><guid>w9</guid><title>Pact on border security signed</title>
+        <link>https://AGENCY.example:443/news/1?utm_source=wire&amp;fbclid=x#top</link>
+        <pubDate>Mon, 16 Nov 2026 11:00:00 GMT</pubDate></item></channel></rss>"#;
+    server.put("/a", a.as_bytes().to_vec(), "application/rss+xml");
+    server.put("/b", b.as_bytes().to_vec(), "application/rss+xml");
+    let env = Env::new(
+        &[feed("agency", &server.url("/a")), feed("wire", &server.url("/b")), TOPIC.to_owned()].concat(),
+    );
+    env.poll().await;
+    assert_eq!(env.store().item_count().unwrap(), 2);
+    let atom = String::from_utf8(env.export("border", Format::Atom)).unwrap();
+    assert_eq!(titles(atom.as_bytes()).len(), 1, "{atom}");
+    assert!(atom.contains(r#"rel="related""#), "{atom}");
+    let json: serde_json::Value = serde_json::from_slice(&env.export("border", Format::Json)).unwrap();
+    assert_eq!(json["items"].as_array().unwrap().len(), 1);
+    let also = &json["items"][0]["_feedsieve"]["also_reported_by"];
+    assert_eq!(also.as_array().unwrap().len(), 1, "{json}");
+}

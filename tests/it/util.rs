@@ -1,0 +1,291 @@
+//! Helpers shared by the integration tests: a fixture HTTP server on 127.0.0.1:0, a
+//! temporary config + database, and checks on rendered output.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use feedsieve::config::Config;
+use feedsieve::daemon::{self, Pipeline};
+use feedsieve::model::PollSummary;
+use feedsieve::publish::Format;
+use feedsieve::store::{Store, StoreHandle};
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+#[derive(Clone)]
+struct Resource {
+    status: StatusCode,
+    body: Vec<u8>,
+    content_type: String,
+    etag: String,
+    headers: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct ServerState {
+    files: HashMap<String, Resource>,
+    /// Request headers seen, per path, in order.
+    requests: HashMap<String, Vec<HeaderMap>>,
+}
+
+/// A real HTTP server serving fixture bodies with ETag and Last-Modified, answering
+/// conditional requests with 304.
+#[derive(Clone)]
+pub struct FeedServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<ServerState>>,
+}
+
+const LAST_MODIFIED: &str = "Mon, 01 Jun 2026 10:00:00 GMT";
+
+impl FeedServer {
+    pub async fn start() -> FeedServer {
+        let state = Arc::new(Mutex::new(ServerState::default()));
+        let s = state.clone();
+        let app = axum::Router::new().fallback(move |req: Request<Body>| {
+            let s = s.clone();
+            async move { serve(&s, req) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FeedServer { addr, state }
+    }
+
+    /// Serves `body` at `path`; the ETag changes whenever the body does.
+    pub fn put(&self, path: &str, body: Vec<u8>, content_type: &str) {
+        let etag = format!(
+            "\"{:x}\"",
+            body.iter().fold(1469598103934665603u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(1099511628211))
+        );
+        let r = Resource {
+            status: StatusCode::OK,
+            body,
+            content_type: content_type.to_owned(),
+            etag,
+            headers: vec![],
+        };
+        self.state.lock().unwrap().files.insert(path.to_owned(), r);
+    }
+
+    /// Serves a fixed answer at `path`, unconditionally.
+    pub fn put_raw(&self, path: &str, status: u16, headers: &[(&str, &str)], body: Vec<u8>) {
+        let r = Resource {
+            status: StatusCode::from_u16(status).unwrap(),
+            body,
+            content_type: "application/xml".into(),
+            etag: String::new(),
+            headers: headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        self.state.lock().unwrap().files.insert(path.to_owned(), r);
+    }
+
+    pub fn put_fixture(&self, path: &str, rel: &str) {
+        let ct = if rel.ends_with(".json") {
+            "application/feed+json"
+        } else if rel.ends_with(".html") {
+            "text/html; charset=utf-8"
+        } else {
+            "application/xml"
+        };
+        self.put(path, fixture(rel), ct);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn requests(&self, path: &str) -> Vec<HeaderMap> {
+        self.state.lock().unwrap().requests.get(path).cloned().unwrap_or_default()
+    }
+}
+
+fn serve(state: &Mutex<ServerState>, req: Request<Body>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let mut st = state.lock().unwrap();
+    st.requests.entry(path.clone()).or_default().push(req.headers().clone());
+    let Some(r) = st.files.get(&path).cloned() else {
+        return Response::builder().status(StatusCode::NOT_FOUND).body(Body::from("not found")).unwrap();
+    };
+    if r.status != StatusCode::OK || !r.headers.is_empty() {
+        let mut b = Response::builder().status(r.status);
+        for (k, v) in &r.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        return b.body(Body::from(r.body)).unwrap();
+    }
+    let inm = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    if inm == Some(r.etag.as_str()) {
+        return Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, &r.etag)
+            .body(Body::empty())
+            .unwrap();
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, r.content_type)
+        .header(header::ETAG, r.etag)
+        .header(header::LAST_MODIFIED, LAST_MODIFIED)
+        .body(Body::from(r.body))
+        .unwrap()
+}
+
+/// A config file and database in a temporary folder.
+pub struct Env {
+    /// Removed (with the database) when the test ends.
+    _dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Env {
+    /// `feeds_and_topics` is appended after a `[daemon]` table with a short timeout.
+    pub fn new(feeds_and_topics: &str) -> Env {
+        Env::with_daemon("timeout = \"5s\"", feeds_and_topics)
+    }
+
+    /// As [`Env::new`], with more `[daemon]` settings.
+    pub fn with_daemon(daemon: &str, feeds_and_topics: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("feedsieve.toml");
+        let text = format!(
+            "[daemon]\ndatabase = \"data/feedsieve.db\"\n{daemon}\nbase_url = \"http://feeds.test/\"\n\n{feeds_and_topics}"
+        );
+        std::fs::write(&config_path, text).unwrap();
+        Env { _dir: dir, config_path }
+    }
+
+    pub fn config(&self) -> Config {
+        feedsieve::cli::load(&self.config_path).unwrap_or_else(|e| panic!("config: {e}"))
+    }
+
+    /// One `feedsieve poll`, in process.
+    pub async fn poll(&self) -> PollSummary {
+        let config = Arc::new(self.config());
+        let feeds: Vec<_> = config.feeds.iter().filter(|f| f.enabled).cloned().collect();
+        let store = Store::open(&config.daemon.database).unwrap();
+        let (handle, writer) = StoreHandle::spawn(store).unwrap();
+        let pipeline = Arc::new(Pipeline::new(config, handle).unwrap());
+        let (summary, _) = daemon::poll(&pipeline, feeds, |_, _| {}).await.unwrap();
+        drop(pipeline);
+        tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+        summary
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open_read_only(&self.config().daemon.database).unwrap()
+    }
+
+    /// The topic rendered in `format`.
+    pub fn export(&self, topic: &str, format: Format) -> Vec<u8> {
+        let config = self.config();
+        let rendered = daemon::render_topic(&self.store(), &config, topic).unwrap().expect("topic exists");
+        rendered.into_iter().find(|(f, _)| *f == format).unwrap().1.body
+    }
+
+    /// Runs the real binary with this config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+}
+
+/// Entry titles of a feed, parsed back with feed-rs (any format).
+pub fn titles(body: &[u8]) -> Vec<String> {
+    let feed = feed_rs::parser::parse(body).unwrap_or_else(|e| panic!("output does not parse: {e}"));
+    feed.entries.iter().map(|e| e.title.as_ref().map(|t| t.content.clone()).unwrap_or_default()).collect()
+}
+
+/// Every text node and attribute value of an XML document, decoded, and a check that
+/// the document is well-formed and free of characters XML forbids.
+pub fn xml_strings(body: &[u8]) -> Vec<String> {
+    use quick_xml::events::Event;
+    let text = std::str::from_utf8(body).expect("output is UTF-8");
+    for c in text.chars() {
+        assert!(
+            !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}'),
+            "forbidden character U+{:04X} in output",
+            c as u32
+        );
+    }
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut out = Vec::new();
+    let mut depth = 0i64;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Eof) => break,
+            Ok(Event::Start(e)) => {
+                depth += 1;
+                for a in e.attributes() {
+                    let a = a.expect("well-formed attribute");
+                    out.push(a.unescape_value().expect("attribute decodes").into_owned());
+                }
+            }
+            Ok(Event::Empty(e)) => {
+                for a in e.attributes() {
+                    let a = a.expect("well-formed attribute");
+                    out.push(a.unescape_value().expect("attribute decodes").into_owned());
+                }
+            }
+            Ok(Event::End(_)) => depth -= 1,
+            Ok(Event::Text(t)) => out.push(t.decode().expect("text decodes").into_owned()),
+            Ok(Event::GeneralRef(r)) => {
+                let name = r.decode().expect("entity decodes");
+                out.push(match name.as_ref() {
+                    "lt" => "<".into(),
+                    "gt" => ">".into(),
+                    "amp" => "&".into(),
+                    "quot" => "\"".into(),
+                    "apos" => "'".into(),
+                    other => panic!("undeclared entity &{other};"),
+                });
+            }
+            Ok(Event::CData(t)) => out.push(String::from_utf8_lossy(&t).into_owned()),
+            Ok(_) => {}
+            Err(e) => panic!("output is not well-formed XML: {e}"),
+        }
+    }
+    assert_eq!(depth, 0, "unclosed elements");
+    // Adjacent text and entity pieces form one string in the document; join them so a
+    // payload split by an escape is still seen whole.
+    vec![out.join("")]
+}
+
+/// Every string of a JSON document.
+pub fn json_strings(body: &[u8]) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
+                out.push(k.clone());
+                walk(x, out)
+            }),
+            _ => {}
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).expect("output is JSON");
+    let mut out = Vec::new();
+    walk(&v, &mut out);
+    out
+}
+
+/// The decoded strings of a rendered topic in any format.
+pub fn strings(format: Format, body: &[u8]) -> Vec<String> {
+    match format {
+        Format::Json => json_strings(body),
+        _ => xml_strings(body),
+    }
+}
