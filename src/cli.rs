@@ -32,6 +32,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: poll on schedule, keep topics current, serve HTTP. SIGHUP reloads the
+    /// config, SIGTERM/SIGINT stop it.
+    Run,
     /// Validate the config; every problem as file:line:col: message (exit 2 if invalid).
     Check,
     /// One pass over all (or the named) feeds, then regenerate topics and print a summary.
@@ -128,6 +131,10 @@ fn init_logging() {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command {
+        Command::Run => {
+            let config = load(&path)?;
+            runtime()?.block_on(run_daemon(config))
+        }
         Command::Check => check(&path),
         Command::Poll { feeds, json } => {
             let config = load(&path)?;
@@ -144,21 +151,39 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-/// Loads and fully validates the config (including the FTS5 check of topic queries);
-/// warnings go to the log.
+/// Loads and fully validates the config (see [`daemon::load_config`]).
 ///
 /// # Errors
 /// [`ConfigError`] with every problem.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let config = config::load(path)?;
-    let problems = curate::check_queries(&config);
-    if !problems.is_empty() {
-        return Err(ConfigError::Invalid { problems });
-    }
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(config)
+    daemon::load_config(path)
+}
+
+/// `feedsieve run`: binds the listener, connects SIGHUP to reload and SIGTERM/SIGINT
+/// to a graceful stop, and runs the daemon.
+async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = config.daemon.listen;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { let _ = reload_tx.try_send(()); }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        stop.cancel();
+    });
+    daemon::run(config, listener, daemon::Control { reload: reload_rx, shutdown }).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {
@@ -204,7 +229,7 @@ async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<E
     drop(pipeline);
     // The writer thread ends once every handle is gone; wait so the database is closed.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    let (summary, changes) = result?;
+    let crate::daemon::PassResult { summary, changes, .. } = result?;
     let elapsed = started.elapsed();
     if json {
         let topics: Vec<_> =
@@ -284,7 +309,7 @@ fn export(config: &Config, topic: &str, format: &str) -> anyhow::Result<ExitCode
         Some(s) => s,
         None => Store::open_in_memory()?,
     };
-    let rendered = daemon::render_topic(&store, config, topic)?.unwrap_or_default();
+    let rendered = daemon::render_topic(&store, config, topic, chrono::Utc::now())?.unwrap_or_default();
     let body = rendered.into_iter().find(|(f, _)| *f == format).map(|(_, r)| r.body).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     out.write_all(&body)?;

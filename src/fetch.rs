@@ -124,6 +124,13 @@ impl FetchError {
     }
 }
 
+/// Makes ring the process's TLS crypto provider, which any reqwest client needs
+/// before it is built. ring rather than aws-lc: the same protocols for a fraction of
+/// the build time. Calling it again is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The one HTTP client, with the concurrency limits around it.
 pub struct Fetcher {
     client: reqwest::Client,
@@ -136,9 +143,7 @@ impl Fetcher {
     /// # Errors
     /// If the TLS backend cannot be set up.
     pub fn new(settings: FetchSettings) -> Result<Fetcher, FetchError> {
-        // ring rather than aws-lc: same safety, a fraction of the build time. Installing
-        // twice (a second Fetcher) is harmless, so the result is ignored.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())

@@ -24,7 +24,9 @@
 //! - [`store`]: SQLite schema, migrations, every SQL statement, the writer thread.
 //! - [`curate`]: topic queries (our own parser, rendered for FTS5), matching, backfill.
 //! - [`publish`]: topic feeds as bytes with their validators.
-//! - [`daemon`]: the wiring of the pipeline, shared by `poll` and the scheduler.
+//! - [`serve`]: the HTTP server: topic feeds, index page, OPML, health, metrics.
+//! - [`metrics`]: counters for `/metrics`.
+//! - [`daemon`]: the wiring: the poll pass shared by `poll` and the scheduler, reload, stop.
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -33,10 +35,12 @@ pub mod curate;
 pub mod daemon;
 pub mod dedup;
 pub mod fetch;
+pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod publish;
 pub mod schedule;
+pub mod serve;
 pub mod store;
 
 /// An error and its causes on one line, `outer: inner: innermost`, skipping a cause

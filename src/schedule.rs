@@ -208,8 +208,9 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(6 * 3600);
 ///
 /// The later of its schedule slot and what the server asked for (`not_before`); after
 /// `failures` consecutive failures, at least an exponential backoff (2 min doubling up
-/// to [`BACKOFF_CAP`]). `jitter` in `[0, 1)` spreads feeds that share a schedule or
-/// failed together, so they do not all hit at the same second.
+/// to [`BACKOFF_CAP`]). `jitter` in `[0, 1)` spreads feeds that share a cron slot
+/// (by up to 30 s) or failed together (the backoff varies by ±25 %), so they do not
+/// all hit at the same second.
 pub fn next_due(
     now: DateTime<Utc>,
     schedule: &Schedule,
@@ -217,7 +218,12 @@ pub fn next_due(
     not_before: Option<DateTime<Utc>>,
     jitter: f64,
 ) -> DateTime<Utc> {
-    let spread = TimeDelta::milliseconds((jitter.clamp(0.0, 1.0) * 30_000.0) as i64);
+    // Cron slots are shared by every feed on that schedule: spread them. Intervals
+    // already run from each feed's own last poll, and a spread would make them drift.
+    let spread = match schedule {
+        Schedule::Cron { .. } => TimeDelta::milliseconds((jitter.clamp(0.0, 1.0) * 30_000.0) as i64),
+        Schedule::Every(_) => TimeDelta::zero(),
+    };
     let mut due = schedule.next_after(now) + spread;
     if failures > 0 {
         let base = 120u64.saturating_mul(1u64 << failures.min(20).saturating_sub(1));

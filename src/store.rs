@@ -600,6 +600,48 @@ impl Store {
         Ok(self.conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0))?)
     }
 
+    /// Total stories.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn story_count(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("SELECT count(*) FROM stories", [], |r| r.get(0))?)
+    }
+
+    /// Items per feed per day (days since the epoch, by published date or first-seen
+    /// time), for days from `since` on.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn items_per_day(&self, since: i64) -> Result<HashMap<String, Vec<(i64, i64)>>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT feed_id, COALESCE(published, first_seen) / 86400 AS day, count(*) FROM items
+             WHERE COALESCE(published, first_seen) >= ?1 GROUP BY feed_id, day",
+        )?;
+        let mut out: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+        let mut rows = stmt.query([since])?;
+        while let Some(r) = rows.next()? {
+            out.entry(r.get(0)?).or_default().push((r.get(1)?, r.get(2)?));
+        }
+        Ok(out)
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `"ok"` for a sound database.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    /// Whether the database answers (for the watchdog and `/healthz`).
+    ///
+    /// # Errors
+    /// When it does not.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.conn.query_row("SELECT 1", [], |_| Ok(()))?)
+    }
+
     /// Items matching an ad-hoc filter, best first, with highlighted title and snippet,
     /// for `topic preview`.
     ///

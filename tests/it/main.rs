@@ -2,6 +2,7 @@
 //! temporary folder, the real binary for command-line behaviour.
 
 mod cli;
+mod daemon;
 mod fetch;
 mod pipeline;
 mod util;

@@ -21,6 +21,8 @@ pub fn fixture(rel: &str) -> Vec<u8> {
 
 #[derive(Clone)]
 struct Resource {
+    /// Wait this long before answering.
+    delay: std::time::Duration,
     status: StatusCode,
     body: Vec<u8>,
     content_type: String,
@@ -51,7 +53,12 @@ impl FeedServer {
         let s = state.clone();
         let app = axum::Router::new().fallback(move |req: Request<Body>| {
             let s = s.clone();
-            async move { serve(&s, req) }
+            async move {
+                let delay =
+                    s.lock().unwrap().files.get(req.uri().path()).map(|r| r.delay).unwrap_or_default();
+                tokio::time::sleep(delay).await;
+                serve(&s, req)
+            }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -66,6 +73,7 @@ impl FeedServer {
             body.iter().fold(1469598103934665603u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(1099511628211))
         );
         let r = Resource {
+            delay: std::time::Duration::ZERO,
             status: StatusCode::OK,
             body,
             content_type: content_type.to_owned(),
@@ -78,6 +86,7 @@ impl FeedServer {
     /// Serves a fixed answer at `path`, unconditionally.
     pub fn put_raw(&self, path: &str, status: u16, headers: &[(&str, &str)], body: Vec<u8>) {
         let r = Resource {
+            delay: std::time::Duration::ZERO,
             status: StatusCode::from_u16(status).unwrap(),
             body,
             content_type: "application/xml".into(),
@@ -96,6 +105,13 @@ impl FeedServer {
             "application/xml"
         };
         self.put(path, fixture(rel), ct);
+    }
+
+    /// Makes the answer at `path` wait `delay` before it starts.
+    pub fn delay(&self, path: &str, delay: std::time::Duration) {
+        if let Some(r) = self.state.lock().unwrap().files.get_mut(path) {
+            r.delay = delay;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -172,7 +188,7 @@ impl Env {
         let store = Store::open(&config.daemon.database).unwrap();
         let (handle, writer) = StoreHandle::spawn(store).unwrap();
         let pipeline = Arc::new(Pipeline::new(config, handle).unwrap());
-        let (summary, _) = daemon::poll(&pipeline, feeds, |_, _| {}).await.unwrap();
+        let summary = daemon::poll(&pipeline, feeds, |_, _| {}).await.unwrap().summary;
         drop(pipeline);
         tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
         summary
@@ -185,7 +201,9 @@ impl Env {
     /// The topic rendered in `format`.
     pub fn export(&self, topic: &str, format: Format) -> Vec<u8> {
         let config = self.config();
-        let rendered = daemon::render_topic(&self.store(), &config, topic).unwrap().expect("topic exists");
+        let rendered = daemon::render_topic(&self.store(), &config, topic, chrono::Utc::now())
+            .unwrap()
+            .expect("topic exists");
         rendered.into_iter().find(|(f, _)| *f == format).unwrap().1.body
     }
 
@@ -288,4 +306,64 @@ pub fn strings(format: Format, body: &[u8]) -> Vec<String> {
         Format::Json => json_strings(body),
         _ => xml_strings(body),
     }
+}
+
+/// `(tag, rel, href)` of every `<a>` and `<link>` start tag, read by a real HTML
+/// tokenizer (html5ever, the one browsers' behaviour is specified by).
+pub fn html_links(html: &str) -> Vec<(String, String, String)> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
+    struct Sink(std::cell::RefCell<Vec<(String, String, String)>>);
+    impl TokenSink for Sink {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            if let Token::TagToken(Tag { kind: TagKind::StartTag, name, attrs, .. }) = token
+                && (&*name == "a" || &*name == "link")
+            {
+                let attr = |n: &str| {
+                    attrs
+                        .iter()
+                        .find(|a| &*a.name.local == n)
+                        .map(|a| a.value.to_string())
+                        .unwrap_or_default()
+                };
+                self.0.borrow_mut().push((name.to_string(), attr("rel"), attr("href")));
+            }
+            TokenSinkResult::Continue
+        }
+    }
+    let tok = Tokenizer::new(Sink(Default::default()), Default::default());
+    let queue = BufferQueue::default();
+    queue.push_back(StrTendril::from(html));
+    let _ = tok.feed(&queue);
+    tok.end();
+    tok.sink.0.take()
+}
+
+/// The `xmlUrl` of every outline of an OPML document, read with an XML parser that
+/// rejects anything malformed.
+pub fn opml_feed_urls(opml: &str) -> Vec<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(opml);
+    reader.config_mut().check_end_names = true;
+    let mut urls = Vec::new();
+    let mut saw_root = false;
+    loop {
+        match reader.read_event().expect("OPML is well-formed") {
+            Event::Eof => break,
+            Event::Start(e) if e.name().as_ref() == b"opml" => {
+                saw_root = true;
+                let v = e.try_get_attribute("version").unwrap().expect("version attribute");
+                assert_eq!(&*v.value, b"2.0");
+            }
+            Event::Start(e) | Event::Empty(e) if e.name().as_ref() == b"outline" => {
+                if let Some(a) = e.try_get_attribute("xmlUrl").unwrap() {
+                    urls.push(a.unescape_value().unwrap().into_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(saw_root, "no <opml> root");
+    urls
 }

@@ -1,29 +1,68 @@
-//! Wiring: the poll pipeline that `feedsieve poll` and the scheduler share.
+//! The poll pipeline that `feedsieve poll` and the daemon's scheduler share.
 //!
 //! fetch → parse (on the blocking pool) → compare with what is stored → sanitise only
-//! new and changed items → one store transaction per feed → curate → publish files.
-//! This module composes the stages; each stage's logic lives in its own module.
+//! new and changed items → one store transaction per feed → curate → render topics
+//! (and write `output_dir`). This module composes the stages; each stage's logic
+//! lives in its own module.
 
 use std::sync::Arc;
+use std::time::Instant as StdInstant;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FeedConfig};
 use crate::curate::{self, TopicChange};
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
+use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{PollOutcome, PollSummary};
 use crate::publish::{self, Format, TopicMeta};
 use crate::schedule;
 use crate::store::{FetchRecord, NewItem, Store, StoreError, StoreHandle};
 use crate::{error_chain, parse};
 
+/// Wall-clock time that advances with tokio's clock, so that a test can pause and
+/// advance time and the scheduler, the backoff and the stored times all follow.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: DateTime<Utc>,
+    at: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock { wall: Utc::now(), at: tokio::time::Instant::now() }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.at);
+        self.wall + chrono::TimeDelta::from_std(elapsed).unwrap_or_default()
+    }
+
+    /// The tokio instant at which the clock shows `t` (now, if `t` is past).
+    pub fn instant(&self, t: DateTime<Utc>) -> tokio::time::Instant {
+        let ahead = (t - self.now()).to_std().unwrap_or_default();
+        tokio::time::Instant::now() + ahead
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
 /// Everything a poll needs, shared by all feed tasks.
 pub struct Pipeline {
     pub config: Arc<Config>,
     pub fetcher: Arc<Fetcher>,
     pub store: StoreHandle,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    /// Once cancelled, feeds not yet started are skipped; started ones finish.
+    pub cancel: CancellationToken,
     /// Feeds in flight (fetched and not yet stored): bounds memory to
     /// `fetch_concurrency` bodies, whatever the number of feeds.
     in_flight: Arc<Semaphore>,
@@ -35,6 +74,20 @@ impl Pipeline {
     /// # Errors
     /// If the HTTP client cannot be built.
     pub fn new(config: Arc<Config>, store: StoreHandle) -> anyhow::Result<Pipeline> {
+        Pipeline::with(config, store, Clock::new(), Arc::default(), CancellationToken::new())
+    }
+
+    /// As [`Pipeline::new`], sharing a clock, counters and a cancellation token.
+    ///
+    /// # Errors
+    /// If the HTTP client cannot be built.
+    pub fn with(
+        config: Arc<Config>,
+        store: StoreHandle,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Pipeline> {
         let d = &config.daemon;
         let fetcher = Fetcher::new(FetchSettings {
             timeout: d.timeout,
@@ -50,12 +103,31 @@ impl Pipeline {
             fetcher: Arc::new(fetcher),
             store,
             config,
+            clock,
+            metrics,
+            cancel,
         })
     }
 }
 
+/// The result of a pass: totals, what curation did, and every topic rendered afresh.
+#[derive(Debug)]
+pub struct PassResult {
+    pub summary: PollSummary,
+    pub changes: Vec<TopicChange>,
+    pub topics: Vec<RenderedTopic>,
+}
+
+/// One topic in every format.
+#[derive(Debug, Clone)]
+pub struct RenderedTopic {
+    pub id: String,
+    pub outputs: Vec<publish::Rendered>,
+}
+
 /// Polls `feeds` concurrently, then curates and publishes. `progress` is called once
-/// per feed as it finishes.
+/// per feed as it finishes. Feeds not yet started when the pipeline is cancelled are
+/// skipped.
 ///
 /// # Errors
 /// Only when the store fails; a failing feed is recorded and counted, never an error.
@@ -63,7 +135,7 @@ pub async fn poll(
     p: &Arc<Pipeline>,
     feeds: Vec<FeedConfig>,
     progress: impl Fn(&str, &PollOutcome),
-) -> Result<(PollSummary, Vec<TopicChange>), StoreError> {
+) -> Result<PassResult, StoreError> {
     let config = p.config.clone();
     let ids: Vec<(String, String)> = config.feeds.iter().map(|f| (f.id.clone(), f.url.to_string())).collect();
     p.store.call(move |s| s.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str())))).await?;
@@ -80,10 +152,11 @@ pub async fn poll(
     let mut store_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((id, Ok(outcome))) => {
+            Ok((id, Ok(Some(outcome)))) => {
                 progress(&id, &outcome);
                 summary.add(&id, &outcome);
             }
+            Ok((_, Ok(None))) => {}
             Ok((id, Err(e))) => {
                 tracing::error!(feed = %id, "storing failed: {}", error_chain(&e));
                 store_error.get_or_insert(e);
@@ -94,36 +167,49 @@ pub async fn poll(
     if let Some(e) = store_error {
         return Err(e);
     }
-    let changes = curate_and_publish(p).await?;
-    Ok((summary, changes))
+    let (changes, topics) = curate_and_publish(p).await?;
+    Ok(PassResult { summary, changes, topics })
 }
 
-/// Files pending items into topics, then rewrites `output_dir` files if configured.
+/// Files pending items into topics, renders every topic, and rewrites `output_dir`
+/// files whose content changed.
 ///
 /// # Errors
 /// When the store fails.
-pub async fn curate_and_publish(p: &Pipeline) -> Result<Vec<TopicChange>, StoreError> {
+pub async fn curate_and_publish(p: &Pipeline) -> Result<(Vec<TopicChange>, Vec<RenderedTopic>), StoreError> {
     let config = p.config.clone();
+    let now = p.clock.now();
     p.store
         .call(move |s| {
-            let now = Utc::now().timestamp();
-            let changes = s.write(|w| curate::curate(w, &config, now))?;
-            if let Some(dir) = &config.daemon.output_dir {
-                for t in &config.topics {
-                    for (format, r) in render_topic(s, &config, &t.id)?.into_iter().flatten() {
-                        let path = dir.join(format!("{}.{}", t.id, format.extension()));
-                        if let Err(e) = publish::write_atomically(&path, &r.body) {
-                            tracing::error!(path = %path.display(), "cannot write topic file: {e}");
-                        }
+            let changes = s.write(|w| curate::curate(w, &config, now.timestamp()))?;
+            let mut topics = Vec::with_capacity(config.topics.len());
+            for t in &config.topics {
+                let outputs: Vec<_> =
+                    render_topic(s, &config, &t.id, now)?.into_iter().flatten().map(|(_, r)| r).collect();
+                if let Some(dir) = &config.daemon.output_dir {
+                    for r in &outputs {
+                        write_if_changed(&dir.join(format!("{}.{}", t.id, r.format.extension())), &r.body);
                     }
                 }
+                topics.push(RenderedTopic { id: t.id.clone(), outputs });
             }
-            Ok(changes)
+            Ok((changes, topics))
         })
         .await
 }
 
-/// Renders a topic in every format; `None` if the topic is not configured.
+/// Writes a topic file atomically unless it already holds these bytes.
+fn write_if_changed(path: &std::path::Path, body: &[u8]) {
+    if std::fs::read(path).is_ok_and(|old| old == body) {
+        return;
+    }
+    if let Err(e) = publish::write_atomically(path, body) {
+        tracing::error!(path = %path.display(), "cannot write topic file: {e}");
+    }
+}
+
+/// Renders a topic in every format; `None` if the topic is not configured. `now`
+/// bounds `max_age`.
 ///
 /// # Errors
 /// When the store fails.
@@ -132,9 +218,10 @@ pub fn render_topic(
     store: &Store,
     config: &Config,
     topic_id: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<Vec<(Format, publish::Rendered)>>, StoreError> {
     let Some(t) = config.topic(topic_id) else { return Ok(None) };
-    let since = t.max_age.map(|a| Utc::now().timestamp() - a.as_secs() as i64);
+    let since = t.max_age.map(|a| now.timestamp() - a.as_secs() as i64);
     let entries = store.topic_entries(&t.id, t.limit, since)?;
     let meta = TopicMeta {
         id: &t.id,
@@ -151,16 +238,39 @@ fn jitter(feed_id: &str, now: DateTime<Utc>) -> f64 {
     f64::from(u32::from_le_bytes([d[0], d[1], d[2], d[3]])) / (f64::from(u32::MAX) + 1.0)
 }
 
-async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, StoreError> {
-    let _slot = p.in_flight.acquire().await.map_err(|_| StoreError::Closed)?;
+async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<Option<PollOutcome>, StoreError> {
+    let _slot = tokio::select! {
+        biased;
+        () = p.cancel.cancelled() => return Ok(None),
+        slot = p.in_flight.acquire() => slot.map_err(|_| StoreError::Closed)?,
+    };
+    let started = StdInstant::now();
+    let outcome = poll_feed_inner(p, feed).await?;
+    let kind = match &outcome {
+        PollOutcome::Fetched { new, updated, .. } => {
+            p.metrics.stored(*new, *updated);
+            FetchOutcome::Ok
+        }
+        PollOutcome::NotModified => FetchOutcome::NotModified,
+        PollOutcome::Failed { .. } => FetchOutcome::Failed,
+    };
+    p.metrics.fetched(kind, started.elapsed());
+    Ok(Some(outcome))
+}
+
+async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, StoreError> {
     let id = feed.id.clone();
     let row = p.store.call(move |s| s.feed(&id)).await?.unwrap_or_default();
     let validators = Validators { etag: row.etag.clone(), last_modified: row.last_modified.clone() };
     let schedule = feed.schedule.as_ref().unwrap_or(&p.config.daemon.schedule).clone();
     let failures = u32::try_from(row.failures).unwrap_or(u32::MAX);
 
-    let fetched = p.fetcher.fetch(&feed.url, &validators).await;
-    let now = Utc::now();
+    // A feed that moved permanently (301/308) is polled at its new address.
+    let target =
+        row.moved_to.as_deref().and_then(|u| url::Url::parse(u).ok()).unwrap_or_else(|| feed.url.clone());
+    let moved = |hinted: Option<url::Url>| hinted.or_else(|| (target != feed.url).then(|| target.clone()));
+    let fetched = p.fetcher.fetch(&target, &validators).await;
+    let now = p.clock.now();
     let j = jitter(&feed.id, now);
     let body = match fetched {
         Ok(Fetched::NotModified { hints }) => {
@@ -168,7 +278,7 @@ async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, Store
                 hints.fresh_for.and_then(|d| chrono::TimeDelta::from_std(d).ok()).map(|d| now + d);
             let due = schedule::next_due(now, &schedule, 0, not_before, j);
             let id = feed.id.clone();
-            let moved = hints.moved_to.map(|u| u.to_string());
+            let moved = moved(hints.moved_to).map(|u| u.to_string());
             p.store.call(move |s| s.record_not_modified(&id, 304, now, Some(due), moved.as_deref())).await?;
             return Ok(PollOutcome::NotModified);
         }
@@ -176,7 +286,14 @@ async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, Store
         Err(e) => {
             let not_before =
                 e.retry_after().and_then(|d| chrono::TimeDelta::from_std(d).ok()).map(|d| now + d);
-            return fail(p, feed, e.status(), error_chain(&e), now, &schedule, failures, not_before).await;
+            let msg = match e.status() {
+                Some(410) => {
+                    "HTTP 410 Gone: the feed was removed; polling stopped (remove or change it in the config)"
+                        .into()
+                }
+                _ => error_chain(&e),
+            };
+            return fail(p, feed, e.status(), msg, now, &schedule, failures, not_before).await;
         }
     };
 
@@ -247,7 +364,7 @@ async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, Store
         last_modified: body.validators.last_modified,
         title: parsed.title,
         site_link: parsed.site_link,
-        moved_to: body.hints.moved_to.map(|u| u.to_string()),
+        moved_to: moved(body.hints.moved_to).map(|u| u.to_string()),
         next_due: Some(schedule::next_due(now, &schedule, 0, not_before, j)),
     };
     let id = feed.id.clone();

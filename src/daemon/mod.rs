@@ -1,0 +1,485 @@
+//! The daemon: wiring of the pipeline, the scheduler, the HTTP server, reloads and
+//! stops. `feedsieve poll` uses the same [`poll`] pass as the scheduler.
+//!
+//! The library never installs signal handlers or binds sockets by itself: [`run`]
+//! takes a bound listener and a [`Control`] (a reload channel and a shutdown token)
+//! that the command line connects to SIGHUP and SIGTERM/SIGINT.
+//!
+//! Stop order: stop scheduling; let polls in flight finish within
+//! [`STOP_DEADLINE`] (feeds not yet started are skipped; a poll cut off at the
+//! deadline loses nothing, as each feed is one transaction); stop the server
+//! gracefully; close the store last.
+
+mod pipeline;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use pipeline::{Clock, PassResult, Pipeline, RenderedTopic, curate_and_publish, poll, render_topic};
+
+use crate::config::{self, Config, ConfigError, FeedConfig};
+use crate::curate;
+use crate::metrics::Metrics;
+use crate::serve::{self, AppState};
+use crate::store::{FeedRow, Store, StoreHandle, from_ts};
+
+/// How long polls in flight may run on after a stop was asked for.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(7);
+
+/// Never-polled feeds start within this window, spread out.
+const FIRST_POLL_SPREAD: Duration = Duration::from_secs(5);
+
+/// Overdue feeds (the daemon was down) are spread over this window after a start.
+const OVERDUE_SPREAD: Duration = Duration::from_secs(30);
+
+/// Loads and fully validates a config file, including the FTS5 check of topic
+/// queries; warnings are logged.
+///
+/// # Errors
+/// [`ConfigError`] with every problem.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = config::load(path)?;
+    let problems = curate::check_queries(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { problems });
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// How the outside world steers a running daemon.
+pub struct Control {
+    /// A message asks for the config file to be read again.
+    pub reload: mpsc::Receiver<()>,
+    /// Cancelled to stop.
+    pub shutdown: CancellationToken,
+}
+
+/// Tells systemd (when it started us) what we are doing.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(state)
+    {
+        tracing::warn!("sd_notify failed: {e}");
+    }
+}
+
+/// When each enabled feed is due, and which are being polled.
+struct Scheduler {
+    due: HashMap<String, DateTime<Utc>>,
+    in_flight: HashSet<String>,
+}
+
+impl Scheduler {
+    /// Due times from the stored state: a feed never polled is due at once (spread
+    /// over a few seconds), an overdue one soon (spread wider), the rest when stored.
+    fn new(config: &Config, rows: &[FeedRow], now: DateTime<Utc>) -> Scheduler {
+        let mut s = Scheduler { due: HashMap::new(), in_flight: HashSet::new() };
+        s.apply(config, rows, now);
+        s
+    }
+
+    /// Brings the set of scheduled feeds in line with `config`: removed and disabled
+    /// feeds are dropped, new ones scheduled, the rest keep their due time.
+    fn apply(&mut self, config: &Config, rows: &[FeedRow], now: DateTime<Utc>) {
+        let enabled: Vec<&FeedConfig> = config.feeds.iter().filter(|f| f.enabled).collect();
+        self.due.retain(|id, _| enabled.iter().any(|f| &f.id == id));
+        let n = enabled.len().max(1) as f64;
+        for (i, f) in enabled.iter().enumerate() {
+            if self.due.contains_key(&f.id) {
+                continue;
+            }
+            let row = rows.iter().find(|r| r.id == f.id);
+            if row.is_some_and(gone) {
+                continue;
+            }
+            let spread = |window: Duration| {
+                now + TimeDelta::milliseconds((window.as_millis() as f64 * i as f64 / n) as i64)
+            };
+            let due = match row.and_then(|r| r.next_due) {
+                Some(t) if from_ts(t) > now => from_ts(t),
+                Some(_) => spread(OVERDUE_SPREAD),
+                None => spread(FIRST_POLL_SPREAD),
+            };
+            self.due.insert(f.id.clone(), due);
+        }
+    }
+
+    fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.due.iter().filter(|(id, _)| !self.in_flight.contains(*id)).map(|(_, t)| *t).min()
+    }
+
+    fn take_due(&mut self, config: &Config, now: DateTime<Utc>) -> Vec<FeedConfig> {
+        let due: Vec<FeedConfig> = config
+            .feeds
+            .iter()
+            .filter(|f| !self.in_flight.contains(&f.id) && self.due.get(&f.id).is_some_and(|t| *t <= now))
+            .cloned()
+            .collect();
+        self.in_flight.extend(due.iter().map(|f| f.id.clone()));
+        due
+    }
+
+    /// After a pass: the pipeline stored each feed's next due time.
+    fn finished(&mut self, ids: &[String], rows: &[FeedRow], config: &Config, now: DateTime<Utc>) {
+        for id in ids {
+            self.in_flight.remove(id);
+            let Some(feed) = config.feed(id).filter(|f| f.enabled) else {
+                self.due.remove(id);
+                continue;
+            };
+            let row = rows.iter().find(|r| &r.id == id);
+            if row.is_some_and(gone) {
+                tracing::warn!(feed = %id, url = %feed.url, "the feed answered 410 Gone: polling stopped until the config changes");
+                self.due.remove(id);
+                continue;
+            }
+            let fallback = || feed.schedule.as_ref().unwrap_or(&config.daemon.schedule).next_after(now);
+            let due = row.and_then(|r| r.next_due).map_or_else(fallback, from_ts);
+            self.due.insert(id.clone(), due);
+        }
+    }
+}
+
+/// A feed that answered 410 Gone is not polled again (until its URL changes).
+fn gone(row: &FeedRow) -> bool {
+    row.last_status == Some(410)
+}
+
+/// Runs the daemon until `control.shutdown` is cancelled.
+///
+/// # Errors
+/// If the database cannot be opened or the HTTP client built; once running, failures
+/// of single polls are logged and stored, never fatal.
+pub async fn run(config: Config, listener: TcpListener, mut control: Control) -> anyhow::Result<()> {
+    let clock = Clock::new();
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = control.shutdown.clone();
+    let db = config.daemon.database.clone();
+    let store = Store::open(&db).with_context(|| format!("opening the database {}", db.display()))?;
+    let (handle, writer) = StoreHandle::spawn(store).context("starting the database writer")?;
+    let reader =
+        Store::open_read_only(&db).with_context(|| format!("opening {} for reading", db.display()))?;
+    let config = Arc::new(config);
+    let mut pipeline = Arc::new(Pipeline::with(
+        config.clone(),
+        handle.clone(),
+        clock,
+        metrics.clone(),
+        shutdown.child_token(),
+    )?);
+    sync_feeds(&pipeline).await?;
+    let (_, topics) = curate_and_publish(&pipeline).await?;
+    let state = Arc::new(AppState {
+        config: RwLock::new(config.clone()),
+        feeds: RwLock::new(HashMap::new()),
+        reader: Mutex::new(reader),
+        metrics: metrics.clone(),
+    });
+    state.update_topics(topics, &topic_ids(&config));
+
+    let addr = listener.local_addr().ok();
+    let server = tokio::spawn({
+        let app = serve::router(state.clone());
+        let stop = shutdown.clone();
+        async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await }
+    });
+    tracing::info!(
+        "serving on {} with {} feeds and {} topics",
+        addr.map_or("?".into(), |a| a.to_string()),
+        config.feeds.len(),
+        config.topics.len()
+    );
+    notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled()
+        .map(|every| tokio::spawn(watchdog(handle.clone(), every / 2, shutdown.clone())));
+
+    let rows = handle.call(|s| s.feeds()).await?;
+    let mut sched = Scheduler::new(&pipeline.config, &rows, clock.now());
+    let mut batches: JoinSet<(Vec<String>, Result<PassResult, crate::store::StoreError>)> = JoinSet::new();
+    let mut reload_open = true;
+    loop {
+        let wake = sched
+            .next_wake()
+            .map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), |t| clock.instant(t));
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            msg = control.reload.recv(), if reload_open => {
+                match msg {
+                    Some(()) => {
+                        if let Some(p) = reload(&pipeline, &state, &mut sched, &clock).await {
+                            pipeline = p;
+                        }
+                    }
+                    None => reload_open = false,
+                }
+                continue;
+            }
+            Some(done) = batches.join_next(), if !batches.is_empty() => {
+                match done {
+                    Ok((ids, Ok(pass))) => {
+                        metrics.poll_pass();
+                        state.update_topics(pass.topics, &topic_ids(&pipeline.config));
+                        let s = &pass.summary;
+                        if s.failed + s.new_items + s.updated_items > 0 {
+                            tracing::info!("polled {} feeds: {} fetched, {} not modified, {} failed, {} new, {} updated",
+                                s.feeds, s.fetched, s.not_modified, s.failed, s.new_items, s.updated_items);
+                        } else {
+                            tracing::debug!("polled {} feeds: nothing new", s.feeds);
+                        }
+                        let rows = handle.call(|s| s.feeds()).await.unwrap_or_default();
+                        sched.finished(&ids, &rows, &pipeline.config, clock.now());
+                    }
+                    Ok((ids, Err(e))) => {
+                        tracing::error!("a poll pass failed: {}; retrying in a minute", crate::error_chain(&e));
+                        let retry = clock.now() + TimeDelta::minutes(1);
+                        for id in ids {
+                            sched.in_flight.remove(&id);
+                            sched.due.insert(id, retry);
+                        }
+                    }
+                    Err(e) => tracing::error!("a poll pass panicked: {e}"),
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        // Feeds due within the next second go in the same pass: one curation and one
+        // rendering for all of them.
+        let due = sched.take_due(&pipeline.config, clock.now() + TimeDelta::seconds(1));
+        if !due.is_empty() {
+            let p = pipeline.clone();
+            let ids: Vec<String> = due.iter().map(|f| f.id.clone()).collect();
+            batches.spawn(async move { (ids, poll(&p, due, |_, _| {}).await) });
+        }
+    }
+
+    tracing::info!("stopping");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    if tokio::time::timeout(STOP_DEADLINE, async { while batches.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "polls still running after {STOP_DEADLINE:?}: abandoning them (each feed is one transaction)"
+        );
+        batches.abort_all();
+        while batches.join_next().await.is_some() {}
+    }
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(Ok(Err(e))) => tracing::error!("HTTP server: {e}"),
+        Err(_) => tracing::warn!("HTTP connections still open at exit"),
+        _ => {}
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    drop(pipeline);
+    drop(handle);
+    drop(state);
+    // The writer finishes the job it is on (a whole transaction) and exits once the
+    // last handle is gone.
+    tokio::task::spawn_blocking(move || writer.join()).await.ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn topic_ids(config: &Config) -> Vec<&str> {
+    config.topics.iter().map(|t| t.id.as_str()).collect()
+}
+
+async fn sync_feeds(p: &Pipeline) -> Result<(), crate::store::StoreError> {
+    let ids: Vec<(String, String)> =
+        p.config.feeds.iter().map(|f| (f.id.clone(), f.url.to_string())).collect();
+    p.store.call(move |s| s.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str())))).await
+}
+
+/// Reads the config file again. An invalid file is reported problem by problem and
+/// the running config kept; a valid one is swapped in: feeds added and removed,
+/// topics whose definition changed backfilled, outputs refreshed.
+async fn reload(
+    current: &Arc<Pipeline>,
+    state: &Arc<AppState>,
+    sched: &mut Scheduler,
+    clock: &Clock,
+) -> Option<Arc<Pipeline>> {
+    notify(&[sd_notify::NotifyState::Reloading]);
+    let path = current.config.path.clone();
+    tracing::info!("reloading {}", path.display());
+    let result = reload_inner(current, state, sched, clock, &path).await;
+    notify(&[sd_notify::NotifyState::Ready]);
+    current.metrics.reloaded(result.is_ok());
+    match result {
+        Ok(p) => Some(p),
+        Err(e) => {
+            match e.downcast_ref::<ConfigError>() {
+                Some(ConfigError::Invalid { problems }) => {
+                    for p in problems {
+                        tracing::error!("{p}");
+                    }
+                }
+                _ => tracing::error!("{}", format!("{e:#}")),
+            }
+            tracing::error!("reload failed: still running the previous config");
+            None
+        }
+    }
+}
+
+async fn reload_inner(
+    current: &Arc<Pipeline>,
+    state: &Arc<AppState>,
+    sched: &mut Scheduler,
+    clock: &Clock,
+    path: &Path,
+) -> anyhow::Result<Arc<Pipeline>> {
+    let new = load_config(path)?;
+    let old = &current.config.daemon;
+    if new.daemon.listen != old.listen {
+        tracing::warn!("'listen' changed to {}: this takes a restart", new.daemon.listen);
+    }
+    if new.daemon.database != old.database {
+        tracing::warn!("'database' changed to {}: this takes a restart", new.daemon.database.display());
+    }
+    let mut new = new;
+    new.daemon.database = old.database.clone();
+    new.daemon.listen = old.listen;
+    let config = Arc::new(new);
+    let p = Arc::new(Pipeline::with(
+        config.clone(),
+        current.store.clone(),
+        *clock,
+        current.metrics.clone(),
+        current.cancel.clone(),
+    )?);
+    sync_feeds(&p).await?;
+    let rows = p.store.call(|s| s.feeds()).await?;
+    sched.apply(&config, &rows, clock.now());
+    let (changes, topics) = curate_and_publish(&p).await?;
+    *state.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+    state.update_topics(topics, &topic_ids(&config));
+    let backfilled: Vec<&str> =
+        changes.iter().filter(|c| c.backfilled).map(|c| c.topic_id.as_str()).collect();
+    tracing::info!(
+        "reloaded: {} feeds, {} topics{}",
+        config.feeds.len(),
+        config.topics.len(),
+        if backfilled.is_empty() {
+            String::new()
+        } else {
+            format!(" (backfilled: {})", backfilled.join(", "))
+        }
+    );
+    Ok(p)
+}
+
+/// Pings systemd's watchdog while the store answers within the interval.
+async fn watchdog(store: StoreHandle, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match tokio::time::timeout(every, store.call(|s| s.ping())).await {
+            Ok(Ok(())) => notify(&[sd_notify::NotifyState::Watchdog]),
+            Ok(Err(e)) => {
+                tracing::error!("watchdog: the database does not answer: {}", crate::error_chain(&e))
+            }
+            Err(_) => tracing::error!("watchdog: the database did not answer within {every:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{self, Schedule};
+    use chrono::TimeZone;
+
+    fn config(feeds: &[(&str, bool)]) -> Config {
+        let mut text = String::from("[daemon]\nschedule = \"every 1m\"\n");
+        for (id, enabled) in feeds {
+            text.push_str(&format!(
+                "[[feed]]\nid = \"{id}\"\nurl = \"https://x.example/{id}\"\nenabled = {enabled}\n"
+            ));
+        }
+        config::parse(&text, Path::new("/tmp/t.toml")).unwrap()
+    }
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn new_feeds_are_spread_over_the_first_seconds_and_stored_dues_kept() {
+        let c = config(&[("a", true), ("b", true), ("c", true), ("off", false), ("known", true)]);
+        let later = t0() + TimeDelta::minutes(7);
+        let rows =
+            vec![FeedRow { id: "known".into(), next_due: Some(later.timestamp()), ..FeedRow::default() }];
+        let s = Scheduler::new(&c, &rows, t0());
+        assert!(!s.due.contains_key("off"));
+        assert_eq!(s.due["known"], later);
+        let mut firsts: Vec<_> = ["a", "b", "c"].iter().map(|id| s.due[*id]).collect();
+        firsts.sort();
+        firsts.dedup();
+        assert_eq!(firsts.len(), 3, "not all at the same instant");
+        assert!(firsts.iter().all(|t| *t >= t0() && *t < t0() + TimeDelta::seconds(5)));
+    }
+
+    #[test]
+    fn a_failing_feed_backs_off_and_a_success_resets_it() {
+        // Drive the scheduler with the pipeline's arithmetic for one feed on a
+        // one-minute schedule that fails for two hours, then recovers.
+        let c = config(&[("f", true)]);
+        let every = Schedule::parse("every 1m").unwrap();
+        let mut s = Scheduler::new(&c, &[], t0());
+        let mut now = t0();
+        let (mut failures, mut polls_while_failing, mut polls_after) = (0u32, 0, 0);
+        while now < t0() + TimeDelta::hours(3) {
+            let due = s.take_due(&c, now);
+            if !due.is_empty() {
+                let failing = now < t0() + TimeDelta::hours(2);
+                failures = if failing { failures + 1 } else { 0 };
+                if failing {
+                    polls_while_failing += 1
+                } else {
+                    polls_after += 1
+                }
+                let next = schedule::next_due(now, &every, failures, None, 0.5);
+                let row = FeedRow { id: "f".into(), next_due: Some(next.timestamp()), ..FeedRow::default() };
+                s.finished(&["f".into()], &[row], &c, now);
+            }
+            now = s.next_wake().unwrap().max(now + TimeDelta::seconds(1));
+        }
+        // Every minute would be 120 polls in 2 h; backing off 2, 4, 8 … minutes gives 6.
+        assert_eq!(polls_while_failing, 6);
+        // The first success resets the backoff: back to every minute.
+        assert!(polls_after >= 50, "{polls_after} polls in the hour after recovery");
+    }
+
+    #[test]
+    fn gone_feeds_and_removed_feeds_are_not_polled_again() {
+        let c = config(&[("g", true), ("r", true)]);
+        let mut s = Scheduler::new(&c, &[], t0());
+        let due = s.take_due(&c, t0() + TimeDelta::seconds(10));
+        assert_eq!(due.len(), 2);
+        let rows = vec![FeedRow { id: "g".into(), last_status: Some(410), ..FeedRow::default() }];
+        s.finished(&["g".into()], &rows, &c, t0());
+        assert!(!s.due.contains_key("g"));
+        let c2 = config(&[("g", true)]);
+        s.finished(&["r".into()], &[], &c2, t0());
+        assert!(!s.due.contains_key("r"), "a feed removed by a reload is dropped");
+        assert_eq!(s.next_wake(), None);
+    }
+}
