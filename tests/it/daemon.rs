@@ -235,3 +235,61 @@ async fn stops_gracefully_in_the_middle_of_a_poll() {
 fn rusqlite_check(path: &std::path::Path) -> String {
     feedsieve::store::Store::open_read_only(path).unwrap().integrity_check().unwrap()
 }
+
+/// The real binary under a stand-in for systemd: READY after start, WATCHDOG pings,
+/// RELOADING/READY around SIGHUP, STOPPING and exit 0 on SIGTERM.
+#[test]
+fn the_binary_talks_to_systemd_and_obeys_signals() {
+    use std::os::unix::net::UnixDatagram;
+    let env = Env::with_daemon("listen = \"127.0.0.1:0\"", "");
+    let socket_path = env.config_path.with_file_name("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    /// Kills the daemon if the test fails half-way.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    let pid = child.0.id().to_string();
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).trim().to_owned()
+    };
+    let kill =
+        |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    assert_eq!(next(), "READY=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    kill("-HUP");
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("READY=1") {
+        let m = next();
+        if m != "WATCHDOG=1" {
+            seen.push(m);
+        }
+    }
+    assert_eq!(seen, ["RELOADING=1", "READY=1"]);
+    kill("-TERM");
+    loop {
+        let m = next();
+        if m == "STOPPING=1" {
+            break;
+        }
+        assert_eq!(m, "WATCHDOG=1", "unexpected notification");
+    }
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
