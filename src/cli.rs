@@ -211,6 +211,7 @@ async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<E
     let (handle, writer) = StoreHandle::spawn(store).context("cannot start the database writer")?;
     let config = Arc::new(config);
     let pipeline = Arc::new(Pipeline::new(config.clone(), handle)?);
+    daemon::sync_feeds(&pipeline).await?;
     let bar = progress_bar(feeds.len() as u64);
     let started = std::time::Instant::now();
     let result = daemon::poll(&pipeline, feeds, |id, outcome| {

@@ -237,7 +237,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ServeError> {
     let config = state.config();
     let sizes = read(&state, move |s| {
-        let rows = s.feeds()?;
+        let rows = s.feed_states()?;
         let configured: Vec<_> = rows.iter().filter(|r| config.feed(&r.id).is_some()).collect();
         let topic_sizes = s.topic_sizes()?;
         Ok(Sizes {

@@ -369,12 +369,21 @@ impl Store {
         Ok(())
     }
 
-    /// A feed's stored state.
+    /// A feed's stored state, with its item count.
     ///
     /// # Errors
     /// On database failure.
     pub fn feed(&self, id: &str) -> Result<Option<FeedRow>, StoreError> {
-        Ok(self.feeds_where("WHERE f.id = ?1", [id])?.into_iter().next())
+        Ok(self.feeds_where("WHERE f.id = ?1", [id], true)?.into_iter().next())
+    }
+
+    /// A feed's stored state without its item count (`items` is 0): what a poll needs,
+    /// without counting the feed's items on every poll.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn feed_state(&self, id: &str) -> Result<Option<FeedRow>, StoreError> {
+        Ok(self.feeds_where("WHERE f.id = ?1", [id], false)?.into_iter().next())
     }
 
     /// Every feed row, by id, with its item count.
@@ -382,14 +391,28 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub fn feeds(&self) -> Result<Vec<FeedRow>, StoreError> {
-        self.feeds_where("", [])
+        self.feeds_where("", [], true)
     }
 
-    fn feeds_where<P: rusqlite::Params>(&self, filter: &str, p: P) -> Result<Vec<FeedRow>, StoreError> {
+    /// Every feed row without item counts (`items` is 0), for the scheduler and
+    /// `/metrics`, which run often.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn feed_states(&self) -> Result<Vec<FeedRow>, StoreError> {
+        self.feeds_where("", [], false)
+    }
+
+    fn feeds_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        p: P,
+        counts: bool,
+    ) -> Result<Vec<FeedRow>, StoreError> {
+        let count = if counts { "(SELECT count(*) FROM items i WHERE i.feed_id = f.id)" } else { "0" };
         let sql = format!(
             "SELECT f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
-                    f.failures, f.next_due, f.moved_to,
-                    (SELECT count(*) FROM items i WHERE i.feed_id = f.id)
+                    f.failures, f.next_due, f.moved_to, {count}
              FROM feeds f {filter} ORDER BY f.id"
         );
         let mut stmt = self.conn.prepare(&sql)?;

@@ -24,7 +24,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use pipeline::{Clock, PassResult, Pipeline, RenderedTopic, curate_and_publish, poll, render_topic};
+pub use pipeline::{
+    Clock, PassResult, Pipeline, RenderedTopic, curate_and_publish, poll, render_topic, sync_feeds,
+};
 
 use crate::config::{self, Config, ConfigError, FeedConfig};
 use crate::curate;
@@ -205,7 +207,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     let watchdog = sd_notify::watchdog_enabled()
         .map(|every| tokio::spawn(watchdog(handle.clone(), every / 2, shutdown.clone())));
 
-    let rows = handle.call(|s| s.feeds()).await?;
+    let rows = handle.call(|s| s.feed_states()).await?;
     let mut sched = Scheduler::new(&pipeline.config, &rows, clock.now());
     let mut batches: JoinSet<(Vec<String>, Result<PassResult, crate::store::StoreError>)> = JoinSet::new();
     let mut reload_open = true;
@@ -238,7 +240,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                         } else {
                             tracing::debug!("polled {} feeds: nothing new", s.feeds);
                         }
-                        let rows = handle.call(|s| s.feeds()).await.unwrap_or_default();
+                        let rows = handle.call(|s| s.feed_states()).await.unwrap_or_default();
                         sched.finished(&ids, &rows, &pipeline.config, clock.now());
                     }
                     Ok((ids, Err(e))) => {
@@ -297,12 +299,6 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
 
 fn topic_ids(config: &Config) -> Vec<&str> {
     config.topics.iter().map(|t| t.id.as_str()).collect()
-}
-
-async fn sync_feeds(p: &Pipeline) -> Result<(), crate::store::StoreError> {
-    let ids: Vec<(String, String)> =
-        p.config.feeds.iter().map(|f| (f.id.clone(), f.url.to_string())).collect();
-    p.store.call(move |s| s.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str())))).await
 }
 
 /// Reads the config file again. An invalid file is reported problem by problem and
@@ -364,7 +360,7 @@ async fn reload_inner(
         current.cancel.clone(),
     )?);
     sync_feeds(&p).await?;
-    let rows = p.store.call(|s| s.feeds()).await?;
+    let rows = p.store.call(|s| s.feed_states()).await?;
     sched.apply(&config, &rows, clock.now());
     let (changes, topics) = curate_and_publish(&p).await?;
     *state.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();

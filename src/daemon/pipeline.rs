@@ -125,6 +125,17 @@ pub struct RenderedTopic {
     pub outputs: Vec<publish::Rendered>,
 }
 
+/// Makes the store's feed rows match the configured feeds (see
+/// [`Store::sync_feeds`]); run it before the first pass and after a reload.
+///
+/// # Errors
+/// When the store fails.
+pub async fn sync_feeds(p: &Pipeline) -> Result<(), StoreError> {
+    let ids: Vec<(String, String)> =
+        p.config.feeds.iter().map(|f| (f.id.clone(), f.url.to_string())).collect();
+    p.store.call(move |s| s.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str())))).await
+}
+
 /// Polls `feeds` concurrently, then curates and publishes. `progress` is called once
 /// per feed as it finishes. Feeds not yet started when the pipeline is cancelled are
 /// skipped.
@@ -136,10 +147,6 @@ pub async fn poll(
     feeds: Vec<FeedConfig>,
     progress: impl Fn(&str, &PollOutcome),
 ) -> Result<PassResult, StoreError> {
-    let config = p.config.clone();
-    let ids: Vec<(String, String)> = config.feeds.iter().map(|f| (f.id.clone(), f.url.to_string())).collect();
-    p.store.call(move |s| s.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str())))).await?;
-
     let mut tasks = JoinSet::new();
     for feed in feeds {
         let p = p.clone();
@@ -260,7 +267,7 @@ async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<Option<PollOutcome
 
 async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, StoreError> {
     let id = feed.id.clone();
-    let row = p.store.call(move |s| s.feed(&id)).await?.unwrap_or_default();
+    let row = p.store.call(move |s| s.feed_state(&id)).await?.unwrap_or_default();
     let validators = Validators { etag: row.etag.clone(), last_modified: row.last_modified.clone() };
     let schedule = feed.schedule.as_ref().unwrap_or(&p.config.daemon.schedule).clone();
     let failures = u32::try_from(row.failures).unwrap_or(u32::MAX);

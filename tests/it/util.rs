@@ -188,6 +188,7 @@ impl Env {
         let store = Store::open(&config.daemon.database).unwrap();
         let (handle, writer) = StoreHandle::spawn(store).unwrap();
         let pipeline = Arc::new(Pipeline::new(config, handle).unwrap());
+        daemon::sync_feeds(&pipeline).await.unwrap();
         let summary = daemon::poll(&pipeline, feeds, |_, _| {}).await.unwrap().summary;
         drop(pipeline);
         tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
