@@ -52,6 +52,11 @@ pub struct Daemon {
     pub max_feed_bytes: u64,
     pub retention: Duration,
     pub output_dir: Option<PathBuf>,
+    /// Similarity (estimated Jaccard of word 3-shingles, 0 to 1) from which two items
+    /// are one story.
+    pub dedup_threshold: f64,
+    /// How far back (by first-seen time) a new item is compared with stored ones.
+    pub dedup_window: Duration,
 }
 
 impl Default for Daemon {
@@ -68,6 +73,8 @@ impl Default for Daemon {
             max_feed_bytes: 10 * 1024 * 1024,
             retention: Duration::from_secs(180 * 86_400),
             output_dir: None,
+            dedup_threshold: crate::dedup::DEFAULT_THRESHOLD,
+            dedup_window: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -489,6 +496,8 @@ impl<'a> Reader<'a> {
                 "max_feed_bytes",
                 "retention",
                 "output_dir",
+                "dedup_threshold",
+                "dedup_window",
             ],
             "[daemon]",
         );
@@ -549,6 +558,18 @@ impl<'a> Reader<'a> {
         }
         if let Some((s, _)) = self.string(t, "output_dir") {
             d.output_dir = Some(self.path(&s));
+        }
+        if let Some(v) = t.get("dedup_threshold") {
+            let x = v.get_ref().as_float().and_then(|f| f.as_str().parse::<f64>().ok());
+            match x {
+                Some(x) if (0.0..=1.0).contains(&x) && x > 0.0 => d.dedup_threshold = x,
+                _ => {
+                    self.error(v.span(), "'dedup_threshold' must be a number above 0 and at most 1, like 0.5")
+                }
+            }
+        }
+        if let Some(x) = self.duration(t, "dedup_window") {
+            d.dedup_window = x;
         }
         d
     }

@@ -11,6 +11,16 @@
 //!   URL removed: scheme and host lower-cased (the `url` crate does that), default port
 //!   and fragment dropped, tracking parameters removed, remaining parameters sorted.
 //!   Two items from different feeds with the same canonical link are one story.
+//! - A **fingerprint** finds copies whose links differ: a MinHash signature of the word
+//!   3-shingles of an item's text, after sentences that the feed repeats in many items
+//!   (footers, cookie notices, "about us") are removed. Two signatures estimate the
+//!   Jaccard similarity of the shingle sets; LSH band keys let the store find
+//!   candidates with an index lookup instead of a scan. Two signatures are kept per
+//!   item: the lead (first [`LEAD_WORDS`] words, where a summary and its full article,
+//!   or a wire copy with a dateline, agree) and the whole text (where a re-headlined
+//!   copy with a rewritten first paragraph still agrees).
+
+use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -119,6 +129,218 @@ pub fn entry_id(feed_id: &str, key: &str) -> String {
     format!("urn:uuid:{}-{}-5{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
 }
 
+/// Permutations in one MinHash signature.
+pub const SIG_LEN: usize = 32;
+/// LSH bands per signature; `SIG_LEN / BANDS` rows each. With 8 bands of 4 rows a
+/// pair at Jaccard 0.5 is a candidate with probability 0.41, at 0.7 with 0.88, at 0.8
+/// with 0.97; the exact similarity of candidates is then checked against the threshold.
+pub const BANDS: usize = 8;
+const ROWS: usize = SIG_LEN / BANDS;
+/// Words in the lead signature.
+pub const LEAD_WORDS: usize = 60;
+/// Texts shorter than this (after boilerplate removal) get no fingerprint: too little
+/// to tell a copy from a coincidence.
+pub const MIN_WORDS: usize = 12;
+/// Default similarity (estimated Jaccard of word 3-shingles) from which two items are
+/// one story.
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+/// A sentence repeated in this many items of one feed is that feed's boilerplate.
+pub const BOILERPLATE_REPEATS: u32 = 3;
+
+/// A MinHash signature.
+pub type Signature = [u32; SIG_LEN];
+
+/// The two signatures of an item's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub lead: Signature,
+    pub full: Signature,
+}
+
+/// 64-bit FNV-1a: a stable hash (fingerprints are stored, so the hash must never
+/// change between versions, which rules out std's `DefaultHasher`).
+pub fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET, |h, b| fnv_byte(h, *b))
+}
+
+/// splitmix64's finaliser: spreads the bits of `x`.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Hashes of the lower-cased words (runs of letters and digits) of a text, without
+/// allocating a string per word.
+pub fn word_hashes(text: &str) -> Vec<u64> {
+    let mut out = Vec::with_capacity(text.len() / 6);
+    let mut h: Option<u64> = None;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            let mut acc = h.unwrap_or(FNV_OFFSET);
+            if c.is_ascii() {
+                acc = fnv_byte(acc, c.to_ascii_lowercase() as u8);
+            } else {
+                for l in c.to_lowercase() {
+                    let mut buf = [0u8; 4];
+                    for b in l.encode_utf8(&mut buf).bytes() {
+                        acc = fnv_byte(acc, b);
+                    }
+                }
+            }
+            h = Some(acc);
+        } else if let Some(done) = h.take() {
+            out.push(done);
+        }
+    }
+    out.extend(h);
+    out
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv_byte(h: u64, b: u8) -> u64 {
+    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+}
+
+/// The sentences of a text (split after `.`, `!`, `?` followed by white space, and at
+/// line breaks) as the hashes of their words; a sentence's hash ignores case and
+/// punctuation. Sentences without words are skipped.
+pub fn sentences(text: &str) -> Vec<(u64, Vec<u64>)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        let end_here = match c {
+            '\n' => true,
+            '.' | '!' | '?' => bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace()),
+            _ => false,
+        };
+        if end_here {
+            push_sentence(&text[start..=i], &mut out);
+            start = i + c.len_utf8();
+        }
+    }
+    push_sentence(&text[start..], &mut out);
+    out
+}
+
+fn push_sentence(s: &str, out: &mut Vec<(u64, Vec<u64>)>) {
+    let w = word_hashes(s);
+    if !w.is_empty() {
+        let h = w.iter().fold(FNV_OFFSET, |acc, x| mix(acc ^ x));
+        out.push((h, w));
+    }
+}
+
+/// Sentences that occur in at least [`BOILERPLATE_REPEATS`] of the given texts (each
+/// text counted once per sentence): a feed's footers, notices and standard
+/// paragraphs, when the texts are that feed's items.
+pub fn repeated_sentences<'a>(texts: impl IntoIterator<Item = &'a str>) -> HashSet<u64> {
+    let mut counts: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    for t in texts {
+        let unique: HashSet<u64> = sentences(t).into_iter().map(|(h, _)| h).collect();
+        for h in unique {
+            *counts.entry(h).or_default() += 1;
+        }
+    }
+    counts.into_iter().filter(|(_, n)| *n >= BOILERPLATE_REPEATS).map(|(h, _)| h).collect()
+}
+
+/// Fingerprints an item's text, leaving out the sentences in `boilerplate`. `None`
+/// when fewer than [`MIN_WORDS`] words remain.
+pub fn fingerprint(text: &str, boilerplate: &HashSet<u64>) -> Option<Fingerprint> {
+    let kept: Vec<u64> =
+        sentences(text).into_iter().filter(|(h, _)| !boilerplate.contains(h)).flat_map(|(_, w)| w).collect();
+    if kept.len() < MIN_WORDS {
+        return None;
+    }
+    let lead = &kept[..kept.len().min(LEAD_WORDS)];
+    Some(Fingerprint { lead: minhash(lead), full: minhash(&kept) })
+}
+
+/// Per-permutation multipliers (odd) and offsets of the universal hashes
+/// `(a * x + b) >> 32`, fixed forever: they are part of the stored fingerprints.
+const PERMS: [(u64, u64); SIG_LEN] = {
+    let mut out = [(0u64, 0u64); SIG_LEN];
+    let mut state: u64 = 0x5eed_f00d_cafe_d00d;
+    let mut i = 0;
+    while i < SIG_LEN {
+        // splitmix64 steps, in a const context.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut a = state;
+        a = (a ^ (a >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        a = (a ^ (a >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        a ^= a >> 31;
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut b = state;
+        b = (b ^ (b >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        b = (b ^ (b >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        b ^= b >> 31;
+        out[i] = (a | 1, b);
+        i += 1;
+    }
+    out
+};
+
+fn minhash(words: &[u64]) -> Signature {
+    let mut sig = [u32::MAX; SIG_LEN];
+    for win in words.windows(3) {
+        let shingle = mix(win[0] ^ mix(win[1] ^ mix(win[2])));
+        for (slot, (a, b)) in sig.iter_mut().zip(PERMS.iter()) {
+            let v = (a.wrapping_mul(shingle).wrapping_add(*b) >> 32) as u32;
+            if v < *slot {
+                *slot = v;
+            }
+        }
+    }
+    sig
+}
+
+/// Estimated Jaccard similarity of the shingle sets behind two signatures.
+pub fn similarity(a: &Signature, b: &Signature) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / SIG_LEN as f64
+}
+
+/// How alike two fingerprints are: the better of lead and whole-text similarity.
+pub fn resemblance(a: &Fingerprint, b: &Fingerprint) -> f64 {
+    similarity(&a.lead, &b.lead).max(similarity(&a.full, &b.full))
+}
+
+/// LSH keys of a fingerprint: one per band of each signature, distinct between bands
+/// and between the two signatures, as SQLite integers.
+pub fn band_keys(f: &Fingerprint) -> Vec<i64> {
+    let mut keys = Vec::with_capacity(2 * BANDS);
+    for (which, sig) in [(1u64, &f.lead), (2u64, &f.full)] {
+        for (band, rows) in sig.chunks(ROWS).enumerate() {
+            let mut h = mix(which << 8 | band as u64);
+            for r in rows {
+                h = mix(h ^ u64::from(*r));
+            }
+            keys.push(h as i64);
+        }
+    }
+    keys
+}
+
+/// A signature as stored (little-endian bytes), and back.
+pub fn signature_bytes(f: &Fingerprint) -> Vec<u8> {
+    f.lead.iter().chain(f.full.iter()).flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub fn signature_from_bytes(b: &[u8]) -> Option<Fingerprint> {
+    if b.len() != SIG_LEN * 8 {
+        return None;
+    }
+    let mut v = b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let mut lead = [0u32; SIG_LEN];
+    let mut full = [0u32; SIG_LEN];
+    for x in lead.iter_mut().chain(full.iter_mut()) {
+        *x = v.next()?;
+    }
+    Some(Fingerprint { lead, full })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +372,47 @@ mod tests {
         assert_ne!(h, item_key(None, None, "t", "d"));
         let long = "x".repeat(600);
         assert!(item_key(Some(&long), None, "", "").starts_with("g#"));
+    }
+
+    const STORY: &str = "Police in 31 countries arrested 212 suspects during Operation Tidewater, a six-week \
+        action against migrant smuggling networks operating along sea routes in the Mediterranean. Officers \
+        identified 4,100 irregular migrants and seized 27 boats, forged visas and cash. The coordinator said \
+        smugglers treat people as cargo and promised further action in the spring.";
+
+    #[test]
+    fn copies_are_alike_and_different_stories_are_not() {
+        let none = HashSet::new();
+        let a = fingerprint(STORY, &none).unwrap();
+        let dateline = format!("LONDON (Harbour Wire) - {STORY} Reporting by A. Smith; Editing by B. Jones.");
+        let edited = STORY.replace("six-week", "six week").replace("and cash", "and EUR 2.3 million in cash");
+        assert_eq!(resemblance(&a, &a), 1.0);
+        assert!(resemblance(&a, &fingerprint(&dateline, &none).unwrap()) >= 0.6);
+        assert!(resemblance(&a, &fingerprint(&edited, &none).unwrap()) >= 0.6);
+        let other = "Border guards in Lithuania found 37 helium balloons carrying contraband cigarettes that \
+            drifted across from Belarus overnight, and the airport in Vilnius was closed for three hours as a \
+            precaution while the government asked Minsk to stop the launches.";
+        assert!(resemblance(&a, &fingerprint(other, &none).unwrap()) < 0.2);
+        assert_eq!(fingerprint("Too short to judge.", &none), None);
+    }
+
+    #[test]
+    fn boilerplate_sentences_are_left_out() {
+        let footer = "About the agency: we coordinate border management across member states and publish \
+            reports, data and news every working day.";
+        let s1 = format!("{STORY}\n{footer}");
+        let bp: HashSet<u64> = sentences(footer).into_iter().map(|(h, _)| h).collect();
+        assert_eq!(fingerprint(&s1, &bp), fingerprint(STORY, &HashSet::new()));
+    }
+
+    #[test]
+    fn signatures_round_trip_and_band_keys_differ() {
+        let f = fingerprint(STORY, &HashSet::new()).unwrap();
+        assert_eq!(signature_from_bytes(&signature_bytes(&f)), Some(f.clone()));
+        let keys = band_keys(&f);
+        assert_eq!(keys.len(), 2 * BANDS);
+        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
+        assert_eq!(sentences("One two. Three four!\nFive six").len(), 3);
+        assert_eq!(fnv64(b"a"), 0xaf63_dc4c_8601_ec8c, "stable across versions");
     }
 
     #[test]

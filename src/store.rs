@@ -24,6 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::dedup;
 use crate::model::Item;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,8 @@ pub enum StoreError {
 }
 
 /// Append-only: each entry upgrades the schema by one version (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE feeds (
     id            TEXT PRIMARY KEY,
     url           TEXT NOT NULL,
@@ -125,7 +127,28 @@ CREATE TABLE tombstones (
     pruned_at INTEGER NOT NULL,
     PRIMARY KEY (feed_id, key)
 ) STRICT, WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- Near-duplicate stories: a fingerprint per item, LSH band keys of the items inside
+-- the comparison window (ids grow with first_seen, so the window is an id range),
+-- and each feed's boilerplate sentences.
+ALTER TABLE items ADD COLUMN fingerprint BLOB;
+CREATE TABLE item_bands (
+    key     INTEGER NOT NULL,
+    item_id INTEGER NOT NULL,
+    PRIMARY KEY (key, item_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE feed_boilerplate (
+    feed_id TEXT NOT NULL,
+    hash    INTEGER NOT NULL,
+    PRIMARY KEY (feed_id, hash)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+"#,
+];
 
 pub fn ts(d: DateTime<Utc>) -> i64 {
     d.timestamp()
@@ -141,6 +164,22 @@ pub struct NewItem {
     pub item: Item,
     pub summary_text: String,
     pub content_text: String,
+    /// For finding near-duplicate copies in other feeds; `None` for texts too short.
+    pub fingerprint: Option<dedup::Fingerprint>,
+}
+
+/// How items join stories: near-duplicates within `window` seconds of first-seen
+/// time whose [`dedup::resemblance`] reaches `threshold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoryRule {
+    pub threshold: f64,
+    pub window: i64,
+}
+
+impl Default for StoryRule {
+    fn default() -> Self {
+        StoryRule { threshold: dedup::DEFAULT_THRESHOLD, window: 7 * 86_400 }
+    }
 }
 
 /// What the feed row records after a successful fetch.
@@ -153,6 +192,8 @@ pub struct FetchRecord {
     pub site_link: Option<String>,
     pub moved_to: Option<String>,
     pub next_due: Option<DateTime<Utc>>,
+    /// Sentence hashes newly found to be this feed's boilerplate.
+    pub boilerplate: Vec<u64>,
 }
 
 /// The counts of one feed's ingest.
@@ -461,6 +502,16 @@ impl Store {
         Ok(out)
     }
 
+    /// A feed's known boilerplate sentences (hashes from [`dedup::sentences`]).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn boilerplate(&self, feed_id: &str) -> Result<std::collections::HashSet<u64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT hash FROM feed_boilerplate WHERE feed_id = ?1")?;
+        let rows = stmt.query_map([feed_id], |r| r.get::<_, i64>(0).map(|h| h as u64))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Stores one successful poll of one feed in one transaction: new items, corrected
     /// items, their index rows, and the feed's validators and health.
     ///
@@ -475,13 +526,21 @@ impl Store {
         feed_id: &str,
         items: &[NewItem],
         record: &FetchRecord,
+        rule: StoryRule,
         now: DateTime<Utc>,
     ) -> Result<IngestCounts, StoreError> {
         let now = ts(now);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counts = IngestCounts::default();
+        {
+            let mut add =
+                tx.prepare_cached("INSERT OR IGNORE INTO feed_boilerplate (feed_id, hash) VALUES (?1, ?2)")?;
+            for h in &record.boilerplate {
+                add.execute(params![feed_id, *h as i64])?;
+            }
+        }
         for n in items {
-            match upsert_item(&tx, feed_id, n, now)? {
+            match upsert_item(&tx, feed_id, n, rule, now)? {
                 Upsert::New => counts.new += 1,
                 Upsert::Updated => counts.updated += 1,
                 Upsert::Unchanged | Upsert::Tombstoned => counts.unchanged += 1,
@@ -931,7 +990,51 @@ enum Upsert {
     Tombstoned,
 }
 
-fn upsert_item(tx: &Transaction<'_>, feed_id: &str, n: &NewItem, now: i64) -> Result<Upsert, StoreError> {
+/// The story a new item joins: the story of an item with the same canonical link,
+/// else of the most alike item first seen within the window, if alike enough.
+fn find_story(
+    tx: &Transaction<'_>,
+    n: &NewItem,
+    rule: StoryRule,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    if let Some(link) = &n.item.canonical_link {
+        let by_link = tx
+            .prepare_cached("SELECT story_id FROM items WHERE canonical_link = ?1 ORDER BY id LIMIT 1")?
+            .query_row([link], |r| r.get::<_, i64>(0))
+            .optional()?;
+        if by_link.is_some() {
+            return Ok(by_link);
+        }
+    }
+    let Some(fp) = &n.fingerprint else { return Ok(None) };
+    let keys = serde_json::to_string(&dedup::band_keys(fp)).unwrap_or_else(|_| "[]".into());
+    let mut stmt = tx.prepare_cached(
+        "SELECT i.story_id, i.fingerprint FROM items i
+         WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN (SELECT value FROM json_each(?1)))
+           AND i.first_seen >= ?2 AND i.fingerprint IS NOT NULL
+         ORDER BY i.id",
+    )?;
+    let mut best: Option<(f64, i64)> = None;
+    let mut rows = stmt.query(params![keys, now - rule.window])?;
+    while let Some(r) = rows.next()? {
+        let blob: Vec<u8> = r.get(1)?;
+        let Some(other) = dedup::signature_from_bytes(&blob) else { continue };
+        let sim = dedup::resemblance(fp, &other);
+        if sim >= rule.threshold && best.is_none_or(|(b, _)| sim > b) {
+            best = Some((sim, r.get(0)?));
+        }
+    }
+    Ok(best.map(|(_, story)| story))
+}
+
+fn upsert_item(
+    tx: &Transaction<'_>,
+    feed_id: &str,
+    n: &NewItem,
+    rule: StoryRule,
+    now: i64,
+) -> Result<Upsert, StoreError> {
     let it = &n.item;
     let tomb: bool = tx
         .prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND key = ?2")?
@@ -944,6 +1047,7 @@ fn upsert_item(tx: &Transaction<'_>, feed_id: &str, n: &NewItem, now: i64) -> Re
         .query_row(params![feed_id, it.key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let authors = serde_json::to_string(&it.authors).unwrap_or_else(|_| "[]".into());
+    let fp_bytes = n.fingerprint.as_ref().map(dedup::signature_bytes);
     let categories = serde_json::to_string(&it.categories).unwrap_or_else(|_| "[]".into());
     let outcome = match existing {
         Some((_, hash)) if hash == it.content_hash => return Ok(Upsert::Unchanged),
@@ -951,7 +1055,7 @@ fn upsert_item(tx: &Transaction<'_>, feed_id: &str, n: &NewItem, now: i64) -> Re
             tx.prepare_cached(
                 "UPDATE items SET guid = ?2, link = ?3, canonical_link = ?4, title = ?5, summary = ?6,
                      content = ?7, authors = ?8, categories = ?9, published = ?10, updated = ?11,
-                     changed_at = ?12, content_hash = ?13
+                     changed_at = ?12, content_hash = ?13, fingerprint = ?14
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -968,21 +1072,13 @@ fn upsert_item(tx: &Transaction<'_>, feed_id: &str, n: &NewItem, now: i64) -> Re
                 it.updated.map(ts),
                 now,
                 &it.content_hash[..],
+                fp_bytes,
             ])?;
             tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?.execute([id])?;
             (id, Upsert::Updated)
         }
         None => {
-            let story = match &it.canonical_link {
-                Some(link) => tx
-                    .prepare_cached(
-                        "SELECT story_id FROM items WHERE canonical_link = ?1 ORDER BY id LIMIT 1",
-                    )?
-                    .query_row([link], |r| r.get::<_, i64>(0))
-                    .optional()?,
-                None => None,
-            };
-            let story = match story {
+            let story = match find_story(tx, n, rule, now)? {
                 Some(s) => s,
                 None => {
                     tx.prepare_cached("INSERT INTO stories (first_seen) VALUES (?1)")?.execute([now])?;
@@ -991,8 +1087,9 @@ fn upsert_item(tx: &Transaction<'_>, feed_id: &str, n: &NewItem, now: i64) -> Re
             };
             tx.prepare_cached(
                 "INSERT INTO items (feed_id, key, guid, link, canonical_link, title, summary, content, authors,
-                     categories, published, updated, first_seen, changed_at, content_hash, story_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)",
+                     categories, published, updated, first_seen, changed_at, content_hash, story_id,
+                     fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 feed_id,
@@ -1010,8 +1107,17 @@ fn upsert_item(tx: &Transaction<'_>, feed_id: &str, n: &NewItem, now: i64) -> Re
                 now,
                 &it.content_hash[..],
                 story,
+                fp_bytes,
             ])?;
-            (tx.last_insert_rowid(), Upsert::New)
+            let id = tx.last_insert_rowid();
+            if let Some(fp) = &n.fingerprint {
+                let mut band =
+                    tx.prepare_cached("INSERT OR IGNORE INTO item_bands (key, item_id) VALUES (?1, ?2)")?;
+                for key in dedup::band_keys(fp) {
+                    band.execute(params![key, id])?;
+                }
+            }
+            (id, Upsert::New)
         }
     };
     let id = outcome.0;

@@ -20,8 +20,8 @@ use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{PollOutcome, PollSummary};
 use crate::publish::{self, Format, TopicMeta};
 use crate::schedule;
-use crate::store::{FetchRecord, NewItem, Store, StoreError, StoreHandle};
-use crate::{error_chain, parse};
+use crate::store::{FetchRecord, NewItem, Store, StoreError, StoreHandle, StoryRule};
+use crate::{dedup, error_chain, parse};
 
 /// Wall-clock time that advances with tokio's clock, so that a test can pause and
 /// advance time and the scheduler, the backoff and the stored times all follow.
@@ -327,7 +327,17 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
 
     // Only new and changed items are worth sanitising.
     let id = feed.id.clone();
-    let known = p.store.call(move |s| s.known_keys(&id)).await?;
+    let (known, mut boilerplate) =
+        p.store.call(move |s| Ok((s.known_keys(&id)?, s.boilerplate(&id)?))).await?;
+    // Sentences this feed repeats across its items are boilerplate, not story.
+    let texts: Vec<String> = parsed
+        .items
+        .iter()
+        .map(|i| parse::html_to_text(i.content.as_deref().or(i.summary.as_deref()).unwrap_or("")))
+        .collect();
+    let repeated = dedup::repeated_sentences(texts.iter().map(String::as_str));
+    let new_boilerplate: Vec<u64> = repeated.into_iter().filter(|h| !boilerplate.contains(h)).collect();
+    boilerplate.extend(&new_boilerplate);
     let total = parsed.items.len();
     let candidates: Vec<_> = parsed
         .items
@@ -340,7 +350,7 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
         .collect();
     let unchanged = total - candidates.len();
     let cpu = p.cpu.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
-    let prepared = tokio::task::spawn_blocking(move || prepare(candidates)).await;
+    let prepared = tokio::task::spawn_blocking(move || prepare(candidates, &boilerplate)).await;
     drop(cpu);
     let prepared = match prepared {
         Ok(v) => v,
@@ -373,9 +383,14 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
         site_link: parsed.site_link,
         moved_to: moved(body.hints.moved_to).map(|u| u.to_string()),
         next_due: Some(schedule::next_due(now, &schedule, 0, not_before, j)),
+        boilerplate: new_boilerplate,
+    };
+    let rule = StoryRule {
+        threshold: p.config.daemon.dedup_threshold,
+        window: p.config.daemon.dedup_window.as_secs() as i64,
     };
     let id = feed.id.clone();
-    let counts = p.store.call(move |s| s.ingest(&id, &prepared, &record, now)).await?;
+    let counts = p.store.call(move |s| s.ingest(&id, &prepared, &record, rule, now)).await?;
     tracing::debug!(feed = %feed.id, new = counts.new, updated = counts.updated, "stored");
     Ok(PollOutcome::Fetched {
         new: counts.new,
@@ -384,14 +399,18 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     })
 }
 
-/// Sanitises items and extracts the text the index gets.
-fn prepare(items: Vec<crate::model::Item>) -> Vec<NewItem> {
+/// Sanitises items, extracts the text the index gets, and fingerprints it (leaving
+/// out the feed's `boilerplate` sentences).
+fn prepare(items: Vec<crate::model::Item>, boilerplate: &std::collections::HashSet<u64>) -> Vec<NewItem> {
     items
         .into_iter()
         .map(|mut item| {
             parse::sanitize_item(&mut item);
             let text = |h: &Option<String>| h.as_deref().map(parse::html_to_text).unwrap_or_default();
-            NewItem { summary_text: text(&item.summary), content_text: text(&item.content), item }
+            let (summary_text, content_text) = (text(&item.summary), text(&item.content));
+            let body = if content_text.is_empty() { &summary_text } else { &content_text };
+            let fingerprint = dedup::fingerprint(body, boilerplate);
+            NewItem { summary_text, content_text, fingerprint, item }
         })
         .collect()
 }

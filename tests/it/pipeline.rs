@@ -343,3 +343,90 @@ async fn one_link_in_two_feeds_is_one_story_with_both_sources() {
     let also = &json["items"][0]["_feedsieve"]["also_reported_by"];
     assert_eq!(also.as_array().unwrap().len(), 1, "{json}");
 }
+
+/// Issue 3: a press release carried by two outlets under different links and
+/// headlines is one story; a different story from the same source that shares only
+/// the agency's standard footer is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_syndicated_copy_with_another_link_joins_the_story() {
+    let body = "Police and immigration services in 31 countries arrested 212 suspects during Operation \
+        Tidewater, a six-week action against migrant smuggling networks operating along sea routes in the \
+        Mediterranean, the Gulf of Aden and the Bay of Bengal. Officers identified 4,100 irregular migrants, \
+        among them 380 unaccompanied children, and seized 27 boats, forged visas and cash.";
+    let other = "Border guards in Lithuania found 37 helium balloons carrying contraband cigarettes that drifted \
+        across from Belarus overnight. The airport in Vilnius was closed for three hours as a precaution while \
+        the government asked Minsk to stop the launches, calling them a hybrid attack on border security.";
+    let footer = "About the agency: the agency coordinates police cooperation between member countries and \
+        publishes news, reports and data every working day.";
+    let item = |guid: &str, title: &str, link: &str, text: &str| {
+        format!(
+            "<item><guid>{guid}</guid><title>{title}</title><link>{link}</link><description>{text}</description></item>"
+        )
+    };
+    let agency = format!(
+        "<rss version=\"2.0\"><channel><title>Agency</title>{}{}{}{}</channel></rss>",
+        item(
+            "a1",
+            "Operation Tidewater: 212 arrests",
+            "https://agency.example/news/1",
+            &format!("{body} {footer}")
+        ),
+        item("a2", "Balloons over the border", "https://agency.example/news/2", &format!("{other} {footer}")),
+        item(
+            "a3",
+            "Annual report published",
+            "https://agency.example/news/3",
+            &format!("The annual report on cooperation is out today with figures for every region. {footer}")
+        ),
+        item(
+            "a4",
+            "Training week",
+            "https://agency.example/news/4",
+            &format!("Sixty officers completed a week of training on forged documents in Nairobi. {footer}")
+        ),
+    );
+    let wire = format!(
+        "<rss version=\"2.0\"><channel><title>Wire</title>{}</channel></rss>",
+        item(
+            "w1",
+            "Police in 31 countries arrest 212 in crackdown on sea smuggling routes",
+            "https://wire.example/world/tidewater",
+            &format!(
+                "LYON (Harbour Wire) - {} Reporting by Ana Ruiz; Editing by Tom Bell.",
+                body.replace("six-week", "six week")
+            )
+        ),
+    );
+    let server = FeedServer::start().await;
+    server.put("/agency", agency.into_bytes(), "application/rss+xml");
+    server.put("/wire", wire.into_bytes(), "application/rss+xml");
+    let env = Env::new(
+        &[feed("agency", &server.url("/agency")), feed("wire", &server.url("/wire")), TOPIC.to_owned()]
+            .concat(),
+    );
+    env.poll().await;
+    let store = env.store();
+    assert_eq!(store.item_count().unwrap(), 5);
+    assert_eq!(
+        store.story_count().unwrap(),
+        4,
+        "the wire copy joined the agency's story, nothing else merged"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&env.export("border", Format::Json)).unwrap();
+    let items = json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{json}");
+    // Both copies were first seen in the same pass, so either may stand for the story;
+    // the other is listed as a source.
+    let story =
+        items.iter().find(|i| !i["_feedsieve"]["also_reported_by"].as_array().unwrap().is_empty()).unwrap();
+    let also = story["_feedsieve"]["also_reported_by"].as_array().unwrap();
+    assert_eq!(also.len(), 1);
+    let links = [story["url"].as_str().unwrap(), also[0]["url"].as_str().unwrap()];
+    assert!(
+        links.contains(&"https://wire.example/world/tidewater")
+            && links.contains(&"https://agency.example/news/1")
+    );
+    assert!(story["content_html"].as_str().unwrap().contains("Also reported by"));
+    let other = items.iter().find(|i| i != &story).unwrap();
+    assert_eq!(other["url"], "https://agency.example/news/2");
+}
