@@ -227,6 +227,10 @@ async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<E
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let pruned = match &result {
+        Ok(_) => daemon::maintain(&pipeline).await?,
+        Err(_) => None,
+    };
     drop(pipeline);
     // The writer thread ends once every handle is gone; wait so the database is closed.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -255,6 +259,9 @@ async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<E
         );
         for (id, e) in &summary.failures {
             println!("  failed: {id}: {e}");
+        }
+        if let Some(p) = pruned.filter(|p| p.items > 0) {
+            println!("  retention: pruned {} items and {} stories", p.items, p.stories);
         }
         for c in &changes {
             if c.matched > 0 || c.backfilled {

@@ -708,6 +708,90 @@ impl Store {
         Ok(out)
     }
 
+    /// Items shown in a topic's output now: the entries of its newest `limit` stories
+    /// first seen or published since `since`.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn topic_output_items(
+        &self,
+        topic_id: &str,
+        limit: usize,
+        since: Option<i64>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT item_id FROM topic_stories WHERE topic_id = ?1 AND sort_date >= ?2
+             ORDER BY sort_date DESC, score DESC, story_id DESC LIMIT ?3",
+        )?;
+        let rows =
+            stmt.query_map(params![topic_id, since.unwrap_or(i64::MIN), limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Prunes items first seen before `cutoff` that are not in `keep` (the entries of
+    /// current topic outputs): their keys become tombstones so a feed that still lists
+    /// them cannot bring them back, and their index rows, topic rows and emptied
+    /// stories go with them. Also drops LSH band keys of items older than
+    /// `window_cutoff` (they no longer take part in near-duplicate search), then
+    /// checkpoints the WAL. One transaction.
+    ///
+    /// # Errors
+    /// On database failure; nothing is pruned then.
+    pub fn prune(
+        &mut self,
+        cutoff: i64,
+        window_cutoff: i64,
+        keep: &[i64],
+        now: i64,
+    ) -> Result<PruneCounts, StoreError> {
+        let keep = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY); DELETE FROM temp.doomed;",
+        )?;
+        let items = tx.execute(
+            "INSERT INTO temp.doomed (id) SELECT id FROM items
+             WHERE first_seen < ?1 AND id NOT IN (SELECT value FROM json_each(?2))",
+            params![cutoff, keep],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO tombstones (feed_id, key, pruned_at)
+             SELECT feed_id, key, ?1 FROM items WHERE id IN (SELECT id FROM temp.doomed)",
+            [now],
+        )?;
+        tx.execute_batch(
+            "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM temp.doomed);
+             DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM temp.doomed);
+             DELETE FROM pending WHERE item_id IN (SELECT id FROM temp.doomed);
+             DELETE FROM item_bands WHERE item_id IN (SELECT id FROM temp.doomed);
+             DELETE FROM items WHERE id IN (SELECT id FROM temp.doomed);",
+        )?;
+        let stories = tx.execute(
+            "DELETE FROM stories WHERE first_seen < ?1 AND NOT EXISTS (SELECT 1 FROM items WHERE story_id = stories.id)",
+            [cutoff],
+        )?;
+        tx.execute(
+            "DELETE FROM item_bands WHERE item_id < (SELECT min(id) FROM items WHERE first_seen >= ?1)",
+            [window_cutoff],
+        )?;
+        tx.execute("INSERT INTO meta (key, value) VALUES ('last_prune', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [now])?;
+        tx.execute_batch("DELETE FROM temp.doomed;")?;
+        tx.commit()?;
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(PruneCounts { items, stories })
+    }
+
+    /// When [`Store::prune`] last ran (Unix seconds).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn last_prune(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_prune'", [], |r| r.get(0))
+            .optional()?)
+    }
+
     /// SQLite's `PRAGMA integrity_check`: `"ok"` for a sound database.
     ///
     /// # Errors
@@ -740,10 +824,10 @@ impl Store {
                     format!(
                         "SELECT i.id, i.feed_id, i.link, -bm25(items_fts), highlight(items_fts, 0, '[', ']'),
                                 snippet(items_fts, -1, '[', ']', '…', 16), COALESCE(i.published, i.first_seen),
-                                (SELECT count(*) FROM items o WHERE o.story_id = i.story_id)
+                                (SELECT count(*) FROM items o WHERE o.story_id = i.story_id), i.story_id
                          FROM items_fts JOIN items i ON i.id = items_fts.rowid
-                         WHERE items_fts MATCH ?1 {}
-                         ORDER BY bm25(items_fts), i.id DESC LIMIT ?3",
+                         WHERE items_fts MATCH ?1 {} AND ?3 > 0
+                         ORDER BY bm25(items_fts), i.id DESC",
                         feeds_clause(filter)
                     ),
                     Some(q),
@@ -752,9 +836,9 @@ impl Store {
             None => (
                 format!(
                     "SELECT i.id, i.feed_id, i.link, 0.0, i.title, '', COALESCE(i.published, i.first_seen),
-                            (SELECT count(*) FROM items o WHERE o.story_id = i.story_id)
-                     FROM items i WHERE (?1 IS NULL) {} {}
-                     ORDER BY COALESCE(i.published, i.first_seen) DESC LIMIT ?3",
+                            (SELECT count(*) FROM items o WHERE o.story_id = i.story_id), i.story_id
+                     FROM items i WHERE (?1 IS NULL) {} {} AND ?3 > 0
+                     ORDER BY COALESCE(i.published, i.first_seen) DESC",
                     feeds_clause(filter),
                     exclude_clause(filter)
                 ),
@@ -779,10 +863,30 @@ impl Store {
                 snippet: r.get(5)?,
                 date: r.get(6)?,
                 sources: r.get(7)?,
+                story_id: r.get(8)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        // One line per story: its best-matching item.
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(limit);
+        for row in rows {
+            let row = row?;
+            if seen.insert(row.story_id) {
+                out.push(row);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCounts {
+    pub items: usize,
+    pub stories: usize,
 }
 
 /// One line of `topic preview`.
@@ -799,6 +903,7 @@ pub struct PreviewRow {
     pub date: i64,
     /// Items in the same story, this one included.
     pub sources: i64,
+    pub story_id: i64,
 }
 
 /// A write transaction handed to [`Store::write`].

@@ -25,7 +25,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use pipeline::{
-    Clock, PassResult, Pipeline, RenderedTopic, curate_and_publish, poll, render_topic, sync_feeds,
+    Clock, PRUNE_EVERY, PassResult, Pipeline, RenderedTopic, curate_and_publish, maintain, poll,
+    render_topic, sync_feeds,
 };
 
 use crate::config::{self, Config, ConfigError, FeedConfig};
@@ -242,6 +243,9 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                         }
                         let rows = handle.call(|s| s.feed_states()).await.unwrap_or_default();
                         sched.finished(&ids, &rows, &pipeline.config, clock.now());
+                        if let Err(e) = maintain(&pipeline).await {
+                            tracing::error!("retention failed: {}", crate::error_chain(&e));
+                        }
                     }
                     Ok((ids, Err(e))) => {
                         tracing::error!("a poll pass failed: {}; retrying in a minute", crate::error_chain(&e));

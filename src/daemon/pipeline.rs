@@ -33,7 +33,12 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock { wall: Utc::now(), at: tokio::time::Instant::now() }
+        Clock::starting_at(Utc::now())
+    }
+
+    /// A clock that shows `wall` now (and runs on from there).
+    pub fn starting_at(wall: DateTime<Utc>) -> Clock {
+        Clock { wall, at: tokio::time::Instant::now() }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -201,6 +206,44 @@ pub async fn curate_and_publish(p: &Pipeline) -> Result<(Vec<TopicChange>, Vec<R
                 topics.push(RenderedTopic { id: t.id.clone(), outputs });
             }
             Ok((changes, topics))
+        })
+        .await
+}
+
+/// How often retention runs at most.
+pub const PRUNE_EVERY: i64 = 6 * 3600;
+
+/// Applies `retention` (and drops near-duplicate search keys older than
+/// `dedup_window`), at most every [`PRUNE_EVERY`] seconds. Items shown in any topic
+/// output are kept whatever their age. Returns what was pruned, or `None` when it was
+/// not yet time.
+///
+/// # Errors
+/// When the store fails.
+pub async fn maintain(p: &Pipeline) -> Result<Option<crate::store::PruneCounts>, StoreError> {
+    let config = p.config.clone();
+    let now = p.clock.now().timestamp();
+    p.store
+        .call(move |s| {
+            if s.last_prune()?.is_some_and(|t| now - t < PRUNE_EVERY && t <= now) {
+                return Ok(None);
+            }
+            let mut keep = Vec::new();
+            for t in &config.topics {
+                let since = t.max_age.map(|a| now - a.as_secs() as i64);
+                keep.extend(s.topic_output_items(&t.id, t.limit, since)?);
+            }
+            let d = &config.daemon;
+            let counts = s.prune(
+                now - d.retention.as_secs() as i64,
+                now - d.dedup_window.as_secs() as i64,
+                &keep,
+                now,
+            )?;
+            if counts.items > 0 {
+                tracing::info!("retention: pruned {} items and {} stories", counts.items, counts.stories);
+            }
+            Ok(Some(counts))
         })
         .await
 }

@@ -430,3 +430,39 @@ async fn a_syndicated_copy_with_another_link_joins_the_story() {
     let other = items.iter().find(|i| i != &story).unwrap();
     assert_eq!(other["url"], "https://agency.example/news/2");
 }
+
+/// Issue 3: retention prunes old items that no topic shows, tombstones keep them from
+/// coming back, and topic outputs are untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_prunes_unpublished_items_and_tombstones_keep_them_out() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/relevant", "topic/relevant.xml");
+    server.put_fixture("/near", "topic/near_miss.xml");
+    let topic = TOPIC.replace("exclude", "limit = 3\nexclude");
+    let env = Env::new(
+        &[feed("relevant", &server.url("/relevant")), feed("near", &server.url("/near")), topic].concat(),
+    );
+    env.poll().await;
+    assert_eq!(env.store().item_count().unwrap(), 18);
+    let before = env.export("border", Format::Atom);
+    assert_eq!(titles(&before).len(), 3);
+
+    // 200 days on (retention is 180d by default), with the feeds unchanged but resent.
+    let later = feedsieve::daemon::Clock::starting_at(chrono::Utc::now() + chrono::TimeDelta::days(200));
+    server.put("/relevant", [fixture("topic/relevant.xml"), b" ".to_vec()].concat(), "application/rss+xml");
+    server.put("/near", [fixture("topic/near_miss.xml"), b" ".to_vec()].concat(), "application/rss+xml");
+    let s = env.poll_at(later).await;
+    assert_eq!((s.fetched, s.new_items), (2, 0), "pruned items are not stored again: {s:?}");
+    let store = env.store();
+    assert_eq!(store.item_count().unwrap(), 3, "only the three items a topic shows are kept");
+    assert_eq!(store.story_count().unwrap(), 3);
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+    assert_eq!(titles(&env.export("border", Format::Atom)), titles(&before), "topic output unchanged");
+
+    // The feeds still list the pruned items: the tombstones keep them out.
+    server.put("/relevant", [fixture("topic/relevant.xml"), b"  ".to_vec()].concat(), "application/rss+xml");
+    server.put("/near", [fixture("topic/near_miss.xml"), b"  ".to_vec()].concat(), "application/rss+xml");
+    let s = env.poll_at(later).await;
+    assert_eq!((s.fetched, s.new_items, s.updated_items), (2, 0, 0), "{s:?}");
+    assert_eq!(env.store().item_count().unwrap(), 3);
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use feedsieve::config::Config;
-use feedsieve::daemon::{self, Pipeline};
+use feedsieve::daemon::{self, Clock, Pipeline};
 use feedsieve::model::PollSummary;
 use feedsieve::publish::Format;
 use feedsieve::store::{Store, StoreHandle};
@@ -183,13 +183,20 @@ impl Env {
 
     /// One `feedsieve poll`, in process.
     pub async fn poll(&self) -> PollSummary {
+        self.poll_at(Clock::new()).await
+    }
+
+    /// One `feedsieve poll` (with its retention step) on a clock that may be set ahead.
+    pub async fn poll_at(&self, clock: Clock) -> PollSummary {
         let config = Arc::new(self.config());
         let feeds: Vec<_> = config.feeds.iter().filter(|f| f.enabled).cloned().collect();
         let store = Store::open(&config.daemon.database).unwrap();
         let (handle, writer) = StoreHandle::spawn(store).unwrap();
-        let pipeline = Arc::new(Pipeline::new(config, handle).unwrap());
+        let pipeline =
+            Arc::new(Pipeline::with(config, handle, clock, Default::default(), Default::default()).unwrap());
         daemon::sync_feeds(&pipeline).await.unwrap();
         let summary = daemon::poll(&pipeline, feeds, |_, _| {}).await.unwrap().summary;
+        daemon::maintain(&pipeline).await.unwrap();
         drop(pipeline);
         tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
         summary
