@@ -3,6 +3,7 @@
 
 mod cli;
 mod daemon;
+mod dedup;
 mod fetch;
 mod pipeline;
 mod util;

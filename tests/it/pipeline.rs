@@ -466,3 +466,44 @@ async fn retention_prunes_unpublished_items_and_tombstones_keep_them_out() {
     assert_eq!((s.fetched, s.new_items, s.updated_items), (2, 0, 0), "{s:?}");
     assert_eq!(env.store().item_count().unwrap(), 3);
 }
+
+/// Issue 3: the entry of a story keeps its id (and its item) when a copy arrives
+/// later from another feed; a later copy that backdates itself cannot take over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_story_keeps_its_entry_when_a_later_copy_joins() {
+    let body = "Police and immigration services in 31 countries arrested 212 suspects during Operation \
+        Tidewater, a six-week action against migrant smuggling networks operating along sea routes in the \
+        Mediterranean. Officers identified 4,100 irregular migrants and seized 27 boats, forged visas and cash.";
+    let first = format!(
+        "<rss version=\"2.0\"><channel><title>Agency</title><item><guid>a1</guid><title>Operation Tidewater</title>\
+         <link>https://agency.example/1</link><pubDate>Mon, 16 Nov 2026 10:00:00 GMT</pubDate>\
+         <description>{body}</description></item></channel></rss>"
+    );
+    let copy = format!(
+        "<rss version=\"2.0\"><channel><title>Wire</title><item><guid>w1</guid><title>212 held in smuggling sweep</title>\
+         <link>https://wire.example/9</link><pubDate>Sun, 01 Nov 2026 10:00:00 GMT</pubDate>\
+         <description>PARIS (Wire) - {body}</description></item></channel></rss>"
+    );
+    let server = FeedServer::start().await;
+    server.put("/a", first.into_bytes(), "application/rss+xml");
+    server.put("/w", copy.into_bytes(), "application/rss+xml");
+    let topic = "[[topic]]\nid = \"t\"\nquery = '\"migrant smuggling\"'\n";
+    let env = Env::new(&[feed("agency", &server.url("/a")), topic.to_owned()].concat());
+    env.poll().await;
+    let before: serde_json::Value = serde_json::from_slice(&env.export("t", Format::Json)).unwrap();
+    let id = before["items"][0]["id"].clone();
+
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replace("[[topic]]", &format!("{}[[topic]]", feed("wire", &server.url("/w")))),
+    )
+    .unwrap();
+    env.poll().await;
+    let after: serde_json::Value = serde_json::from_slice(&env.export("t", Format::Json)).unwrap();
+    let items = after["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{after}");
+    assert_eq!(items[0]["id"], id, "the entry id is stable");
+    assert_eq!(items[0]["url"], "https://agency.example/1", "the first-seen item stays the entry");
+    assert_eq!(items[0]["_feedsieve"]["also_reported_by"][0]["url"], "https://wire.example/9");
+}

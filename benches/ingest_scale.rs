@@ -1,0 +1,171 @@
+//! Ingest cost per item as the store grows: preloads N synthetic items (1,000 feeds,
+//! 20 items per feed transaction, 5 % near-duplicate copies), then times the next M
+//! items the same way. The cost per item must not grow with N.
+//!
+//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--db PATH]`
+//! (defaults: N = 10,000, M = 10,000, a temporary database).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use chrono::Utc;
+use feedsieve::dedup;
+use feedsieve::model::Item;
+use feedsieve::store::{FetchRecord, NewItem, Store, StoryRule};
+
+const FEEDS: usize = 1000;
+const BATCH: usize = 20;
+
+/// A deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn vocabulary() -> Vec<String> {
+    let syl =
+        ["ra", "to", "mi", "ke", "lo", "sa", "vi", "de", "nu", "po", "ge", "ha", "ri", "ba", "co", "fe"];
+    let mut rng = Rng(7);
+    (0..4000).map(|_| (0..2 + rng.below(3)).map(|_| syl[rng.below(syl.len())]).collect()).collect()
+}
+
+fn text(rng: &mut Rng, vocab: &[String], words: usize) -> String {
+    let mut out = String::with_capacity(words * 7);
+    for i in 0..words {
+        out.push_str(&vocab[rng.below(vocab.len())]);
+        out.push(if i % 15 == 14 { '.' } else { ' ' });
+        if i % 15 == 14 {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+fn item(n: usize, body: &str) -> NewItem {
+    let feed = n % FEEDS;
+    let link = format!("https://site{feed}.example/news/{n}");
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&dedup::digest(&[body])[..16]);
+    let fingerprint = dedup::fingerprint(body, &HashSet::new());
+    NewItem {
+        item: Item {
+            key: format!("g:{n}"),
+            guid: Some(n.to_string()),
+            link: Some(link.clone()),
+            canonical_link: Some(link),
+            title: body.split('.').next().unwrap_or("").to_owned(),
+            summary: Some(format!("<p>{body}</p>")),
+            content: None,
+            base: None,
+            authors: vec![],
+            categories: vec![],
+            published: None,
+            updated: None,
+            content_hash: hash,
+        },
+        summary_text: body.to_owned(),
+        content_text: String::new(),
+        fingerprint,
+    }
+}
+
+struct Gen {
+    rng: Rng,
+    vocab: Vec<String>,
+    recent: Vec<String>,
+    n: usize,
+}
+
+impl Gen {
+    /// The next batch of one feed's poll.
+    fn batch(&mut self) -> (String, Vec<NewItem>) {
+        let feed = format!("f{:04}", self.n % FEEDS);
+        let mut items = Vec::with_capacity(BATCH);
+        for _ in 0..BATCH {
+            let body = if !self.recent.is_empty() && self.rng.below(20) == 0 {
+                // A syndicated copy: a recent story with a dateline and a word changed.
+                let base = &self.recent[self.rng.below(self.recent.len())];
+                format!("CITY (Wire) - {}", base.replacen(' ', " very ", 1))
+            } else {
+                let words = 80 + self.rng.below(200);
+                text(&mut self.rng, &self.vocab, words)
+            };
+            if self.recent.len() < 500 {
+                self.recent.push(body.clone());
+            } else {
+                let i = self.rng.below(500);
+                self.recent[i] = body.clone();
+            }
+            items.push(item(self.n * FEEDS + items.len(), &body));
+        }
+        self.n += 1;
+        (feed, items)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let preload = arg("--preload", 10_000);
+    let measure = arg("--measure", 10_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = args
+        .iter()
+        .position(|a| a == "--db")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| dir.path().join("bench.db"), std::path::PathBuf::from);
+    let mut store = Store::open(&path).expect("open");
+    let ids: Vec<(String, String)> =
+        (0..FEEDS).map(|f| (format!("f{f:04}"), format!("https://site{f}.example/feed"))).collect();
+    store.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str()))).expect("feeds");
+    let mut g = Gen { rng: Rng(42), vocab: vocabulary(), recent: Vec::new(), n: 0 };
+    let rule = StoryRule::default();
+    let run = |store: &mut Store, g: &mut Gen, count: usize| -> (f64, Vec<f64>) {
+        let mut per_batch = Vec::with_capacity(count / BATCH);
+        let start = Instant::now();
+        for _ in 0..count.div_ceil(BATCH) {
+            let (feed, items) = g.batch();
+            let t = Instant::now();
+            store
+                .ingest(&feed, &items, &FetchRecord { status: 200, ..Default::default() }, rule, Utc::now())
+                .expect("ingest");
+            per_batch.push(t.elapsed().as_secs_f64() * 1e6 / BATCH as f64);
+        }
+        (start.elapsed().as_secs_f64(), per_batch)
+    };
+    let (secs, _) = run(&mut store, &mut g, preload);
+    eprintln!("preloaded {preload} items in {secs:.1} s ({:.0} items/s)", preload as f64 / secs);
+    let (secs, mut per) = run(&mut store, &mut g, measure);
+    per.sort_by(f64::total_cmp);
+    let pct = |p: f64| per[((per.len() - 1) as f64 * p) as usize];
+    let items = store.item_count().expect("count");
+    let stories = store.story_count().expect("count");
+    drop(store);
+    let bytes: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "store {preload:>9} items: ingest {:.1} us/item mean (per-batch p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
+        secs * 1e6 / measure as f64,
+        pct(0.5),
+        pct(0.99),
+        bytes as f64 / items as f64
+    );
+}
