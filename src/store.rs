@@ -1154,34 +1154,10 @@ fn upsert_item(
     let authors = serde_json::to_string(&it.authors).unwrap_or_else(|_| "[]".into());
     let fp_bytes = n.fingerprint.as_ref().map(dedup::signature_bytes);
     let categories = serde_json::to_string(&it.categories).unwrap_or_else(|_| "[]".into());
-    let outcome = match existing {
+    let (story, outcome) = match existing {
         Some((_, hash)) if hash == it.content_hash => return Ok(Upsert::Unchanged),
-        Some((id, _)) => {
-            tx.prepare_cached(
-                "UPDATE items SET guid = ?2, link = ?3, canonical_link = ?4, title = ?5, summary = ?6,
-                     content = ?7, authors = ?8, categories = ?9, published = ?10, updated = ?11,
-                     changed_at = ?12, content_hash = ?13, fingerprint = ?14
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                it.guid,
-                it.link,
-                it.canonical_link,
-                it.title,
-                it.summary,
-                it.content,
-                authors,
-                categories,
-                it.published.map(ts),
-                it.updated.map(ts),
-                now,
-                &it.content_hash[..],
-                fp_bytes,
-            ])?;
-            tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?.execute([id])?;
-            (id, Upsert::Updated)
-        }
+        // A correction keeps its story (the conflict clause below leaves story_id alone).
+        Some(_) => (0, Upsert::Updated),
         None => {
             let story = match find_story(tx, n, rule, now)? {
                 Some(s) => s,
@@ -1190,13 +1166,24 @@ fn upsert_item(
                     tx.last_insert_rowid()
                 }
             };
-            tx.prepare_cached(
-                "INSERT INTO items (feed_id, key, guid, link, canonical_link, title, summary, content, authors,
-                     categories, published, updated, first_seen, changed_at, content_hash, story_id,
-                     fingerprint)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16)",
-            )?
-            .execute(params![
+            (story, Upsert::New)
+        }
+    };
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO items (feed_id, key, guid, link, canonical_link, title, summary, content, authors,
+                 categories, published, updated, first_seen, changed_at, content_hash, story_id, fingerprint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16)
+             ON CONFLICT (feed_id, key) DO UPDATE SET
+                 guid = excluded.guid, link = excluded.link, canonical_link = excluded.canonical_link,
+                 title = excluded.title, summary = excluded.summary, content = excluded.content,
+                 authors = excluded.authors, categories = excluded.categories, published = excluded.published,
+                 updated = excluded.updated, changed_at = excluded.changed_at,
+                 content_hash = excluded.content_hash, fingerprint = excluded.fingerprint
+             RETURNING id",
+        )?
+        .query_row(
+            params![
                 feed_id,
                 it.key,
                 it.guid,
@@ -1213,8 +1200,15 @@ fn upsert_item(
                 &it.content_hash[..],
                 story,
                 fp_bytes,
-            ])?;
-            let id = tx.last_insert_rowid();
+            ],
+            |r| r.get(0),
+        )?;
+    match outcome {
+        Upsert::Updated => {
+            tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?.execute([id])?;
+        }
+        _ => {
+            // Band keys are written once: a correction keeps the keys it was found by.
             if let Some(fp) = &n.fingerprint {
                 let mut band =
                     tx.prepare_cached("INSERT OR IGNORE INTO item_bands (key, item_id) VALUES (?1, ?2)")?;
@@ -1222,16 +1216,14 @@ fn upsert_item(
                     band.execute(params![key, id])?;
                 }
             }
-            (id, Upsert::New)
         }
-    };
-    let id = outcome.0;
+    }
     tx.prepare_cached(
         "INSERT INTO items_fts (rowid, title, summary, content, categories) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![id, it.title, n.summary_text, n.content_text, it.categories.join(" ")])?;
     tx.prepare_cached("INSERT OR IGNORE INTO pending (item_id) VALUES (?1)")?.execute([id])?;
-    Ok(outcome.1)
+    Ok(outcome)
 }
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
