@@ -150,12 +150,19 @@ pub const BOILERPLATE_REPEATS: u32 = 3;
 /// A MinHash signature.
 pub type Signature = [u32; SIG_LEN];
 
-/// The two signatures of an item's text.
+/// The two signatures of an item's text, and the numbers it mentions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
     pub lead: Signature,
     pub full: Signature,
+    /// Hashes of the distinct numbers in the text (the [`MAX_NUMBERS`] smallest):
+    /// copies of one report quote the same figures, while two events written from
+    /// one template ("N arrests in M countries") differ in them.
+    pub numbers: Vec<u32>,
 }
+
+/// Numbers kept per fingerprint.
+pub const MAX_NUMBERS: usize = 16;
 
 /// 64-bit FNV-1a: a stable hash (fingerprints are stored, so the hash must never
 /// change between versions, which rules out std's `DefaultHasher`).
@@ -256,7 +263,50 @@ pub fn fingerprint(text: &str, boilerplate: &HashSet<u64>) -> Option<Fingerprint
         return None;
     }
     let lead = &kept[..kept.len().min(LEAD_WORDS)];
-    Some(Fingerprint { lead: minhash(lead), full: minhash(&kept) })
+    Some(Fingerprint { lead: minhash(lead), full: minhash(&kept), numbers: number_hashes(text) })
+}
+
+/// Hashes of the distinct numbers written in a text (`2,280` and `2.5` are one number
+/// each), smallest first, at most [`MAX_NUMBERS`].
+pub fn number_hashes(text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut digits = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_digit() {
+            digits.push(*c);
+        } else if (*c == ',' || *c == '.')
+            && !digits.is_empty()
+            && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+        {
+            // A thousands or decimal separator inside a number.
+        } else if !digits.is_empty() {
+            out.push(fnv64(digits.as_bytes()) as u32);
+            digits.clear();
+        }
+    }
+    if !digits.is_empty() {
+        out.push(fnv64(digits.as_bytes()) as u32);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out.truncate(MAX_NUMBERS);
+    out
+}
+
+/// Whether two texts quote mostly different figures: each has at least two numbers
+/// and fewer than half of the smaller set appear in the other.
+fn numbers_disagree(a: &[u32], b: &[u32]) -> bool {
+    if a.len() < 2 || b.len() < 2 {
+        return false;
+    }
+    // Both are the smallest hashes of their sets; compare within the common range.
+    let limit = a.last().copied().unwrap_or(0).min(b.last().copied().unwrap_or(0));
+    let a: Vec<u32> = a.iter().copied().filter(|x| *x <= limit).collect();
+    let b: Vec<u32> = b.iter().copied().filter(|x| *x <= limit).collect();
+    let common = a.iter().filter(|x| b.binary_search(x).is_ok()).count();
+    let smaller = a.len().min(b.len());
+    smaller >= 2 && common * 2 < smaller
 }
 
 /// Per-permutation multipliers (odd) and offsets of the universal hashes
@@ -302,8 +352,12 @@ pub fn similarity(a: &Signature, b: &Signature) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / SIG_LEN as f64
 }
 
-/// How alike two fingerprints are: the better of lead and whole-text similarity.
+/// How alike two fingerprints are: the better of lead and whole-text similarity, or
+/// 0 when the texts quote mostly different figures.
 pub fn resemblance(a: &Fingerprint, b: &Fingerprint) -> f64 {
+    if numbers_disagree(&a.numbers, &b.numbers) {
+        return 0.0;
+    }
     similarity(&a.lead, &b.lead).max(similarity(&a.full, &b.full))
 }
 
@@ -323,13 +377,14 @@ pub fn band_keys(f: &Fingerprint) -> Vec<i64> {
     keys
 }
 
-/// A signature as stored (little-endian bytes), and back.
+/// A fingerprint as stored: the two signatures then the number hashes, each value as
+/// 4 little-endian bytes.
 pub fn signature_bytes(f: &Fingerprint) -> Vec<u8> {
-    f.lead.iter().chain(f.full.iter()).flat_map(|v| v.to_le_bytes()).collect()
+    f.lead.iter().chain(f.full.iter()).chain(f.numbers.iter()).flat_map(|v| v.to_le_bytes()).collect()
 }
 
 pub fn signature_from_bytes(b: &[u8]) -> Option<Fingerprint> {
-    if b.len() != SIG_LEN * 8 {
+    if b.len() < SIG_LEN * 8 || !b.len().is_multiple_of(4) || b.len() > (SIG_LEN * 2 + MAX_NUMBERS) * 4 {
         return None;
     }
     let mut v = b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
@@ -338,7 +393,7 @@ pub fn signature_from_bytes(b: &[u8]) -> Option<Fingerprint> {
     for x in lead.iter_mut().chain(full.iter_mut()) {
         *x = v.next()?;
     }
-    Some(Fingerprint { lead, full })
+    Some(Fingerprint { lead, full, numbers: v.collect() })
 }
 
 #[cfg(test)]
@@ -393,6 +448,19 @@ mod tests {
             precaution while the government asked Minsk to stop the launches.";
         assert!(resemblance(&a, &fingerprint(other, &none).unwrap()) < 0.2);
         assert_eq!(fingerprint("Too short to judge.", &none), None);
+    }
+
+    #[test]
+    fn stories_from_one_template_with_other_figures_differ() {
+        let none = HashSet::new();
+        let a = fingerprint(STORY, &none).unwrap();
+        let other = STORY.replace("31", "12").replace("212", "48").replace("4,100", "900").replace("27", "5");
+        assert_eq!(resemblance(&a, &fingerprint(&other, &none).unwrap()), 0.0);
+        assert_eq!(number_hashes("2,280 or 2280, 1.5 and 15; 7"), {
+            let mut v: Vec<u32> = ["2280", "15", "7"].iter().map(|n| fnv64(n.as_bytes()) as u32).collect();
+            v.sort_unstable();
+            v
+        });
     }
 
     #[test]
