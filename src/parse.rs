@@ -335,6 +335,74 @@ fn limit_bytes(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
+/// A feed an HTML page advertises with `<link rel="alternate" type="…">`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub url: String,
+    pub title: Option<String>,
+    pub media_type: String,
+}
+
+/// The feeds an HTML page advertises (RSS, Atom or JSON Feed alternates), with URLs
+/// resolved against the page's `<base href>` or `page_url`, in page order, without
+/// repeats. The page is read with html5ever's tokenizer, as a browser would.
+pub fn advertised_feeds(html: &[u8], page_url: &Url) -> Vec<Advertised> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
+    const TYPES: [&str; 5] = [
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/feed+json",
+        "application/json",
+        "application/rdf+xml",
+    ];
+    /// `(rel, type, href, title)` of a `<link>`.
+    type LinkTag = (String, String, String, Option<String>);
+    #[derive(Default)]
+    struct Sink {
+        links: RefCell<Vec<LinkTag>>,
+        base: RefCell<Option<String>>,
+    }
+    impl TokenSink for Sink {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            if let Token::TagToken(Tag { kind: TagKind::StartTag, name, attrs, .. }) = token {
+                let attr =
+                    |n: &str| attrs.iter().find(|a| &*a.name.local == n).map(|a| a.value.trim().to_owned());
+                if &*name == "link" {
+                    let rel = attr("rel").unwrap_or_default().to_ascii_lowercase();
+                    let ty = attr("type").unwrap_or_default().to_ascii_lowercase();
+                    if let Some(href) = attr("href") {
+                        self.links.borrow_mut().push((rel, ty, href, attr("title")));
+                    }
+                } else if &*name == "base" && self.base.borrow().is_none() {
+                    *self.base.borrow_mut() = attr("href");
+                }
+            }
+            TokenSinkResult::Continue
+        }
+    }
+    let html = String::from_utf8_lossy(html);
+    let tok = Tokenizer::new(Sink::default(), Default::default());
+    let queue = BufferQueue::default();
+    queue.push_back(StrTendril::from(html.as_ref()));
+    let _ = tok.feed(&queue);
+    tok.end();
+    let base = tok.sink.base.take().and_then(|b| page_url.join(&b).ok()).unwrap_or_else(|| page_url.clone());
+    let mut out: Vec<Advertised> = Vec::new();
+    for (rel, ty, href, title) in tok.sink.links.take() {
+        let ty = ty.split(';').next().unwrap_or("").trim().to_owned();
+        if !rel.split_ascii_whitespace().any(|r| r == "alternate") || !TYPES.contains(&ty.as_str()) {
+            continue;
+        }
+        let Some(url) = absolute_http(&href, Some(&base)) else { continue };
+        if !out.iter().any(|a| a.url == url) {
+            out.push(Advertised { url, title: title.map(|t| clean_xml_chars(&t)), media_type: ty });
+        }
+    }
+    out
+}
+
 thread_local! {
     /// Building an ammonia policy allocates a dozen sets: do it once per thread and
     /// only swap the base URL per item.
@@ -579,6 +647,22 @@ mod tests {
         let xml = br#"<?xml version="1.0"?><!-- c --><feed xmlns="http://www.w3.org/2005/Atom" xml:base='https://a.example/b/'>"#;
         assert_eq!(root_xml_base(xml).as_deref(), Some("https://a.example/b/"));
         assert_eq!(root_xml_base(b"<rss version=\"2.0\"><channel>"), None);
+    }
+
+    #[test]
+    fn advertised_feeds_are_found() {
+        let page = br#"<!DOCTYPE html><html><head><title>News</title>
+            <link rel="stylesheet" href="/s.css">
+            <link rel="alternate" type="application/rss+xml" title="All news" href="/feed.xml">
+            <LINK REL="Alternate feed" TYPE="application/atom+xml; charset=utf-8" HREF="atom.xml">
+            <link rel="alternate" type="text/html" hreflang="fr" href="/fr/">
+            <link rel="alternate" type="application/rss+xml" href="javascript:alert(1)">
+            <link rel="alternate" type="application/rss+xml" href="/feed.xml">
+            </head><body><a href="/other.rss">rss</a></body></html>"#;
+        let found = advertised_feeds(page, &Url::parse("https://news.example/section/index.html").unwrap());
+        let urls: Vec<_> = found.iter().map(|a| a.url.as_str()).collect();
+        assert_eq!(urls, ["https://news.example/feed.xml", "https://news.example/section/atom.xml"]);
+        assert_eq!(found[0].title.as_deref(), Some("All news"));
     }
 
     #[test]

@@ -12,9 +12,6 @@
 //! listed: Atom `<link rel="related">`, JSON `_feedsieve.also_reported_by`, and an
 //! "Also reported by" paragraph in the HTML content of every format.
 
-use std::io::Write;
-use std::path::Path;
-
 use chrono::{DateTime, FixedOffset, Utc};
 use url::Url;
 
@@ -373,27 +370,4 @@ fn json(meta: &TopicMeta<'_>, entries: &[EntryRow]) -> Vec<u8> {
             .collect(),
     };
     serde_json::to_vec_pretty(&feed).unwrap_or_default()
-}
-
-/// Writes `bytes` to `path` so that a reader sees the whole old or the whole new file:
-/// a temporary file in the same folder, fsync, rename, fsync of the folder.
-///
-/// # Errors
-/// Any I/O error, naming nothing (the caller knows the path).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

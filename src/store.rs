@@ -781,6 +781,49 @@ impl Store {
         Ok(PruneCounts { items, stories })
     }
 
+    /// Forgets a feed entirely: its items (with their index, band and topic rows),
+    /// stories left empty, tombstones, boilerplate and its row. Returns the number of
+    /// items removed.
+    ///
+    /// # Errors
+    /// On database failure; nothing is removed then.
+    pub fn purge_feed(&mut self, feed_id: &str) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY); DELETE FROM temp.doomed;",
+        )?;
+        let items =
+            tx.execute("INSERT INTO temp.doomed (id) SELECT id FROM items WHERE feed_id = ?1", [feed_id])?;
+        // Stories this feed shared live on through their other items: curate those again.
+        tx.execute(
+            "INSERT OR IGNORE INTO pending (item_id) SELECT o.id FROM items o
+             WHERE o.feed_id <> ?1 AND o.story_id IN (SELECT story_id FROM items WHERE feed_id = ?1)",
+            [feed_id],
+        )?;
+        tx.execute_batch(
+            "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM temp.doomed);
+             DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM temp.doomed);
+             DELETE FROM pending WHERE item_id IN (SELECT id FROM temp.doomed);
+             DELETE FROM item_bands WHERE item_id IN (SELECT id FROM temp.doomed);",
+        )?;
+        tx.execute(
+            "DELETE FROM stories WHERE id IN (SELECT story_id FROM items WHERE feed_id = ?1)
+               AND NOT EXISTS (SELECT 1 FROM items o WHERE o.story_id = stories.id AND o.feed_id <> ?1)",
+            [feed_id],
+        )?;
+        for sql in [
+            "DELETE FROM items WHERE feed_id = ?1",
+            "DELETE FROM tombstones WHERE feed_id = ?1",
+            "DELETE FROM feed_boilerplate WHERE feed_id = ?1",
+            "DELETE FROM feeds WHERE id = ?1",
+        ] {
+            tx.execute(sql, [feed_id])?;
+        }
+        tx.execute_batch("DELETE FROM temp.doomed;")?;
+        tx.commit()?;
+        Ok(items)
+    }
+
     /// When [`Store::prune`] last ran (Unix seconds).
     ///
     /// # Errors

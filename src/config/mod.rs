@@ -20,6 +20,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 use url::Url;
 
+pub mod edit;
+pub mod opml;
+
 use crate::curate::query::Expr;
 use crate::schedule::{Schedule, parse_duration};
 
@@ -57,6 +60,8 @@ pub struct Daemon {
     pub dedup_threshold: f64,
     /// How far back (by first-seen time) a new item is compared with stored ones.
     pub dedup_window: Duration,
+    /// Reload by itself when the config file changes (as on SIGHUP).
+    pub watch_config: bool,
 }
 
 impl Default for Daemon {
@@ -75,6 +80,7 @@ impl Default for Daemon {
             output_dir: None,
             dedup_threshold: crate::dedup::DEFAULT_THRESHOLD,
             dedup_window: Duration::from_secs(7 * 86_400),
+            watch_config: false,
         }
     }
 }
@@ -168,6 +174,12 @@ impl fmt::Display for Problem {
 pub enum ConfigError {
     #[error("cannot read config file {}", path.display())]
     Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write config file {}", path.display())]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -498,6 +510,7 @@ impl<'a> Reader<'a> {
                 "output_dir",
                 "dedup_threshold",
                 "dedup_window",
+                "watch_config",
             ],
             "[daemon]",
         );
@@ -571,6 +584,9 @@ impl<'a> Reader<'a> {
         if let Some(x) = self.duration(t, "dedup_window") {
             d.dedup_window = x;
         }
+        if let Some(b) = self.boolean(t, "watch_config") {
+            d.watch_config = b;
+        }
         d
     }
 
@@ -634,22 +650,8 @@ impl<'a> Reader<'a> {
         Some(id)
     }
 
-    /// `http(s)://…`, `file:///abs/path`, or `file:relative/path` (against the config
-    /// file's folder).
     fn feed_url(&self, s: &str) -> Result<Url, String> {
-        if let Some(rest) = s.strip_prefix("file:")
-            && !rest.starts_with('/')
-        {
-            return Url::from_file_path(self.dir.join(rest))
-                .map_err(|()| format!("'{s}' is not a usable file path"));
-        }
-        let u = Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-        match u.scheme() {
-            "http" | "https" if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(u),
-            "http" | "https" => Err(format!("'{s}' has no host")),
-            "file" if u.to_file_path().is_ok() => Ok(u),
-            other => Err(format!("'{s}': scheme '{other}' is not supported (use http, https or file)")),
-        }
+        feed_url(s, &self.dir)
     }
 
     fn topic(&mut self, t: &DeTable<'a>, span: Span) -> Option<TopicConfig> {
@@ -683,6 +685,26 @@ impl<'a> Reader<'a> {
             query_at,
             exclude_at,
         })
+    }
+}
+
+/// A feed URL as the config file may write it: `http(s)://…`, `file:///abs/path`, or
+/// `file:relative/path` (against `dir`, the config file's folder).
+///
+/// # Errors
+/// What is wrong with it.
+pub fn feed_url(s: &str, dir: &Path) -> Result<Url, String> {
+    if let Some(rest) = s.strip_prefix("file:")
+        && !rest.starts_with('/')
+    {
+        return Url::from_file_path(dir.join(rest)).map_err(|()| format!("'{s}' is not a usable file path"));
+    }
+    let u = Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    match u.scheme() {
+        "http" | "https" if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(u),
+        "http" | "https" => Err(format!("'{s}' has no host")),
+        "file" if u.to_file_path().is_ok() => Ok(u),
+        other => Err(format!("'{s}': scheme '{other}' is not supported (use http, https or file)")),
     }
 }
 

@@ -208,6 +208,9 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     let watchdog = sd_notify::watchdog_enabled()
         .map(|every| tokio::spawn(watchdog(handle.clone(), every / 2, shutdown.clone())));
 
+    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
+    tokio::spawn(watch_config(pipeline.config.path.clone(), state.clone(), changed_tx, shutdown.clone()));
+
     let rows = handle.call(|s| s.feed_states()).await?;
     let mut sched = Scheduler::new(&pipeline.config, &rows, clock.now());
     let mut batches: JoinSet<(Vec<String>, Result<PassResult, crate::store::StoreError>)> = JoinSet::new();
@@ -226,6 +229,13 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                         }
                     }
                     None => reload_open = false,
+                }
+                continue;
+            }
+            Some(()) = changed.recv() => {
+                tracing::info!("{} changed", pipeline.config.path.display());
+                if let Some(p) = reload(&pipeline, &state, &mut sched, &clock).await {
+                    pipeline = p;
                 }
                 continue;
             }
@@ -382,6 +392,47 @@ async fn reload_inner(
         }
     );
     Ok(p)
+}
+
+/// How often the config file's modification time is looked at with `watch_config`.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// With `watch_config = true` (read from the running config each time, so a reload
+/// can turn it on or off), asks for a reload when the config file's modification
+/// time or size changes and then stays the same for one more look (an editor's
+/// save in several writes triggers one reload).
+async fn watch_config(
+    path: std::path::PathBuf,
+    state: Arc<AppState>,
+    changed: mpsc::Sender<()>,
+    stop: CancellationToken,
+) {
+    let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut seen = stamp(&path);
+    let mut pending: Option<Option<(Option<std::time::SystemTime>, u64)>> = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        let enabled = state.config.read().map(|c| c.daemon.watch_config).unwrap_or(false);
+        let now = stamp(&path);
+        if !enabled {
+            seen = now;
+            pending = None;
+            continue;
+        }
+        match pending.take() {
+            Some(prev) if prev == now => {
+                seen = now;
+                if changed.send(()).await.is_err() {
+                    return;
+                }
+            }
+            _ if now != seen => pending = Some(now),
+            _ => {}
+        }
+    }
 }
 
 /// Pings systemd's watchdog while the store answers within the interval.

@@ -253,7 +253,7 @@ fn write_if_changed(path: &std::path::Path, body: &[u8]) {
     if std::fs::read(path).is_ok_and(|old| old == body) {
         return;
     }
-    if let Err(e) = publish::write_atomically(path, body) {
+    if let Err(e) = crate::write_atomically(path, body) {
         tracing::error!(path = %path.display(), "cannot write topic file: {e}");
     }
 }

@@ -293,3 +293,29 @@ fn the_binary_talks_to_systemd_and_obeys_signals() {
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Issue 5: with `watch_config = true` the daemon reloads by itself when the file
+/// changes, with the same keep-the-old-config-on-error rule as SIGHUP.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_config_reloads_when_the_file_changes() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/relevant", "topic/relevant.xml");
+    let env =
+        Env::with_daemon("timeout = \"5s\"\nwatch_config = true", &CONFIG.replace("URL", &server.url("")));
+    let d = start(&env).await;
+    d.until("/topics/border.json", "the first poll", |b| items(b) == 8).await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(&env.config_path, text.replace("[[topic]]", "[[topic]]\ncolour = 1")).unwrap();
+    d.until("/metrics", "a failed automatic reload", |m| {
+        m.contains("feedsieve_config_reloads_total{result=\"failed\"} 1")
+    })
+    .await;
+    std::fs::write(&env.config_path, format!("{text}\n[[topic]]\nid = \"more\"\nquery = 'smuggling'\n"))
+        .unwrap();
+    d.until("/metrics", "the automatic reload", |m| {
+        m.contains("feedsieve_config_reloads_total{result=\"ok\"} 1")
+    })
+    .await;
+    assert_eq!(d.get("/topics/more.atom", &[]).await.status(), 200);
+    d.stop().await;
+}

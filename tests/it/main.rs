@@ -5,5 +5,6 @@ mod cli;
 mod daemon;
 mod dedup;
 mod fetch;
+mod manage;
 mod pipeline;
 mod util;

@@ -160,6 +160,29 @@ pub struct Env {
     pub config_path: PathBuf,
 }
 
+/// The config path of an [`Env`] and a server base URL, to run the binary from a
+/// blocking task while the fixture server keeps running.
+pub struct CliEnv {
+    pub config_path: PathBuf,
+    pub base: String,
+}
+
+impl CliEnv {
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        run_cli(&self.config_path, args)
+    }
+}
+
+fn run_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 impl Env {
     /// `feeds_and_topics` is appended after a `[daemon]` table with a short timeout.
     pub fn new(feeds_and_topics: &str) -> Env {
@@ -217,13 +240,25 @@ impl Env {
 
     /// Runs the real binary with this config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
+        run_cli(&self.config_path, args)
+    }
+
+    /// What a blocking task needs to run the binary (the folder stays with `self`).
+    pub fn clone_path(&self) -> CliEnv {
+        let text = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        let base = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("url").and_then(|r| r.split('"').nth(1)))
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| {
+                format!(
+                    "{}://{}",
+                    u.scheme(),
+                    u.host_str().zip(u.port()).map(|(h, p)| format!("{h}:{p}")).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        CliEnv { config_path: self.config_path.clone(), base }
     }
 }
 

@@ -19,6 +19,8 @@ use crate::model::PollOutcome;
 use crate::publish::Format;
 use crate::store::{Store, StoreHandle, TopicFilter, from_ts};
 
+mod manage;
+
 #[derive(Debug, Parser)]
 #[command(name = "feedsieve", version, about = "Feed aggregator: poll feeds, curate topics, republish them")]
 pub struct Cli {
@@ -60,6 +62,19 @@ pub enum Command {
     /// Topics: list them, or preview what one matches.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// Feeds: add, remove, list with health.
+    #[command(subcommand)]
+    Feed(manage::FeedCommand),
+    /// Subscriptions in and out as OPML 2.0.
+    #[command(subcommand)]
+    Opml(manage::OpmlCommand),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +159,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status(&load(&path)?, json),
         Command::Topic(TopicCommand::List { json }) => topic_list(&load(&path)?, json),
         Command::Topic(TopicCommand::Preview(args)) => preview(&load(&path)?, &args),
+        Command::Feed(cmd) => manage::feed(&path, cmd),
+        Command::Opml(cmd) => manage::opml(&path, cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "feedsieve", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("writing the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

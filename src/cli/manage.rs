@@ -1,0 +1,354 @@
+//! `feed add|remove|list` and `opml import|export`: managing subscriptions without
+//! opening the config file in an editor, and without mangling it (see
+//! [`crate::config::edit`]).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+use url::Url;
+
+use super::{UsageError, load, open_for_reading, progress_bar, rfc3339, runtime};
+use crate::config::edit::{ConfigEdit, NewFeed, derive_id};
+use crate::config::{self, Config, ConfigError, opml};
+use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
+use crate::store::{Store, from_ts};
+use crate::{curate, dedup, parse};
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Add a feed to the config file. An HTML page's advertised feed is found.
+    Add {
+        /// The feed, or a web page that advertises it.
+        url: String,
+        /// Id of the feed [default: from its title, else its host].
+        #[arg(long)]
+        id: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag", value_name = "T")]
+        tags: Vec<String>,
+        /// Poll schedule (5-field cron, @hourly, "every 20m") [default: the daemon's].
+        #[arg(long)]
+        schedule: Option<String>,
+        /// When the page advertises several feeds: the one to take (1, 2, …).
+        #[arg(long, value_name = "N")]
+        pick: Option<usize>,
+        /// Do not fetch the URL: add it as given (needs no network).
+        #[arg(long)]
+        no_fetch: bool,
+    },
+    /// Remove a feed from the config file (its stored items are kept unless --purge).
+    Remove {
+        id: String,
+        /// Also delete everything stored from the feed.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// The feeds with their health.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpmlCommand {
+    /// Add the subscriptions of an OPML file to the config file (folders become tags).
+    Import { file: PathBuf },
+    /// Print the configured feeds as OPML 2.0.
+    Export,
+}
+
+const APPLY_HINT: &str = "A running daemon applies it on reload (`systemctl reload feedsieve`, or SIGHUP), \
+     or by itself with `watch_config = true` in [daemon].";
+
+/// Validates edited config text fully (as `check` would) before it is written.
+fn validate(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let c = config::parse(text, path)?;
+    let problems = curate::check_queries(&c);
+    if problems.is_empty() { Ok(c) } else { Err(ConfigError::Invalid { problems }) }
+}
+
+/// The form in which two feed URLs are compared: canonical for the web, as-is for files.
+fn comparable(url: &Url) -> String {
+    dedup::canonical_link(url.as_str()).unwrap_or_else(|| url.to_string())
+}
+
+fn already(config: &Config, url: &Url) -> Option<String> {
+    let want = comparable(url);
+    config.feeds.iter().find(|f| comparable(&f.url) == want).map(|f| f.id.clone())
+}
+
+fn config_dir(config: &Config) -> PathBuf {
+    let dir = config.path.parent().map(Path::to_owned).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// # Errors
+/// Usage and config errors (exit 2) and fetch or store failures (exit 1).
+pub fn feed(path: &Path, cmd: FeedCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        FeedCommand::Add { url, id, tags, schedule, pick, no_fetch } => {
+            add(path, &url, id, tags, schedule, pick, no_fetch)
+        }
+        FeedCommand::Remove { id, purge } => remove(path, &id, purge),
+        FeedCommand::List { json } => list(&load(path)?, json),
+    }
+}
+
+fn add(
+    path: &Path,
+    url: &str,
+    id: Option<String>,
+    tags: Vec<String>,
+    schedule: Option<String>,
+    pick: Option<usize>,
+    no_fetch: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    if let Some(s) = &schedule {
+        crate::schedule::Schedule::parse(s).map_err(|e| UsageError(format!("--schedule: {e}")))?;
+    }
+    if let Some(id) = &id {
+        config::check_id(id).map_err(|e| UsageError(format!("--id '{id}': {e}")))?;
+        if config.feed(id).is_some() {
+            return Err(UsageError(format!("a feed with id '{id}' is already configured")).into());
+        }
+    }
+    let given = config::feed_url(url.trim(), &config_dir(&config)).map_err(UsageError)?;
+    if let Some(other) = already(&config, &given) {
+        return Err(UsageError(format!("{given} is already configured as feed '{other}'")).into());
+    }
+    let (url_text, title) = if no_fetch {
+        (url.trim().to_owned(), None)
+    } else {
+        let (found, title) = runtime()?.block_on(discover(&config, &given, pick))?;
+        if let Some(other) = already(&config, &found) {
+            return Err(UsageError(format!("{found} is already configured as feed '{other}'")).into());
+        }
+        if found != given {
+            println!("{given} is a web page; it advertises {found}");
+        }
+        (if found == given { url.trim().to_owned() } else { found.to_string() }, title)
+    };
+    let taken: Vec<&str> = config.feeds.iter().map(|f| f.id.as_str()).collect();
+    let id = id.unwrap_or_else(|| derive_id(title.as_deref(), &url_text, &taken));
+    let mut edit = ConfigEdit::open(path)?;
+    edit.add_feed(&NewFeed { id: id.clone(), url: url_text.clone(), tags, schedule, enabled: true });
+    edit.save(validate)?;
+    println!(
+        "added feed '{id}' ({url_text}){} to {}",
+        title.map(|t| format!(" \"{t}\"")).unwrap_or_default(),
+        path.display()
+    );
+    println!("{APPLY_HINT}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches `url`: a feed is taken as it is; an HTML page's advertised feed is taken
+/// if it advertises one (or `pick` says which). Returns the feed URL and its title.
+async fn discover(config: &Config, url: &Url, pick: Option<usize>) -> anyhow::Result<(Url, Option<String>)> {
+    let d = &config.daemon;
+    let fetcher = Fetcher::new(FetchSettings {
+        timeout: d.timeout,
+        max_bytes: d.max_feed_bytes,
+        concurrency: 1,
+        per_host: 1,
+        own_address: None,
+    })?;
+    let get = |u: Url| {
+        let fetcher = &fetcher;
+        async move {
+            match fetcher.fetch(&u, &Validators::default()).await {
+                Ok(Fetched::Body(b)) => Ok(b),
+                Ok(Fetched::NotModified { .. }) => {
+                    anyhow::bail!("{u} answered 304 to an unconditional request")
+                }
+                Err(e) => Err(anyhow::Error::new(e)
+                    .context(format!("cannot fetch {u} (use --no-fetch to add it without checking)"))),
+            }
+        }
+    };
+    let body = get(url.clone()).await?;
+    let now = chrono::Utc::now();
+    match parse::parse_feed(&body.bytes, &body.final_url, now) {
+        Ok(feed) => return Ok((url.clone(), feed.title)),
+        Err(parse::ParseError::NotAFeed(_)) => {}
+        Err(e) => return Err(UsageError(format!("{url} is not a usable feed: {e}")).into()),
+    }
+    let found = parse::advertised_feeds(&body.bytes, &body.final_url);
+    let chosen = match (found.len(), pick) {
+        (0, _) => {
+            return Err(UsageError(format!("{url} is neither a feed nor a page that advertises one")).into());
+        }
+        (_, Some(n)) if n >= 1 && n <= found.len() => &found[n - 1],
+        (_, Some(n)) => {
+            return Err(UsageError(format!("--pick {n}: the page advertises {} feeds", found.len())).into());
+        }
+        (1, None) => &found[0],
+        (_, None) => {
+            let mut msg = format!("{url} advertises {} feeds; choose one with --pick N:", found.len());
+            for (i, a) in found.iter().enumerate() {
+                msg.push_str(&format!(
+                    "\n  {}. {} ({}{})",
+                    i + 1,
+                    a.url,
+                    a.media_type,
+                    a.title.as_deref().map(|t| format!(", \"{t}\"")).unwrap_or_default()
+                ));
+            }
+            return Err(UsageError(msg).into());
+        }
+    };
+    let feed_url = Url::parse(&chosen.url).context("advertised URL")?;
+    let body = get(feed_url.clone()).await?;
+    let feed = parse::parse_feed(&body.bytes, &body.final_url, now)
+        .map_err(|e| UsageError(format!("{feed_url}, advertised by {url}, is not a usable feed: {e}")))?;
+    Ok((feed_url, feed.title.or_else(|| chosen.title.clone())))
+}
+
+fn remove(path: &Path, id: &str, purge: bool) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let mut edit = ConfigEdit::open(path)?;
+    if !edit.remove_feed(id) {
+        return Err(UsageError(format!("no feed '{id}' in {}", path.display())).into());
+    }
+    if let Some(t) = config.topics.iter().find(|t| t.feeds.iter().any(|f| f == id)) {
+        return Err(UsageError(format!(
+            "topic '{}' names feed '{id}' in its `feeds`: remove it there first (nothing was changed)",
+            t.id
+        ))
+        .into());
+    }
+    edit.save(validate)?;
+    println!("removed feed '{id}' from {}", path.display());
+    if purge {
+        let db = &config.daemon.database;
+        if db.exists() {
+            let mut store = Store::open(db)?;
+            let n = store.purge_feed(id)?;
+            println!("deleted {n} stored items of '{id}' from {}", db.display());
+        }
+    } else {
+        println!("its stored items are kept (use --purge to delete them)");
+    }
+    println!("{APPLY_HINT}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
+    let rows = match open_for_reading(config)? {
+        Some(s) => s.feeds()?,
+        None => Vec::new(),
+    };
+    let row = |id: &str| rows.iter().find(|r| r.id == id).cloned().unwrap_or_default();
+    let schedule =
+        |f: &config::FeedConfig| f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string();
+    if as_json {
+        let feeds: Vec<_> = config
+            .feeds
+            .iter()
+            .map(|f| {
+                let r = row(&f.id);
+                json!({
+                    "id": f.id, "url": f.url.as_str(), "tags": f.tags, "schedule": schedule(f),
+                    "enabled": f.enabled, "next_due": rfc3339(r.next_due), "last_fetch": rfc3339(r.last_fetch),
+                    "last_status": r.last_status, "error": r.error, "items": r.items,
+                    "failures": r.failures, "moved_to": r.moved_to,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "feeds": feeds }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let when = |t: Option<i64>| t.map_or("-".to_owned(), |t| from_ts(t).format("%Y-%m-%d %H:%M").to_string());
+    println!(
+        "{:<24} {:>6} {:>6}  {:<16}  {:<16}  {:<14} error",
+        "feed", "status", "items", "last fetch", "next due", "schedule"
+    );
+    for f in &config.feeds {
+        let r = row(&f.id);
+        let status = r.last_status.map_or("-".to_owned(), |s| s.to_string());
+        let mut error = r.error.clone().unwrap_or_default();
+        if let Some(m) = &r.moved_to {
+            error = format!("moved to {m}{}{error}", if error.is_empty() { "" } else { "; " });
+        }
+        if !f.enabled {
+            error = format!("(disabled) {error}");
+        }
+        println!(
+            "{:<24} {:>6} {:>6}  {:<16}  {:<16}  {:<14} {}",
+            f.id,
+            status,
+            r.items,
+            when(r.last_fetch),
+            when(r.next_due),
+            schedule(f),
+            error
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// # Errors
+/// Usage and config errors (exit 2) and I/O failures (exit 1).
+pub fn opml(path: &Path, cmd: OpmlCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        OpmlCommand::Export => {
+            print!("{}", opml::export(&load(path)?.feeds));
+            Ok(ExitCode::SUCCESS)
+        }
+        OpmlCommand::Import { file } => import(path, &file),
+    }
+}
+
+fn import(path: &Path, file: &Path) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let subs = opml::parse(&String::from_utf8_lossy(&text))
+        .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
+    let mut edit = ConfigEdit::open(path)?;
+    let mut seen: Vec<String> = config.feeds.iter().map(|f| comparable(&f.url)).collect();
+    let mut taken: Vec<String> = config.feeds.iter().map(|f| f.id.clone()).collect();
+    let (mut added, mut duplicates) = (0, 0);
+    let bar = progress_bar(subs.feeds.len() as u64);
+    for o in &subs.feeds {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        let Ok(url) = Url::parse(&o.url) else { continue };
+        let key = comparable(&url);
+        if seen.contains(&key) {
+            duplicates += 1;
+            continue;
+        }
+        let schedule = o.schedule.clone().filter(|s| crate::schedule::Schedule::parse(s).is_ok());
+        let taken_refs: Vec<&str> = taken.iter().map(String::as_str).collect();
+        let id = derive_id(o.title.as_deref(), &o.url, &taken_refs);
+        let tags: Vec<String> =
+            o.tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        edit.add_feed(&NewFeed { id: id.clone(), url: o.url.clone(), tags, schedule, enabled: o.enabled });
+        seen.push(key);
+        taken.push(id);
+        added += 1;
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if added > 0 {
+        edit.save(validate)?;
+    }
+    println!(
+        "imported {added} feeds from {} into {} ({duplicates} already configured or repeated, {} broken outlines skipped)",
+        file.display(),
+        path.display(),
+        subs.broken
+    );
+    if added > 0 {
+        println!("{APPLY_HINT}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
