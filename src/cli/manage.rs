@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use url::Url;
 
 use super::{UsageError, load, open_for_reading, progress_bar, rfc3339, runtime};
-use crate::config::edit::{ConfigEdit, NewFeed, derive_id};
+use crate::config::edit::{ConfigEdit, NewFeed, NewTopic, derive_id};
 use crate::config::{self, Config, ConfigError, opml};
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
 use crate::store::{Store, from_ts};
@@ -350,5 +350,78 @@ fn import(path: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     if added > 0 {
         println!("{APPLY_HINT}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct TopicAddArgs {
+    /// Id of the topic (used in its URLs: /topics/ID.atom).
+    pub id: String,
+    /// FTS5 query (words, "phrases", prefix*, AND/OR/NOT, NEAR, title:).
+    #[arg(long)]
+    pub query: Option<String>,
+    #[arg(long)]
+    pub exclude: Option<String>,
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Only items of this feed (repeatable).
+    #[arg(long = "feed", value_name = "ID")]
+    pub feeds: Vec<String>,
+    /// Only items of feeds with this tag (repeatable).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Entries in the output [default: 50].
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Only stories this recent, e.g. 30d.
+    #[arg(long)]
+    pub max_age: Option<String>,
+}
+
+/// # Errors
+/// Usage and config errors (exit 2): the edited file is validated before writing.
+pub fn topic_add(path: &Path, a: TopicAddArgs) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    if config.topic(&a.id).is_some() {
+        return Err(UsageError(format!("a topic with id '{}' is already configured", a.id)).into());
+    }
+    let mut edit = ConfigEdit::open(path)?;
+    edit.add_topic(&NewTopic {
+        id: a.id.clone(),
+        title: a.title,
+        description: a.description,
+        query: a.query,
+        exclude: a.exclude,
+        feeds: a.feeds,
+        tags: a.tags,
+        limit: a.limit,
+        max_age: a.max_age,
+    });
+    // An invalid topic (a bad query, an unknown feed) is reported as `check` would,
+    // pointing into the would-be file, and nothing is written.
+    edit.save(validate)?;
+    println!(
+        "added topic '{}' to {}; its feed will be /topics/{}.atom (.rss, .json)",
+        a.id,
+        path.display(),
+        a.id
+    );
+    println!("{APPLY_HINT}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// # Errors
+/// Usage and config errors (exit 2).
+pub fn topic_remove(path: &Path, id: &str) -> anyhow::Result<ExitCode> {
+    load(path)?;
+    let mut edit = ConfigEdit::open(path)?;
+    if !edit.remove_topic(id) {
+        return Err(UsageError(format!("no topic '{id}' in {}", path.display())).into());
+    }
+    edit.save(validate)?;
+    println!("removed topic '{id}' from {}", path.display());
+    println!("{APPLY_HINT}");
     Ok(ExitCode::SUCCESS)
 }

@@ -86,6 +86,10 @@ pub enum TopicCommand {
     },
     /// What a topic (or a query not yet in the config) matches now, with scores.
     Preview(PreviewArgs),
+    /// Add a topic to the config file (try its query with `topic preview --query` first).
+    Add(manage::TopicAddArgs),
+    /// Remove a topic from the config file.
+    Remove { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +163,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status(&load(&path)?, json),
         Command::Topic(TopicCommand::List { json }) => topic_list(&load(&path)?, json),
         Command::Topic(TopicCommand::Preview(args)) => preview(&load(&path)?, &args),
+        Command::Topic(TopicCommand::Add(args)) => manage::topic_add(&path, args),
+        Command::Topic(TopicCommand::Remove { id }) => manage::topic_remove(&path, &id),
         Command::Feed(cmd) => manage::feed(&path, cmd),
         Command::Opml(cmd) => manage::opml(&path, cmd),
         Command::Completions { shell } => {

@@ -22,6 +22,28 @@ pub struct NewFeed {
     pub enabled: bool,
 }
 
+/// A topic to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewTopic {
+    pub id: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub query: Option<String>,
+    pub exclude: Option<String>,
+    pub feeds: Vec<String>,
+    pub tags: Vec<String>,
+    pub limit: Option<usize>,
+    pub max_age: Option<String>,
+}
+
+fn string_array(items: &[String]) -> Array {
+    let mut a = Array::new();
+    for i in items {
+        a.push(i.as_str());
+    }
+    a
+}
+
 /// A config file opened for editing.
 pub struct ConfigEdit {
     path: PathBuf,
@@ -51,11 +73,7 @@ impl ConfigEdit {
         t["id"] = value(&f.id);
         t["url"] = value(&f.url);
         if !f.tags.is_empty() {
-            let mut tags = Array::new();
-            for tag in &f.tags {
-                tags.push(tag.as_str());
-            }
-            t["tags"] = value(tags);
+            t["tags"] = value(string_array(&f.tags));
         }
         if let Some(s) = &f.schedule {
             t["schedule"] = value(s);
@@ -70,6 +88,49 @@ impl ConfigEdit {
             t.set_position(last);
             feeds.push(t);
         }
+    }
+
+    /// Appends a `[[topic]]` table at the end of the file.
+    pub fn add_topic(&mut self, t: &NewTopic) {
+        let mut table = Table::new();
+        table["id"] = value(&t.id);
+        for (key, v) in [
+            ("title", &t.title),
+            ("description", &t.description),
+            ("query", &t.query),
+            ("exclude", &t.exclude),
+            ("max_age", &t.max_age),
+        ] {
+            if let Some(v) = v {
+                table[key] = value(v.as_str());
+            }
+        }
+        if !t.feeds.is_empty() {
+            table["feeds"] = value(string_array(&t.feeds));
+        }
+        if !t.tags.is_empty() {
+            table["tags"] = value(string_array(&t.tags));
+        }
+        if let Some(n) = t.limit {
+            table["limit"] = value(n as i64);
+        }
+        let item = self.doc.entry("topic").or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
+        if !item.is_array_of_tables() {
+            *item = Item::ArrayOfTables(ArrayOfTables::new());
+        }
+        if let Some(topics) = item.as_array_of_tables_mut() {
+            topics.push(table);
+        }
+    }
+
+    /// Removes the `[[topic]]` with this id; `false` if there is none.
+    pub fn remove_topic(&mut self, id: &str) -> bool {
+        let Some(topics) = self.doc.get_mut("topic").and_then(Item::as_array_of_tables_mut) else {
+            return false;
+        };
+        let before = topics.len();
+        topics.retain(|t| t.get("id").and_then(Item::as_str) != Some(id));
+        before != topics.len()
     }
 
     /// Removes the `[[feed]]` with this id; `false` if there is none.

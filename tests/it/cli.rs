@@ -82,6 +82,16 @@ async fn poll_status_and_export_through_the_binary() {
     assert!(stdout.contains("2 feeds: 1 fetched, 0 not modified, 1 failed; 8 new items"), "{stdout}");
     assert!(stdout.contains("failed: gone: HTTP 404"), "{stdout}");
 
+    let out = env.cli(&["poll", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["feeds"].as_u64(), v["not_modified"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["failures"][0]["id"], "gone");
+
     let out = env.cli(&["status", "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -90,7 +100,7 @@ async fn poll_status_and_export_through_the_binary() {
     assert_eq!(feeds[0]["id"], "r");
     assert_eq!(feeds[0]["items"], 8);
     assert_eq!(feeds[0]["error"], serde_json::Value::Null);
-    assert_eq!(feeds[0]["last_status"], 200);
+    assert_eq!(feeds[0]["last_status"], 304, "the second poll was answered 304");
     assert!(feeds[0]["last_fetch"].as_str().unwrap().starts_with("20"));
     for key in ["id", "url", "last_fetch", "last_status", "error", "items"] {
         assert!(feeds[1].get(key).is_some(), "{key} missing");

@@ -224,6 +224,22 @@ fn opml_import_of_a_real_export_and_export_imports_back_unchanged() {
         ]
     );
 
+    // From the import to a topic without an editor; a bad query is refused first.
+    let bad = env.cli(&["topic", "add", "smuggling", "--query", "smuggl* OR (border"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("bad query: expected ')' at the end"), "{}", stderr(&bad));
+    let out =
+        env.cli(&["topic", "add", "smuggling", "--query", "smuggl*", "--tag", "Police", "--limit", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = env.config().topics.into_iter().find(|t| t.id == "smuggling").unwrap();
+    assert_eq!((t.tags, t.limit), (vec!["Police".to_owned()], 20));
+    assert!(env.cli(&["topic", "remove", "smuggling"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(&env.config_path).unwrap(),
+        text,
+        "topic add then remove restores the file"
+    );
+
     // Export, then import into an empty config: the same feeds come back.
     let export = env.cli(&["opml", "export"]);
     assert!(export.status.success());
