@@ -759,13 +759,7 @@ impl Store {
              SELECT feed_id, key, ?1 FROM items WHERE id IN (SELECT id FROM temp.doomed)",
             [now],
         )?;
-        tx.execute_batch(
-            "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM temp.doomed);
-             DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM temp.doomed);
-             DELETE FROM pending WHERE item_id IN (SELECT id FROM temp.doomed);
-             DELETE FROM item_bands WHERE item_id IN (SELECT id FROM temp.doomed);
-             DELETE FROM items WHERE id IN (SELECT id FROM temp.doomed);",
-        )?;
+        forget_doomed(&tx)?;
         let stories = tx.execute(
             "DELETE FROM stories WHERE first_seen < ?1 AND NOT EXISTS (SELECT 1 FROM items WHERE story_id = stories.id)",
             [cutoff],
@@ -775,7 +769,6 @@ impl Store {
             [window_cutoff],
         )?;
         tx.execute("INSERT INTO meta (key, value) VALUES ('last_prune', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [now])?;
-        tx.execute_batch("DELETE FROM temp.doomed;")?;
         tx.commit()?;
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(PruneCounts { items, stories })
@@ -801,25 +794,25 @@ impl Store {
             [feed_id],
         )?;
         tx.execute_batch(
-            "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM temp.doomed);
-             DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM temp.doomed);
-             DELETE FROM pending WHERE item_id IN (SELECT id FROM temp.doomed);
-             DELETE FROM item_bands WHERE item_id IN (SELECT id FROM temp.doomed);",
+            "CREATE TEMP TABLE IF NOT EXISTS touched (id INTEGER PRIMARY KEY); DELETE FROM temp.touched;",
         )?;
         tx.execute(
-            "DELETE FROM stories WHERE id IN (SELECT story_id FROM items WHERE feed_id = ?1)
-               AND NOT EXISTS (SELECT 1 FROM items o WHERE o.story_id = stories.id AND o.feed_id <> ?1)",
+            "INSERT OR IGNORE INTO temp.touched (id) SELECT story_id FROM items WHERE feed_id = ?1",
             [feed_id],
         )?;
+        forget_doomed(&tx)?;
+        tx.execute_batch(
+            "DELETE FROM stories WHERE id IN (SELECT id FROM temp.touched)
+               AND NOT EXISTS (SELECT 1 FROM items WHERE story_id = stories.id);
+             DELETE FROM temp.touched;",
+        )?;
         for sql in [
-            "DELETE FROM items WHERE feed_id = ?1",
             "DELETE FROM tombstones WHERE feed_id = ?1",
             "DELETE FROM feed_boilerplate WHERE feed_id = ?1",
             "DELETE FROM feeds WHERE id = ?1",
         ] {
             tx.execute(sql, [feed_id])?;
         }
-        tx.execute_batch("DELETE FROM temp.doomed;")?;
         tx.commit()?;
         Ok(items)
     }
@@ -1044,6 +1037,20 @@ impl Writer<'_> {
     pub fn clear_pending(&mut self) -> Result<usize, StoreError> {
         Ok(self.tx.execute("DELETE FROM pending", [])?)
     }
+}
+
+/// Deletes the items listed in `temp.doomed` with everything that refers to them
+/// (index, topic, queue and band rows), and empties the list.
+fn forget_doomed(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM temp.doomed);
+         DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM temp.doomed);
+         DELETE FROM pending WHERE item_id IN (SELECT id FROM temp.doomed);
+         DELETE FROM item_bands WHERE item_id IN (SELECT id FROM temp.doomed);
+         DELETE FROM items WHERE id IN (SELECT id FROM temp.doomed);
+         DELETE FROM temp.doomed;",
+    )?;
+    Ok(())
 }
 
 const ITEM_COLUMNS: &str = "i.id, i.feed_id, f.title, f.url, f.site_link, i.key, i.link, i.title, i.summary,

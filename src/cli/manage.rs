@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use url::Url;
 
-use super::{UsageError, load, open_for_reading, progress_bar, rfc3339, runtime};
+use super::{UsageError, feed_json, load, open_for_reading, progress_bar, runtime};
 use crate::config::edit::{ConfigEdit, NewFeed, NewTopic, derive_id};
 use crate::config::{self, Config, ConfigError, opml};
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
@@ -248,19 +248,7 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let schedule =
         |f: &config::FeedConfig| f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string();
     if as_json {
-        let feeds: Vec<_> = config
-            .feeds
-            .iter()
-            .map(|f| {
-                let r = row(&f.id);
-                json!({
-                    "id": f.id, "url": f.url.as_str(), "tags": f.tags, "schedule": schedule(f),
-                    "enabled": f.enabled, "next_due": rfc3339(r.next_due), "last_fetch": rfc3339(r.last_fetch),
-                    "last_status": r.last_status, "error": r.error, "items": r.items,
-                    "failures": r.failures, "moved_to": r.moved_to,
-                })
-            })
-            .collect();
+        let feeds: Vec<_> = config.feeds.iter().map(|f| feed_json(config, f, &row(&f.id))).collect();
         println!("{}", json!({ "feeds": feeds }));
         return Ok(ExitCode::SUCCESS);
     }

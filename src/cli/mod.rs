@@ -360,6 +360,16 @@ fn export(config: &Config, topic: &str, format: &str) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// A feed and its stored health as `status --json` and `feed list --json` show it.
+fn feed_json(config: &Config, f: &crate::config::FeedConfig, r: &crate::store::FeedRow) -> serde_json::Value {
+    json!({
+        "id": f.id, "url": f.url.as_str(), "tags": f.tags,
+        "schedule": f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string(), "enabled": f.enabled,
+        "next_due": rfc3339(r.next_due), "last_fetch": rfc3339(r.last_fetch), "last_status": r.last_status,
+        "error": r.error, "items": r.items, "failures": r.failures, "moved_to": r.moved_to,
+    })
+}
+
 fn rfc3339(t: Option<i64>) -> serde_json::Value {
     t.map_or(serde_json::Value::Null, |t| json!(from_ts(t).to_rfc3339()))
 }
@@ -380,18 +390,7 @@ fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     };
     let row = |id: &str| rows.iter().find(|r| r.id == id).cloned().unwrap_or_default();
     if as_json {
-        let feeds: Vec<_> = config
-            .feeds
-            .iter()
-            .map(|f| {
-                let r = row(&f.id);
-                json!({
-                    "id": f.id, "url": f.url.as_str(), "last_fetch": rfc3339(r.last_fetch),
-                    "last_status": r.last_status, "error": r.error, "items": r.items,
-                    "failures": r.failures, "next_due": rfc3339(r.next_due), "moved_to": r.moved_to,
-                })
-            })
-            .collect();
+        let feeds: Vec<_> = config.feeds.iter().map(|f| feed_json(config, f, &row(&f.id))).collect();
         let topics: Vec<_> = config
             .topics
             .iter()

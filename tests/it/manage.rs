@@ -168,6 +168,15 @@ async fn feed_list_json_shows_health() {
     assert!(f["next_due"].as_str().is_some());
     let table = stdout(&env.cli(&["feed", "list"]));
     assert!(table.lines().nth(1).unwrap().starts_with("police"), "{table}");
+
+    // Removing with --purge forgets what was stored from the feed.
+    let out = env.cli(&["feed", "remove", "police", "--purge"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("deleted 5 stored items"), "{}", stdout(&out));
+    let store = env.store();
+    assert_eq!((store.item_count().unwrap(), store.story_count().unwrap()), (0, 0));
+    assert_eq!(store.feed("police").unwrap(), None);
+    assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
 const READER_EXPORT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
