@@ -2,8 +2,10 @@
 //! 20 items per feed transaction, 5 % near-duplicate copies), then times the next M
 //! items the same way. The cost per item must not grow with N.
 //!
-//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--db PATH]`
-//! (defaults: N = 10,000, M = 10,000, a temporary database).
+//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--db PATH] [--run R]`
+//! (defaults: N = 10,000, M = 10,000, a temporary database, run 0). To measure again
+//! on a database preloaded earlier, pass `--preload 0 --db PATH --run 1` (a new run
+//! number gives new item keys and texts).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -50,15 +52,15 @@ fn text(rng: &mut Rng, vocab: &[String], words: usize) -> String {
     out
 }
 
-fn item(n: usize, body: &str) -> NewItem {
+fn item(run: usize, n: usize, body: &str) -> NewItem {
     let feed = n % FEEDS;
-    let link = format!("https://site{feed}.example/news/{n}");
+    let link = format!("https://site{feed}.example/news/{run}/{n}");
     let mut hash = [0u8; 16];
     hash.copy_from_slice(&dedup::digest(&[body])[..16]);
     let fingerprint = dedup::fingerprint(body, &HashSet::new());
     NewItem {
         item: Item {
-            key: format!("g:{n}"),
+            key: format!("g:{run}:{n}"),
             guid: Some(n.to_string()),
             link: Some(link.clone()),
             canonical_link: Some(link),
@@ -79,6 +81,7 @@ fn item(n: usize, body: &str) -> NewItem {
 }
 
 struct Gen {
+    run: usize,
     rng: Rng,
     vocab: Vec<String>,
     recent: Vec<String>,
@@ -105,7 +108,7 @@ impl Gen {
                 let i = self.rng.below(500);
                 self.recent[i] = body.clone();
             }
-            items.push(item(self.n * FEEDS + items.len(), &body));
+            items.push(item(self.run, self.n * FEEDS + items.len(), &body));
         }
         self.n += 1;
         (feed, items)
@@ -133,9 +136,10 @@ fn main() {
     let ids: Vec<(String, String)> =
         (0..FEEDS).map(|f| (format!("f{f:04}"), format!("https://site{f}.example/feed"))).collect();
     store.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str()))).expect("feeds");
-    let mut g = Gen { rng: Rng(42), vocab: vocabulary(), recent: Vec::new(), n: 0 };
+    let run = arg("--run", 0);
+    let mut g = Gen { run, rng: Rng(42 + run as u64), vocab: vocabulary(), recent: Vec::new(), n: 0 };
     let rule = StoryRule::default();
-    let run = |store: &mut Store, g: &mut Gen, count: usize| -> (f64, Vec<f64>) {
+    let ingest = |store: &mut Store, g: &mut Gen, count: usize| -> (f64, Vec<f64>) {
         let mut per_batch = Vec::with_capacity(count / BATCH);
         let start = Instant::now();
         for _ in 0..count.div_ceil(BATCH) {
@@ -148,9 +152,12 @@ fn main() {
         }
         (start.elapsed().as_secs_f64(), per_batch)
     };
-    let (secs, _) = run(&mut store, &mut g, preload);
-    eprintln!("preloaded {preload} items in {secs:.1} s ({:.0} items/s)", preload as f64 / secs);
-    let (secs, mut per) = run(&mut store, &mut g, measure);
+    let (secs, _) = ingest(&mut store, &mut g, preload);
+    if preload > 0 {
+        eprintln!("preloaded {preload} items in {secs:.1} s ({:.0} items/s)", preload as f64 / secs);
+    }
+    let stored = store.item_count().expect("count");
+    let (secs, mut per) = ingest(&mut store, &mut g, measure);
     per.sort_by(f64::total_cmp);
     let pct = |p: f64| per[((per.len() - 1) as f64 * p) as usize];
     let items = store.item_count().expect("count");
@@ -162,7 +169,7 @@ fn main() {
         .map(|m| m.len())
         .sum();
     println!(
-        "store {preload:>9} items: ingest {:.1} us/item mean (per-batch p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
+        "store {stored:>9} items: ingest {:.1} us/item mean (per-batch p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
         secs * 1e6 / measure as f64,
         pct(0.5),
         pct(0.99),

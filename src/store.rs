@@ -148,6 +148,12 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 ) STRICT;
 "#,
+    r#"
+-- Merge full-text segments less eagerly on insert (16 segments per level instead of
+-- 4): a poll commits a few items at a time, and eager merging made each commit's cost
+-- grow with the index. Maintenance merges in bulk instead (see Store::prune).
+INSERT INTO items_fts (items_fts, rank) VALUES ('automerge', 16);
+"#,
 ];
 
 pub fn ts(d: DateTime<Utc>) -> i64 {
@@ -352,6 +358,9 @@ impl Store {
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Read pages through a memory map instead of a pread() per page: as the store
+        // grows past any page cache, B-tree descents would otherwise be syscalls.
+        self.conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
         Ok(())
     }
 
@@ -769,6 +778,8 @@ impl Store {
             [window_cutoff],
         )?;
         tx.execute("INSERT INTO meta (key, value) VALUES ('last_prune', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [now])?;
+        // Bulk-merge full-text segments left by many small inserts (bounded work).
+        tx.execute("INSERT INTO items_fts (items_fts, rank) VALUES ('merge', 2000)", [])?;
         tx.commit()?;
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(PruneCounts { items, stories })
