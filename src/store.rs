@@ -358,9 +358,6 @@ impl Store {
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Read pages through a memory map instead of a pread() per page: as the store
-        // grows past any page cache, B-tree descents would otherwise be syscalls.
-        self.conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
         Ok(())
     }
 
