@@ -116,6 +116,15 @@ pub struct UsageError(pub String);
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run) {
+        // Behave like other command-line tools when the reader of stdout goes away
+        // (`feedsieve export x | head`): end quietly instead of panicking on EPIPE.
+        // Not for the daemon, which must outlive any reader of its logs.
+        // SAFETY: no other thread exists yet; this only resets a signal disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging();
     match run(cli) {
         Ok(code) => code,
