@@ -16,6 +16,9 @@ use feedsieve::model::Item;
 use feedsieve::store::{FetchRecord, NewItem, Store, StoryRule};
 
 const FEEDS: usize = 1000;
+/// `--no-fingerprints`: store items without fingerprints, to see what near-duplicate
+/// search costs.
+static NO_FINGERPRINTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 const BATCH: usize = 20;
 
 /// A deterministic generator (xorshift64*).
@@ -57,7 +60,11 @@ fn item(run: usize, n: usize, body: &str) -> NewItem {
     let link = format!("https://site{feed}.example/news/{run}/{n}");
     let mut hash = [0u8; 16];
     hash.copy_from_slice(&dedup::digest(&[body])[..16]);
-    let fingerprint = dedup::fingerprint(body, &HashSet::new());
+    let fingerprint = if NO_FINGERPRINTS.load(std::sync::atomic::Ordering::Relaxed) {
+        None
+    } else {
+        dedup::fingerprint(body, &HashSet::new())
+    };
     NewItem {
         item: Item {
             key: format!("g:{run}:{n}"),
@@ -125,6 +132,8 @@ fn main() {
             .unwrap_or(default)
     };
     let preload = arg("--preload", 10_000);
+    NO_FINGERPRINTS
+        .store(args.iter().any(|a| a == "--no-fingerprints"), std::sync::atomic::Ordering::Relaxed);
     let measure = arg("--measure", 10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = args
@@ -142,14 +151,19 @@ fn main() {
     let ingest = |store: &mut Store, g: &mut Gen, count: usize| -> (f64, Vec<f64>) {
         let mut per_batch = Vec::with_capacity(count / BATCH);
         let start = Instant::now();
-        for _ in 0..count.div_ceil(BATCH) {
+        for b in 0..count.div_ceil(BATCH) {
             let (feed, items) = g.batch();
             let t = Instant::now();
             store
                 .ingest(&feed, &items, &FetchRecord { status: 200, ..Default::default() }, rule, Utc::now())
                 .expect("ingest");
+            // A poll pass over all the feeds ends by writing the pass's band keys.
+            if (b + 1) % FEEDS == 0 {
+                store.flush_bands().expect("flush");
+            }
             per_batch.push(t.elapsed().as_secs_f64() * 1e6 / BATCH as f64);
         }
+        store.flush_bands().expect("flush");
         (start.elapsed().as_secs_f64(), per_batch)
     };
     let (secs, _) = ingest(&mut store, &mut g, preload);

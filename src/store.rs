@@ -289,6 +289,12 @@ pub struct StoredItem {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Band keys of items stored since the last [`Store::flush_bands`], by key: the
+    /// item's story and fingerprint. Band keys are random, so writing them row by row
+    /// with each feed's transaction dirtied a page per key; they are written sorted,
+    /// in bulk, once per pass instead. They are derived data: a crash before the flush
+    /// loses nothing, the next flush recomputes them from the stored fingerprints.
+    unflushed: HashMap<i64, Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>>,
 }
 
 impl Store {
@@ -304,7 +310,7 @@ impl Store {
         }
         let conn =
             Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let mut store = Store { conn, path: path.to_owned() };
+        let mut store = Store { conn, path: path.to_owned(), unflushed: HashMap::new() };
         store.configure().map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         store.migrate()?;
         Ok(store)
@@ -320,7 +326,7 @@ impl Store {
         let open_err = |source| StoreError::Open { path: path.to_owned(), source };
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        let store = Store { conn, path: path.to_owned() };
+        let store = Store { conn, path: path.to_owned(), unflushed: HashMap::new() };
         let version = store.user_version().map_err(open_err)?;
         if version > MIGRATIONS.len() as i64 {
             return Err(StoreError::TooNew {
@@ -343,7 +349,7 @@ impl Store {
     /// Only if SQLite itself fails.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
-        let mut store = Store { conn, path: PathBuf::from(":memory:") };
+        let mut store = Store { conn, path: PathBuf::from(":memory:"), unflushed: HashMap::new() };
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -545,8 +551,10 @@ impl Store {
                 add.execute(params![feed_id, *h as i64])?;
             }
         }
+        // Band keys of this transaction's new items join `unflushed` only once it commits.
+        let mut fresh: Vec<(i64, std::sync::Arc<dedup::Fingerprint>)> = Vec::new();
         for n in items {
-            match upsert_item(&tx, feed_id, n, rule, now)? {
+            match upsert_item(&tx, feed_id, n, rule, now, &self.unflushed, &mut fresh)? {
                 Upsert::New => counts.new += 1,
                 Upsert::Updated => counts.updated += 1,
                 Upsert::Unchanged | Upsert::Tombstoned => counts.unchanged += 1,
@@ -570,6 +578,14 @@ impl Store {
             ],
         )?;
         tx.commit()?;
+        for (story, fp) in fresh {
+            for key in dedup::band_keys(&fp) {
+                self.unflushed.entry(key).or_default().push((story, fp.clone()));
+            }
+        }
+        if self.unflushed.len() > MAX_UNFLUSHED_KEYS {
+            self.flush_bands()?;
+        }
         Ok(counts)
     }
 
@@ -780,6 +796,50 @@ impl Store {
         tx.commit()?;
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(PruneCounts { items, stories })
+    }
+
+    /// Writes the LSH band keys of every item stored since the last flush (from the
+    /// stored fingerprints, so keys lost in a crash are written too), sorted, in one
+    /// transaction. Returns the number of keys written.
+    ///
+    /// # Errors
+    /// On database failure; the keys are then written by a later flush.
+    pub fn flush_bands(&mut self) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let through: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'bands_through'", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let mut keys: Vec<(i64, i64)> = Vec::new();
+        let mut last = through;
+        {
+            let mut stmt =
+                tx.prepare_cached("SELECT id, fingerprint FROM items WHERE id > ?1 ORDER BY id")?;
+            let mut rows = stmt.query([through])?;
+            while let Some(r) = rows.next()? {
+                last = r.get(0)?;
+                let blob: Option<Vec<u8>> = r.get(1)?;
+                if let Some(fp) = blob.as_deref().and_then(dedup::signature_from_bytes) {
+                    keys.extend(dedup::band_keys(&fp).into_iter().map(|k| (k, last)));
+                }
+            }
+        }
+        keys.sort_unstable();
+        {
+            let mut add =
+                tx.prepare_cached("INSERT OR IGNORE INTO item_bands (key, item_id) VALUES (?1, ?2)")?;
+            for (k, id) in &keys {
+                add.execute(params![k, id])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('bands_through', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [last],
+        )?;
+        tx.commit()?;
+        self.unflushed.clear();
+        Ok(keys.len())
     }
 
     /// Forgets a feed entirely: its items (with their index, band and topic rows),
@@ -1047,6 +1107,9 @@ impl Writer<'_> {
     }
 }
 
+/// Band keys held in memory before [`Store::flush_bands`] writes them regardless.
+const MAX_UNFLUSHED_KEYS: usize = 500_000;
+
 /// Deletes the items listed in `temp.doomed` with everything that refers to them
 /// (index, topic, queue and band rows), and empties the list.
 fn forget_doomed(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -1160,6 +1223,8 @@ fn find_story(
     n: &NewItem,
     rule: StoryRule,
     now: i64,
+    unflushed: &HashMap<i64, Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>>,
+    fresh: &[(i64, std::sync::Arc<dedup::Fingerprint>)],
 ) -> Result<Option<i64>, StoreError> {
     if let Some(link) = &n.item.canonical_link {
         let by_link = tx
@@ -1171,22 +1236,37 @@ fn find_story(
         }
     }
     let Some(fp) = &n.fingerprint else { return Ok(None) };
-    let keys = serde_json::to_string(&dedup::band_keys(fp)).unwrap_or_else(|_| "[]".into());
+    let band_keys = dedup::band_keys(fp);
+    let mut best: Option<(f64, i64)> = None;
+    let mut consider = |sim: f64, story: i64| {
+        if sim >= rule.threshold && best.is_none_or(|(b, _)| sim > b) {
+            best = Some((sim, story));
+        }
+    };
+    // Items of this pass whose keys are not written yet (unflushed all come from the
+    // current process, well inside the window).
+    for key in &band_keys {
+        for (story, other) in unflushed.get(key).into_iter().flatten() {
+            consider(dedup::resemblance(fp, other), *story);
+        }
+    }
+    for (story, other) in fresh {
+        if dedup::band_keys(other).iter().any(|k| band_keys.contains(k)) {
+            consider(dedup::resemblance(fp, other), *story);
+        }
+    }
+    let keys = serde_json::to_string(&band_keys).unwrap_or_else(|_| "[]".into());
     let mut stmt = tx.prepare_cached(
         "SELECT i.story_id, i.fingerprint FROM items i
          WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN (SELECT value FROM json_each(?1)))
            AND i.first_seen >= ?2 AND i.fingerprint IS NOT NULL
          ORDER BY i.id",
     )?;
-    let mut best: Option<(f64, i64)> = None;
     let mut rows = stmt.query(params![keys, now - rule.window])?;
     while let Some(r) = rows.next()? {
         let blob: Vec<u8> = r.get(1)?;
         let Some(other) = dedup::signature_from_bytes(&blob) else { continue };
-        let sim = dedup::resemblance(fp, &other);
-        if sim >= rule.threshold && best.is_none_or(|(b, _)| sim > b) {
-            best = Some((sim, r.get(0)?));
-        }
+        consider(dedup::resemblance(fp, &other), r.get(0)?);
     }
     Ok(best.map(|(_, story)| story))
 }
@@ -1197,6 +1277,8 @@ fn upsert_item(
     n: &NewItem,
     rule: StoryRule,
     now: i64,
+    unflushed: &HashMap<i64, Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>>,
+    fresh: &mut Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>,
 ) -> Result<Upsert, StoreError> {
     let it = &n.item;
     let tomb: bool = tx
@@ -1217,7 +1299,7 @@ fn upsert_item(
         // A correction keeps its story (the conflict clause below leaves story_id alone).
         Some(_) => (0, Upsert::Updated),
         None => {
-            let story = match find_story(tx, n, rule, now)? {
+            let story = match find_story(tx, n, rule, now, unflushed, fresh)? {
                 Some(s) => s,
                 None => {
                     tx.prepare_cached("INSERT INTO stories (first_seen) VALUES (?1)")?.execute([now])?;
@@ -1266,13 +1348,10 @@ fn upsert_item(
             tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?.execute([id])?;
         }
         _ => {
-            // Band keys are written once: a correction keeps the keys it was found by.
+            // Band keys are written later, in bulk (see `Store::unflushed`); a
+            // correction keeps the keys it was first found by.
             if let Some(fp) = &n.fingerprint {
-                let mut band =
-                    tx.prepare_cached("INSERT OR IGNORE INTO item_bands (key, item_id) VALUES (?1, ?2)")?;
-                for key in dedup::band_keys(fp) {
-                    band.execute(params![key, id])?;
-                }
+                fresh.push((story, std::sync::Arc::new(fp.clone())));
             }
         }
     }
@@ -1352,6 +1431,58 @@ mod tests {
         s.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(s);
         assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    fn new_item(key: &str, text: &str) -> NewItem {
+        let fingerprint = dedup::fingerprint(text, &std::collections::HashSet::new());
+        let mut content_hash = [0u8; 16];
+        content_hash.copy_from_slice(&dedup::digest(&[key, text])[..16]);
+        NewItem {
+            item: Item {
+                key: key.into(),
+                guid: None,
+                link: None,
+                canonical_link: None,
+                title: key.into(),
+                summary: Some(text.into()),
+                content: None,
+                base: None,
+                authors: vec![],
+                categories: vec![],
+                published: None,
+                updated: None,
+                content_hash,
+            },
+            summary_text: text.into(),
+            content_text: String::new(),
+            fingerprint,
+        }
+    }
+
+    const TEXT: &str = "Police in 31 countries arrested 212 suspects during Operation Tidewater, a six-week \
+        action against migrant smuggling networks operating along sea routes in the Mediterranean.";
+
+    #[test]
+    fn band_keys_lost_in_a_crash_are_written_by_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let now = Utc::now();
+        let mut s = Store::open(&path).unwrap();
+        s.sync_feeds([("a", "https://a/"), ("b", "https://b/")]).unwrap();
+        s.ingest("a", &[new_item("a1", TEXT)], &FetchRecord::default(), StoryRule::default(), now).unwrap();
+        // Found through the keys still in memory, before any flush.
+        let copy = format!("LYON (Wire) - {TEXT}");
+        s.ingest("b", &[new_item("b1", &copy)], &FetchRecord::default(), StoryRule::default(), now).unwrap();
+        assert_eq!(s.story_count().unwrap(), 1);
+        drop(s); // "crash": the keys were never flushed
+
+        let mut s = Store::open(&path).unwrap();
+        let written = s.flush_bands().unwrap();
+        assert_eq!(written, 2 * dedup::BANDS);
+        assert_eq!(s.flush_bands().unwrap(), 0, "nothing twice");
+        let third = format!("{TEXT} Reporting by A. Smith.");
+        s.ingest("b", &[new_item("b2", &third)], &FetchRecord::default(), StoryRule::default(), now).unwrap();
+        assert_eq!(s.story_count().unwrap(), 1, "found through the written keys");
     }
 
     #[test]

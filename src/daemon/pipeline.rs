@@ -193,6 +193,7 @@ pub async fn curate_and_publish(p: &Pipeline) -> Result<(Vec<TopicChange>, Vec<R
     let now = p.clock.now();
     p.store
         .call(move |s| {
+            s.flush_bands()?;
             let changes = s.write(|w| curate::curate(w, &config, now.timestamp()))?;
             let mut topics = Vec::with_capacity(config.topics.len());
             for t in &config.topics {

@@ -56,8 +56,17 @@ fn near_duplicates_meet_the_precision_and_recall_targets() {
     let mut kinds: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut wrong = Vec::new();
     for p in &pairs {
+        // As in the store: a pair is compared only when LSH makes it a candidate
+        // (a shared band key), then its resemblance must reach the threshold.
         let sim = match (fp(&p.a), fp(&p.b)) {
-            (Some(a), Some(b)) => dedup::resemblance(&a, &b),
+            (Some(a), Some(b)) => {
+                let keys: HashSet<i64> = dedup::band_keys(&a).into_iter().collect();
+                if dedup::band_keys(&b).iter().any(|k| keys.contains(k)) {
+                    dedup::resemblance(&a, &b)
+                } else {
+                    0.0
+                }
+            }
             _ => 0.0,
         };
         let said = sim >= dedup::DEFAULT_THRESHOLD;
