@@ -1107,8 +1107,9 @@ impl Writer<'_> {
     }
 }
 
-/// Band keys held in memory before [`Store::flush_bands`] writes them regardless.
-const MAX_UNFLUSHED_KEYS: usize = 500_000;
+/// Band keys held in memory before [`Store::flush_bands`] writes them regardless
+/// (about 5,000 items' worth, a few MiB): bounds memory in a pass over many feeds.
+const MAX_UNFLUSHED_KEYS: usize = 120_000;
 
 /// Deletes the items listed in `temp.doomed` with everything that refers to them
 /// (index, topic, queue and band rows), and empties the list.
