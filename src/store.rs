@@ -1108,8 +1108,8 @@ impl Writer<'_> {
 }
 
 /// Band keys held in memory before [`Store::flush_bands`] writes them regardless
-/// (about 5,000 items' worth, a few MiB): bounds memory in a pass over many feeds.
-const MAX_UNFLUSHED_KEYS: usize = 120_000;
+/// (about 2,000 items' worth, a few MiB): bounds memory in a pass over many feeds.
+const MAX_UNFLUSHED_KEYS: usize = 48_000;
 
 /// Deletes the items listed in `temp.doomed` with everything that refers to them
 /// (index, topic, queue and band rows), and empties the list.
