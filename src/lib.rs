@@ -16,18 +16,20 @@
 //! ```
 //!
 //! - [`model`]: the plain types the stages pass to each other.
-//! - [`config`]: the TOML schema, loading with line/column errors, validation.
+//! - [`config`]: the TOML schema, loading with line/column errors, validation; editing
+//!   the file in place and OPML (submodules `edit`, `opml`).
 //! - [`schedule`]: cron / `@hourly` / `every 20m`, next-due times, backoff.
 //! - [`fetch`]: the HTTP client: conditional GET, limits, redirects, `file://` feeds.
-//! - [`parse`]: feed-rs to [`model::Item`]; dates, links, HTML sanitising.
-//! - [`dedup`]: item keys, canonical links, story identity.
+//! - [`parse`]: feed-rs to [`model::Item`]; dates, links, HTML sanitising; the feeds
+//!   an HTML page advertises.
+//! - [`dedup`]: item keys, canonical links, near-duplicate fingerprints (MinHash, LSH).
 //! - [`store`]: SQLite schema, migrations, every SQL statement, the writer thread.
 //! - [`curate`]: topic queries (our own parser, rendered for FTS5), matching, backfill.
 //! - [`publish`]: topic feeds as bytes with their validators.
 //! - [`serve`]: the HTTP server: topic feeds, index page, OPML, health, metrics.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`daemon`]: the wiring: the poll pass shared by `poll` and the scheduler, reload, stop.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line, including feed/topic/OPML management.
 
 pub mod cli;
 pub mod config;
