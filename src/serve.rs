@@ -396,7 +396,7 @@ h1{margin:.2rem 0}h2{border-bottom:1px solid #ddd;margin-top:2rem}h3{margin:.2re
 ul.topics{list-style:none;padding:0}ul.topics li{margin:0 0 1rem}.sub a{margin-right:.4rem}
 table{border-collapse:collapse;width:100%;font-size:14px}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eee}
 tr.bad td:first-child{border-left:4px solid #c33}tr.ok td:first-child{border-left:4px solid #3a3}tr.new td:first-child{border-left:4px solid #aaa}
-svg rect{fill:#4a7ab8}footer{margin-top:2rem;color:#888;font-size:13px}
+svg{background:#f3f5f8}svg rect{fill:#4a7ab8}footer{margin-top:2rem;color:#888;font-size:13px}
 </style>\n";
 
 #[cfg(test)]
