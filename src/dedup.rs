@@ -304,8 +304,11 @@ fn numbers_disagree(a: &[u32], b: &[u32]) -> bool {
     if a.len() < 2 || b.len() < 2 {
         return false;
     }
-    // Both are the smallest hashes of their sets; compare within the common range.
-    let limit = a.last().copied().unwrap_or(0).min(b.last().copied().unwrap_or(0));
+    // A set cut at MAX_NUMBERS holds its smallest hashes: compare within the range
+    // both cover. Sets that were not cut are compared whole.
+    let cut = a.len() >= MAX_NUMBERS || b.len() >= MAX_NUMBERS;
+    let limit =
+        if cut { a.last().copied().unwrap_or(0).min(b.last().copied().unwrap_or(0)) } else { u32::MAX };
     let a: Vec<u32> = a.iter().copied().filter(|x| *x <= limit).collect();
     let b: Vec<u32> = b.iter().copied().filter(|x| *x <= limit).collect();
     let common = a.iter().filter(|x| b.binary_search(x).is_ok()).count();
@@ -363,6 +366,24 @@ pub fn resemblance(a: &Fingerprint, b: &Fingerprint) -> f64 {
         return 0.0;
     }
     similarity(&a.lead, &b.lead).max(similarity(&a.full, &b.full))
+}
+
+/// Of the candidates `(story, fingerprint)`, the story of the one most like `fp`, if
+/// it is at least `threshold` alike.
+pub fn best_match<'a, S: Copy>(
+    fp: &Fingerprint,
+    candidates: impl IntoIterator<Item = (S, &'a Fingerprint)>,
+    threshold: f64,
+) -> Option<S> {
+    candidates
+        .into_iter()
+        .map(|(story, other)| (resemblance(fp, other), story))
+        .filter(|(sim, _)| *sim >= threshold)
+        .fold(None, |best: Option<(f64, S)>, (sim, story)| match best {
+            Some((b, _)) if b >= sim => best,
+            _ => Some((sim, story)),
+        })
+        .map(|(_, story)| story)
 }
 
 /// LSH keys of a fingerprint: one per band of each signature, distinct between bands
@@ -465,6 +486,20 @@ mod tests {
             v.sort_unstable();
             v
         });
+    }
+
+    #[test]
+    fn the_most_alike_candidate_above_the_threshold_wins() {
+        let none = HashSet::new();
+        let fp = fingerprint(STORY, &none).unwrap();
+        let close = fingerprint(&format!("LYON (Wire) - {STORY}"), &none).unwrap();
+        let other =
+            fingerprint(&STORY.replace("31", "9").replace("212", "17").replace("27", "3"), &none).unwrap();
+        // On a tie the first candidate (the earliest stored) keeps the story.
+        let cands = [(1, &other), (3, &fp), (2, &close)];
+        assert_eq!(best_match(&fp, cands, DEFAULT_THRESHOLD), Some(3));
+        assert_eq!(best_match(&fp, [(1, &other), (2, &close)], DEFAULT_THRESHOLD), Some(2));
+        assert_eq!(best_match(&fp, [(1, &other)], DEFAULT_THRESHOLD), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
@@ -266,7 +266,7 @@ impl Fetcher {
         let file_err = |source| FetchError::File { path: path.clone(), source };
         let mut file = tokio::fs::File::open(&path).await.map_err(file_err)?;
         let meta = file.metadata().await.map_err(file_err)?;
-        let last_modified = meta.modified().ok().map(http_date);
+        let last_modified = meta.modified().ok().map(|t| crate::http_date(DateTime::<Utc>::from(t)));
         if last_modified.is_some() && last_modified == validators.last_modified {
             return Ok(Fetched::NotModified { hints: Hints::default() });
         }
@@ -310,21 +310,12 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
     headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-/// Formats a time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn http_date(t: SystemTime) -> String {
-    DateTime::<Utc>::from(t).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
-fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc2822(s.trim()).ok().map(|d| d.with_timezone(&Utc))
-}
-
 /// `Retry-After` as seconds or an HTTP date, capped at [`MAX_SERVER_DELAY`].
 pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     let d = match v.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => (parse_http_date(v)? - now).to_std().ok()?,
+        Err(_) => (crate::parse_http_date(v)? - now).to_std().ok()?,
     };
     Some(d.min(MAX_SERVER_DELAY))
 }
@@ -338,7 +329,7 @@ pub fn freshness(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
         Some(secs) => Duration::from_secs(secs),
         None => {
             let exp = headers.get(header::EXPIRES)?.to_str().ok()?;
-            (parse_http_date(exp)? - now).to_std().ok()?
+            (crate::parse_http_date(exp)? - now).to_std().ok()?
         }
     };
     Some(d.min(MAX_SERVER_DELAY))
@@ -441,7 +432,7 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(MAX_SERVER_DELAY));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=600"));
         assert_eq!(freshness(&h, now), Some(Duration::from_secs(600)));
-        let later = http_date((now + chrono::TimeDelta::seconds(3600)).into());
+        let later = crate::http_date(now + chrono::TimeDelta::seconds(3600));
         let mut h = HeaderMap::new();
         h.insert(header::EXPIRES, HeaderValue::from_str(&later).unwrap());
         let f = freshness(&h, now).unwrap().as_secs();

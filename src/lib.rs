@@ -87,3 +87,14 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
     }
     result
 }
+
+/// A time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), for Last-Modified and
+/// If-Modified-Since.
+pub fn http_date(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// Reads an HTTP date (RFC 9110's preferred form, which RFC 2822 parsing covers).
+pub fn parse_http_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc2822(s.trim()).ok().map(|d| d.with_timezone(&chrono::Utc))
+}

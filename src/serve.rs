@@ -182,12 +182,8 @@ fn not_modified(headers: &HeaderMap, etags: &[&str], last_modified: DateTime<Utc
     headers
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| DateTime::parse_from_rfc2822(v.trim()).ok())
+        .and_then(crate::parse_http_date)
         .is_some_and(|since| last_modified.timestamp() <= since.timestamp())
-}
-
-fn http_date(t: DateTime<Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 async fn topic_feed(
@@ -201,7 +197,7 @@ async fn topic_feed(
     let etag = if gzip { feed.gzip_etag() } else { feed.etag.clone() };
     let mut b = Response::builder()
         .header(header::ETAG, &etag)
-        .header(header::LAST_MODIFIED, http_date(feed.last_modified))
+        .header(header::LAST_MODIFIED, crate::http_date(feed.last_modified))
         .header(header::CACHE_CONTROL, CACHE_CONTROL)
         .header(header::VARY, "Accept-Encoding");
     if not_modified(&headers, &[&feed.etag, &feed.gzip_etag()], feed.last_modified) {
@@ -429,9 +425,9 @@ mod tests {
         assert!(not_modified(&headers(&[("if-none-match", "\"a\"")]), &["\"a\""], lm));
         assert!(not_modified(&headers(&[("if-none-match", "\"x\", W/\"a\"")]), &["\"a\""], lm));
         assert!(!not_modified(&headers(&[("if-none-match", "\"b\"")]), &["\"a\""], lm));
-        let ims = http_date(lm);
+        let ims = crate::http_date(lm);
         assert!(not_modified(&headers(&[("if-modified-since", &ims)]), &["\"a\""], lm));
-        let earlier = http_date(from_ts(1_600_000_000));
+        let earlier = crate::http_date(from_ts(1_600_000_000));
         assert!(!not_modified(&headers(&[("if-modified-since", &earlier)]), &["\"a\""], lm));
         // A stale ETag is not rescued by a fresh date.
         assert!(!not_modified(

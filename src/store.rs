@@ -256,6 +256,17 @@ pub struct TopicFilter {
     pub feeds: Option<Vec<String>>,
 }
 
+impl TopicFilter {
+    /// The MATCH expression for a topic with a query: the query without the exclude.
+    fn match_expr(&self) -> Option<String> {
+        let q = self.fts.as_ref()?;
+        Some(match &self.exclude {
+            Some(ex) => format!("({q}) NOT ({ex})"),
+            None => q.clone(),
+        })
+    }
+}
+
 /// A story as it appears in a topic output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntryRow {
@@ -918,12 +929,8 @@ impl Store {
     /// # Errors
     /// On database failure or an FTS expression SQLite rejects.
     pub fn preview(&self, filter: &TopicFilter, limit: usize) -> Result<Vec<PreviewRow>, StoreError> {
-        let (sql, fts) = match &filter.fts {
+        let (sql, fts) = match filter.match_expr() {
             Some(q) => {
-                let q = match &filter.exclude {
-                    Some(ex) => format!("({q}) NOT ({ex})"),
-                    None => q.clone(),
-                };
                 (
                     format!(
                         "SELECT i.id, i.feed_id, i.link, -bm25(items_fts), highlight(items_fts, 0, '[', ']'),
@@ -1175,12 +1182,8 @@ fn query_matches(conn: &Connection, filter: &TopicFilter, scope: Scope) -> Resul
     // The first item seen of a story becomes its entry; items first seen in the same
     // pass are ordered by the date they claim, then by arrival.
     let order = "ORDER BY i.first_seen, COALESCE(i.published, i.first_seen), i.id";
-    let (sql, fts, ex) = match &filter.fts {
+    let (sql, fts, ex) = match filter.match_expr() {
         Some(q) => {
-            let q = match &filter.exclude {
-                Some(ex) => format!("({q}) NOT ({ex})"),
-                None => q.clone(),
-            };
             let sql = format!(
                 "SELECT i.id, i.story_id, -bm25(items_fts), COALESCE(i.published, i.first_seen)
                  FROM items_fts JOIN items i ON i.id = items_fts.rowid
@@ -1238,24 +1241,18 @@ fn find_story(
     }
     let Some(fp) = &n.fingerprint else { return Ok(None) };
     let band_keys = dedup::band_keys(fp);
-    let mut best: Option<(f64, i64)> = None;
-    let mut consider = |sim: f64, story: i64| {
-        if sim >= rule.threshold && best.is_none_or(|(b, _)| sim > b) {
-            best = Some((sim, story));
-        }
-    };
-    // Items of this pass whose keys are not written yet (unflushed all come from the
-    // current process, well inside the window).
+    // Candidates: items of this pass whose keys are not written yet (all from the
+    // current process, well inside the window), then stored ones sharing a key.
+    let mut candidates: Vec<(i64, std::sync::Arc<dedup::Fingerprint>)> = Vec::new();
     for key in &band_keys {
-        for (story, other) in unflushed.get(key).into_iter().flatten() {
-            consider(dedup::resemblance(fp, other), *story);
-        }
+        candidates.extend(unflushed.get(key).into_iter().flatten().cloned());
     }
-    for (story, other) in fresh {
-        if dedup::band_keys(other).iter().any(|k| band_keys.contains(k)) {
-            consider(dedup::resemblance(fp, other), *story);
-        }
-    }
+    candidates.extend(
+        fresh
+            .iter()
+            .filter(|(_, other)| dedup::band_keys(other).iter().any(|k| band_keys.contains(k)))
+            .cloned(),
+    );
     let keys = serde_json::to_string(&band_keys).unwrap_or_else(|_| "[]".into());
     let mut stmt = tx.prepare_cached(
         "SELECT i.story_id, i.fingerprint FROM items i
@@ -1266,10 +1263,12 @@ fn find_story(
     let mut rows = stmt.query(params![keys, now - rule.window])?;
     while let Some(r) = rows.next()? {
         let blob: Vec<u8> = r.get(1)?;
-        let Some(other) = dedup::signature_from_bytes(&blob) else { continue };
-        consider(dedup::resemblance(fp, &other), r.get(0)?);
+        if let Some(other) = dedup::signature_from_bytes(&blob) {
+            candidates.push((r.get(0)?, std::sync::Arc::new(other)));
+        }
     }
-    Ok(best.map(|(_, story)| story))
+    // Which candidate, if any, is the same story is dedup's call.
+    Ok(dedup::best_match(fp, candidates.iter().map(|(story, other)| (*story, &**other)), rule.threshold))
 }
 
 fn upsert_item(

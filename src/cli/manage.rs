@@ -12,10 +12,11 @@ use url::Url;
 
 use super::{UsageError, feed_json, load, open_for_reading, progress_bar, runtime};
 use crate::config::edit::{ConfigEdit, NewFeed, NewTopic, derive_id};
-use crate::config::{self, Config, ConfigError, opml};
+use crate::config::{self, Config, opml};
+use crate::daemon::validate_config_text;
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
 use crate::store::{Store, from_ts};
-use crate::{curate, dedup, parse};
+use crate::{dedup, parse};
 
 #[derive(Debug, Subcommand)]
 pub enum FeedCommand {
@@ -64,13 +65,6 @@ pub enum OpmlCommand {
 const APPLY_HINT: &str = "A running daemon applies it on reload (`systemctl reload feedsieve`, or SIGHUP), \
      or by itself with `watch_config = true` in [daemon].";
 
-/// Validates edited config text fully (as `check` would) before it is written.
-fn validate(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let c = config::parse(text, path)?;
-    let problems = curate::check_queries(&c);
-    if problems.is_empty() { Ok(c) } else { Err(ConfigError::Invalid { problems }) }
-}
-
 /// The form in which two feed URLs are compared: canonical for the web, as-is for files.
 fn comparable(url: &Url) -> String {
     dedup::canonical_link(url.as_str()).unwrap_or_else(|| url.to_string())
@@ -79,12 +73,6 @@ fn comparable(url: &Url) -> String {
 fn already(config: &Config, url: &Url) -> Option<String> {
     let want = comparable(url);
     config.feeds.iter().find(|f| comparable(&f.url) == want).map(|f| f.id.clone())
-}
-
-fn config_dir(config: &Config) -> PathBuf {
-    let dir = config.path.parent().map(Path::to_owned).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// # Errors
@@ -118,7 +106,7 @@ fn add(
             return Err(UsageError(format!("a feed with id '{id}' is already configured")).into());
         }
     }
-    let given = config::feed_url(url.trim(), &config_dir(&config)).map_err(UsageError)?;
+    let given = config::feed_url(url.trim(), &config::folder_of(&config.path)).map_err(UsageError)?;
     if let Some(other) = already(&config, &given) {
         return Err(UsageError(format!("{given} is already configured as feed '{other}'")).into());
     }
@@ -138,7 +126,7 @@ fn add(
     let id = id.unwrap_or_else(|| derive_id(title.as_deref(), &url_text, &taken));
     let mut edit = ConfigEdit::open(path)?;
     edit.add_feed(&NewFeed { id: id.clone(), url: url_text.clone(), tags, schedule, enabled: true });
-    edit.save(validate)?;
+    edit.save(validate_config_text)?;
     println!(
         "added feed '{id}' ({url_text}){} to {}",
         title.map(|t| format!(" \"{t}\"")).unwrap_or_default(),
@@ -223,7 +211,7 @@ fn remove(path: &Path, id: &str, purge: bool) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    edit.save(validate)?;
+    edit.save(validate_config_text)?;
     println!("removed feed '{id}' from {}", path.display());
     if purge {
         let db = &config.daemon.database;
@@ -327,7 +315,7 @@ fn import(path: &Path, file: &Path) -> anyhow::Result<ExitCode> {
         b.finish_and_clear();
     }
     if added > 0 {
-        edit.save(validate)?;
+        edit.save(validate_config_text)?;
     }
     println!(
         "imported {added} feeds from {} into {} ({duplicates} already configured or repeated, {} broken outlines skipped)",
@@ -389,7 +377,7 @@ pub fn topic_add(path: &Path, a: TopicAddArgs) -> anyhow::Result<ExitCode> {
     });
     // An invalid topic (a bad query, an unknown feed) is reported as `check` would,
     // pointing into the would-be file, and nothing is written.
-    edit.save(validate)?;
+    edit.save(validate_config_text)?;
     println!(
         "added topic '{}' to {}; its feed will be /topics/{}.atom (.rss, .json)",
         a.id,
@@ -408,7 +396,7 @@ pub fn topic_remove(path: &Path, id: &str) -> anyhow::Result<ExitCode> {
     if !edit.remove_topic(id) {
         return Err(UsageError(format!("no topic '{id}' in {}", path.display())).into());
     }
-    edit.save(validate)?;
+    edit.save(validate_config_text)?;
     println!("removed topic '{id}' from {}", path.display());
     println!("{APPLY_HINT}");
     Ok(ExitCode::SUCCESS)

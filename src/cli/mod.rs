@@ -21,6 +21,8 @@ use crate::store::{Store, StoreHandle, TopicFilter, from_ts};
 
 mod manage;
 
+use crate::daemon::load_config as load;
+
 #[derive(Debug, Parser)]
 #[command(name = "feedsieve", version, about = "Feed aggregator: poll feeds, curate topics, republish them")]
 pub struct Cli {
@@ -191,14 +193,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
-}
-
-/// Loads and fully validates the config (see [`daemon::load_config`]).
-///
-/// # Errors
-/// [`ConfigError`] with every problem.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    daemon::load_config(path)
 }
 
 /// `feedsieve run`: binds the listener, connects SIGHUP to reload and SIGTERM/SIGINT

@@ -81,7 +81,7 @@ impl ConfigEdit {
         if !f.enabled {
             t["enabled"] = value(false);
         }
-        if let Some(feeds) = self.feeds_mut() {
+        if let Some(feeds) = self.tables_mut("feed") {
             // Tables are laid out by position; sharing the last feed's position (a
             // stable sort keeps insertion order) puts the new one right after it.
             let last = feeds.iter().filter_map(Table::position).max();
@@ -114,37 +114,34 @@ impl ConfigEdit {
         if let Some(n) = t.limit {
             table["limit"] = value(n as i64);
         }
-        let item = self.doc.entry("topic").or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
-        if !item.is_array_of_tables() {
-            *item = Item::ArrayOfTables(ArrayOfTables::new());
-        }
-        if let Some(topics) = item.as_array_of_tables_mut() {
+        if let Some(topics) = self.tables_mut("topic") {
             topics.push(table);
         }
     }
 
     /// Removes the `[[topic]]` with this id; `false` if there is none.
     pub fn remove_topic(&mut self, id: &str) -> bool {
-        let Some(topics) = self.doc.get_mut("topic").and_then(Item::as_array_of_tables_mut) else {
-            return false;
-        };
-        let before = topics.len();
-        topics.retain(|t| t.get("id").and_then(Item::as_str) != Some(id));
-        before != topics.len()
+        self.remove_table("topic", id)
     }
 
     /// Removes the `[[feed]]` with this id; `false` if there is none.
     pub fn remove_feed(&mut self, id: &str) -> bool {
-        let Some(feeds) = self.doc.get_mut("feed").and_then(Item::as_array_of_tables_mut) else {
-            return false;
-        };
-        let before = feeds.len();
-        feeds.retain(|t| t.get("id").and_then(Item::as_str) != Some(id));
-        before != feeds.len()
+        self.remove_table("feed", id)
     }
 
-    fn feeds_mut(&mut self) -> Option<&mut ArrayOfTables> {
-        let item = self.doc.entry("feed").or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
+    /// Removes the `[[kind]]` table with this id; `false` if there is none.
+    fn remove_table(&mut self, kind: &str, id: &str) -> bool {
+        let Some(tables) = self.doc.get_mut(kind).and_then(Item::as_array_of_tables_mut) else {
+            return false;
+        };
+        let before = tables.len();
+        tables.retain(|t| t.get("id").and_then(Item::as_str) != Some(id));
+        before != tables.len()
+    }
+
+    /// The `[[kind]]` array of tables, created if missing.
+    fn tables_mut(&mut self, kind: &str) -> Option<&mut ArrayOfTables> {
+        let item = self.doc.entry(kind).or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
         if !item.is_array_of_tables() {
             // Not an array of tables: such a config would not have loaded; start afresh
             // rather than fail.

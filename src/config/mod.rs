@@ -253,10 +253,13 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(text: &'a str, path: &Path) -> Self {
-        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
-        Reader { text, file: path.to_owned(), dir, problems: Vec::new(), warnings: Vec::new() }
+        Reader {
+            text,
+            file: path.to_owned(),
+            dir: folder_of(path),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     fn position(&self, offset: usize) -> Position {
@@ -686,6 +689,14 @@ impl<'a> Reader<'a> {
             exclude_at,
         })
     }
+}
+
+/// The folder relative paths in a config file resolve against: the file's own, made
+/// absolute.
+pub fn folder_of(config_path: &Path) -> PathBuf {
+    let dir = config_path.parent().map(Path::to_owned).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// A feed URL as the config file may write it: `http(s)://…`, `file:///abs/path`, or

@@ -50,15 +50,25 @@ const OVERDUE_SPREAD: Duration = Duration::from_secs(30);
 /// # Errors
 /// [`ConfigError`] with every problem.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
-    let config = config::load(path)?;
-    let problems = curate::check_queries(&config);
-    if !problems.is_empty() {
-        return Err(ConfigError::Invalid { problems });
-    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let config = validate_config_text(&text, path)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
     Ok(config)
+}
+
+/// Validates config text as `check` does: the schema ([`config::parse`]) and then
+/// every topic query against SQLite's FTS5 ([`curate::check_queries`]). Edits of the
+/// config file run it before they write.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with every problem.
+pub fn validate_config_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let config = config::parse(text, path)?;
+    let problems = curate::check_queries(&config);
+    if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { problems }) }
 }
 
 /// How the outside world steers a running daemon.

@@ -201,7 +201,7 @@ impl Env {
     }
 
     pub fn config(&self) -> Config {
-        feedsieve::cli::load(&self.config_path).unwrap_or_else(|e| panic!("config: {e}"))
+        feedsieve::daemon::load_config(&self.config_path).unwrap_or_else(|e| panic!("config: {e}"))
     }
 
     /// One `feedsieve poll`, in process.
