@@ -354,7 +354,7 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     let bytes = body.bytes;
     let parsed = tokio::task::spawn_blocking(move || parse::parse_feed(&bytes, &url, now)).await;
     drop(cpu);
-    let parsed = match parsed {
+    let mut parsed = match parsed {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => {
             let mut msg = error_chain(&e);
@@ -373,30 +373,37 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     let id = feed.id.clone();
     let (known, mut boilerplate) =
         p.store.call(move |s| Ok((s.known_keys(&id)?, s.boilerplate(&id)?))).await?;
-    // Sentences this feed repeats across its items are boilerplate, not story.
-    let texts: Vec<String> = parsed
-        .items
-        .iter()
-        .map(|i| parse::html_to_text(i.content.as_deref().or(i.summary.as_deref()).unwrap_or("")))
-        .collect();
-    let repeated = dedup::repeated_sentences(texts.iter().map(String::as_str));
-    let new_boilerplate: Vec<u64> = repeated.into_iter().filter(|h| !boilerplate.contains(h)).collect();
-    boilerplate.extend(&new_boilerplate);
+    let is_candidate = |i: &crate::model::Item| match known.get(&i.key) {
+        None => true,
+        Some(None) => false, // tombstoned
+        Some(Some(h)) => *h != i.content_hash,
+    };
     let total = parsed.items.len();
-    let candidates: Vec<_> = parsed
-        .items
-        .into_iter()
-        .filter(|i| match known.get(&i.key) {
-            None => true,
-            Some(None) => false, // tombstoned
-            Some(Some(h)) => *h != i.content_hash,
-        })
-        .collect();
-    let unchanged = total - candidates.len();
+    let wanted: Vec<bool> = parsed.items.iter().map(is_candidate).collect();
+    let unchanged = wanted.iter().filter(|w| !**w).count();
+    let items = std::mem::take(&mut parsed.items);
     let cpu = p.cpu.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
-    let prepared = tokio::task::spawn_blocking(move || prepare(candidates, &boilerplate)).await;
+    let prepared = tokio::task::spawn_blocking(move || {
+        if unchanged == total {
+            return (Vec::new(), Vec::new());
+        }
+        // Sentences this feed repeats across its items (all of them, new or not) are
+        // boilerplate, not story: learnt only when there is something to fingerprint.
+        let texts: Vec<String> = items
+            .iter()
+            .map(|i| parse::html_to_text(i.content.as_deref().or(i.summary.as_deref()).unwrap_or("")))
+            .collect();
+        let new_boilerplate: Vec<u64> = dedup::repeated_sentences(texts.iter().map(String::as_str))
+            .into_iter()
+            .filter(|h| !boilerplate.contains(h))
+            .collect();
+        boilerplate.extend(&new_boilerplate);
+        let candidates = items.into_iter().zip(wanted).filter(|(_, w)| *w).map(|(i, _)| i).collect();
+        (prepare(candidates, &boilerplate), new_boilerplate)
+    })
+    .await;
     drop(cpu);
-    let prepared = match prepared {
+    let (prepared, new_boilerplate) = match prepared {
         Ok(v) => v,
         Err(e) => {
             return fail(
