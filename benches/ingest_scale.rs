@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::Utc;
 use feedsieve::dedup;
 use feedsieve::model::Item;
-use feedsieve::store::{FetchRecord, NewItem, Store, StoryRule};
+use feedsieve::store::{FetchRecord, IngestJob, NewItem, Store, StoryRule};
 
 const FEEDS: usize = 1000;
 /// `--no-fingerprints`: store items without fingerprints, to see what near-duplicate
@@ -154,9 +154,14 @@ fn main() {
         for b in 0..count.div_ceil(BATCH) {
             let (feed, items) = g.batch();
             let t = Instant::now();
-            store
-                .ingest(&feed, &items, &FetchRecord { status: 200, ..Default::default() }, rule, Utc::now())
-                .expect("ingest");
+            let job = IngestJob {
+                feed_id: feed,
+                items,
+                record: FetchRecord { status: 200, ..Default::default() },
+                rule,
+                now: Utc::now(),
+            };
+            store.ingest(&job).expect("ingest");
             // A poll pass over all the feeds ends by writing the pass's band keys.
             if (b + 1) % FEEDS == 0 {
                 store.flush_bands().expect("flush");

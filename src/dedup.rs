@@ -248,9 +248,15 @@ fn push_sentence(s: &str, out: &mut Vec<(u64, Vec<u64>)>) {
 /// text counted once per sentence): a feed's footers, notices and standard
 /// paragraphs, when the texts are that feed's items.
 pub fn repeated_sentences<'a>(texts: impl IntoIterator<Item = &'a str>) -> HashSet<u64> {
+    let split: Vec<Sentences> = texts.into_iter().map(sentences).collect();
+    repeated_among(split.iter().map(Vec::as_slice))
+}
+
+/// [`repeated_sentences`] over texts already split by [`sentences`].
+pub fn repeated_among<'a>(texts: impl IntoIterator<Item = &'a [(u64, Vec<u64>)]>) -> HashSet<u64> {
     let mut counts: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
     for t in texts {
-        let unique: HashSet<u64> = sentences(t).into_iter().map(|(h, _)| h).collect();
+        let unique: HashSet<u64> = t.iter().map(|(h, _)| *h).collect();
         for h in unique {
             *counts.entry(h).or_default() += 1;
         }
@@ -258,11 +264,23 @@ pub fn repeated_sentences<'a>(texts: impl IntoIterator<Item = &'a str>) -> HashS
     counts.into_iter().filter(|(_, n)| *n >= BOILERPLATE_REPEATS).map(|(h, _)| h).collect()
 }
 
+/// A text split by [`sentences`]: each sentence's hash and its words' hashes.
+pub type Sentences = Vec<(u64, Vec<u64>)>;
+
 /// Fingerprints an item's text, leaving out the sentences in `boilerplate`. `None`
 /// when fewer than [`MIN_WORDS`] words remain.
 pub fn fingerprint(text: &str, boilerplate: &HashSet<u64>) -> Option<Fingerprint> {
+    fingerprint_split(text, &sentences(text), boilerplate)
+}
+
+/// [`fingerprint`] of a text already split by [`sentences`].
+pub fn fingerprint_split(
+    text: &str,
+    split: &[(u64, Vec<u64>)],
+    boilerplate: &HashSet<u64>,
+) -> Option<Fingerprint> {
     let kept: Vec<u64> =
-        sentences(text).into_iter().filter(|(h, _)| !boilerplate.contains(h)).flat_map(|(_, w)| w).collect();
+        split.iter().filter(|(h, _)| !boilerplate.contains(h)).flat_map(|(_, w)| w.iter().copied()).collect();
     if kept.len() < MIN_WORDS {
         return None;
     }

@@ -301,13 +301,47 @@ pub fn escape_html(s: &str) -> String {
 }
 
 fn collapse_whitespace(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    let mut gap = false;
+    let mut rest = s;
+    while !rest.is_empty() {
+        // ASCII runs byte by byte; anything else as a whole character.
+        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        for b in rest[..ascii].bytes() {
+            if b.is_ascii_whitespace() || b == 0x0b {
+                gap = true;
+            } else {
+                if gap && !out.is_empty() {
+                    out.push(' ');
+                }
+                gap = false;
+                out.push(char::from(b));
+            }
+        }
+        rest = &rest[ascii..];
+        if let Some(c) = rest.chars().next() {
+            if c.is_whitespace() {
+                gap = true;
+            } else {
+                if gap && !out.is_empty() {
+                    out.push(' ');
+                }
+                gap = false;
+                out.push(c);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
 }
 
 /// Removes characters XML 1.0 forbids (C0 controls but tab, newline and carriage
 /// return; U+FFFE and U+FFFF), so whatever is stored can be republished as XML.
 pub fn clean_xml_chars(s: &str) -> String {
-    if !s.chars().any(forbidden_in_xml) {
+    // Bytes first: every forbidden character is a C0 control or starts with 0xEF.
+    if !s.bytes().any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF)
+        || !s.chars().any(forbidden_in_xml)
+    {
         return s.to_owned();
     }
     s.chars().filter(|c| !forbidden_in_xml(*c)).collect()
@@ -481,36 +515,47 @@ pub fn sanitize_item(item: &mut Item) {
 /// The text of an HTML fragment, for the full-text index: tags removed, the contents
 /// of `script` and `style` dropped, common entities decoded, whitespace collapsed.
 pub fn html_to_text(html: &str) -> String {
+    let bytes = html.as_bytes();
     let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(lt) = rest.find('<') {
-        out.push_str(&rest[..lt]);
-        let after = &rest[lt..];
-        let lower_head: String = after.chars().take(8).flat_map(char::to_lowercase).collect();
-        let skip_to = if lower_head.starts_with("<script") {
-            Some("</script")
-        } else if lower_head.starts_with("<style") {
-            Some("</style")
-        } else {
-            None
-        };
-        let after = match skip_to {
-            Some(end) => match after.to_ascii_lowercase().find(end) {
-                Some(i) => &after[i..],
-                None => "",
-            },
-            None => after,
-        };
-        match after.find('>') {
+    let mut text_from = 0;
+    let mut at = 0;
+    while let Some(lt) = bytes[at..].iter().position(|b| *b == b'<').map(|i| at + i) {
+        out.push_str(&html[text_from..lt]);
+        let name = &bytes[lt + 1..];
+        // The text of scripts and style sheets is not text; a missing end tag hides
+        // the rest.
+        let mut tag_end_from = lt + 1;
+        for (element, end_tag) in [(&b"script"[..], &b"</script"[..]), (b"style", b"</style")] {
+            if name.len() >= element.len() && name[..element.len()].eq_ignore_ascii_case(element) {
+                tag_end_from = find_ignore_ascii_case(bytes, lt + 1, end_tag).unwrap_or(bytes.len());
+                break;
+            }
+        }
+        match bytes[tag_end_from..].iter().position(|b| *b == b'>') {
             Some(gt) => {
                 out.push(' ');
-                rest = &after[gt + 1..];
+                at = tag_end_from + gt + 1;
             }
-            None => rest = "",
+            None => at = bytes.len(),
         }
+        text_from = at;
     }
-    out.push_str(rest);
+    out.push_str(&html[text_from..]);
     collapse_whitespace(&decode_entities(&out))
+}
+
+/// Where `needle` (ASCII, starting with `<`) first occurs in `hay` at or after `from`,
+/// ignoring ASCII case.
+fn find_ignore_ascii_case(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let mut at = from;
+    while let Some(i) = hay.get(at..)?.iter().position(|b| *b == needle[0]) {
+        let start = at + i;
+        if hay.get(start..start + needle.len()).is_some_and(|w| w.eq_ignore_ascii_case(needle)) {
+            return Some(start);
+        }
+        at = start + 1;
+    }
+    None
 }
 
 fn decode_entities(s: &str) -> String {
@@ -522,7 +567,8 @@ fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let tail = &rest[amp..];
-        let end = tail.find(';').filter(|&i| i <= 10);
+        // Entity names are short: look no further (text full of bare `&` stays linear).
+        let end = tail.bytes().take(11).position(|b| b == b';');
         let decoded = end.and_then(|i| {
             let name = &tail[1..i];
             let c = match name {
@@ -567,6 +613,28 @@ mod tests {
 
     fn url() -> Url {
         Url::parse("https://news.example.org/feeds/main.xml").unwrap()
+    }
+
+    #[test]
+    fn whitespace_collapses_as_split_whitespace_does() {
+        for s in [
+            "",
+            "   ",
+            "a",
+            "  a  b\t\nc \u{0b}d\u{0c}e\r",
+            "caf\u{e9}\u{a0}\u{a0}cr\u{e8}me\u{2003}br\u{fb}l\u{e9}e\u{3000}",
+            "\u{2028}x\u{85}y\u{200b}z ",
+            "日本語 テキスト\u{3000}です",
+        ] {
+            let want = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(collapse_whitespace(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn forbidden_characters_are_found_past_the_byte_check() {
+        assert_eq!(clean_xml_chars("a\u{1}b\u{fffe}c\u{ffff}d\u{feff}e"), "abcd\u{feff}e");
+        assert_eq!(clean_xml_chars("tab\tnl\ncr\r"), "tab\tnl\ncr\r");
     }
 
     #[test]

@@ -188,6 +188,25 @@ impl Default for StoryRule {
     }
 }
 
+/// One successful poll of one feed, as [`Store::ingest`] stores it.
+#[derive(Debug, Clone)]
+pub struct IngestJob {
+    pub feed_id: String,
+    /// Only items that are new or changed (the caller counts the rest as unchanged);
+    /// one whose key and hash are already stored is counted as unchanged here too, and
+    /// a tombstoned key is skipped.
+    pub items: Vec<NewItem>,
+    pub record: FetchRecord,
+    pub rule: StoryRule,
+    pub now: DateTime<Utc>,
+}
+
+/// A full-text index write, deferred to the end of the transaction.
+enum FtsOp<'a> {
+    Delete(i64),
+    Insert(i64, &'a NewItem),
+}
+
 /// What the feed row records after a successful fetch.
 #[derive(Debug, Clone, Default)]
 pub struct FetchRecord {
@@ -305,7 +324,21 @@ pub struct Store {
     /// with each feed's transaction dirtied a page per key; they are written sorted,
     /// in bulk, once per pass instead. They are derived data: a crash before the flush
     /// loses nothing, the next flush recomputes them from the stored fingerprints.
-    unflushed: HashMap<i64, Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>>,
+    unflushed: BandMap,
+    /// Whether `unflushed` holds every item stored after the last flush (false after
+    /// a crash left some behind: the next flush then reads them back from the table).
+    unflushed_complete: bool,
+}
+
+/// Items by LSH band key.
+type BandMap = HashMap<i64, Vec<Banded>>;
+
+/// An item found by a band key: its id, story and fingerprint.
+#[derive(Clone)]
+struct Banded {
+    item: i64,
+    story: i64,
+    fp: std::sync::Arc<dedup::Fingerprint>,
 }
 
 impl Store {
@@ -321,7 +354,8 @@ impl Store {
         }
         let conn =
             Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let mut store = Store { conn, path: path.to_owned(), unflushed: HashMap::new() };
+        let mut store =
+            Store { conn, path: path.to_owned(), unflushed: HashMap::new(), unflushed_complete: false };
         store.configure().map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         store.migrate()?;
         Ok(store)
@@ -337,7 +371,8 @@ impl Store {
         let open_err = |source| StoreError::Open { path: path.to_owned(), source };
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        let store = Store { conn, path: path.to_owned(), unflushed: HashMap::new() };
+        let store =
+            Store { conn, path: path.to_owned(), unflushed: HashMap::new(), unflushed_complete: false };
         let version = store.user_version().map_err(open_err)?;
         if version > MIGRATIONS.len() as i64 {
             return Err(StoreError::TooNew {
@@ -360,7 +395,12 @@ impl Store {
     /// Only if SQLite itself fails.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
-        let mut store = Store { conn, path: PathBuf::from(":memory:"), unflushed: HashMap::new() };
+        let mut store = Store {
+            conn,
+            path: PathBuf::from(":memory:"),
+            unflushed: HashMap::new(),
+            unflushed_complete: false,
+        };
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -375,6 +415,17 @@ impl Store {
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        // More distinct statements than rusqlite's default 16 run on every pass.
+        self.conn.set_prepared_statement_cache_capacity(64);
+        if let Ok(v) = std::env::var("XX_CACHE") {
+            self.conn.pragma_update(None, "cache_size", v)?;
+        }
+        if let Ok(v) = std::env::var("XX_CKPT") {
+            self.conn.pragma_update(None, "wal_autocheckpoint", v)?;
+        }
+        if let Ok(v) = std::env::var("XX_MMAP") {
+            self.conn.pragma_update(None, "mmap_size", v)?;
+        }
         Ok(())
     }
 
@@ -538,45 +589,55 @@ impl Store {
     /// Stores one successful poll of one feed in one transaction: new items, corrected
     /// items, their index rows, and the feed's validators and health.
     ///
-    /// `items` should hold only items that are new or changed (the rest are counted in
-    /// `unchanged` by the caller); one whose key and hash are already stored is counted
-    /// as unchanged here too, and a tombstoned key is skipped.
-    ///
     /// # Errors
     /// On database failure, after which nothing of this poll is stored.
-    pub fn ingest(
-        &mut self,
-        feed_id: &str,
-        items: &[NewItem],
-        record: &FetchRecord,
-        rule: StoryRule,
-        now: DateTime<Utc>,
-    ) -> Result<IngestCounts, StoreError> {
-        let now = ts(now);
+    pub fn ingest(&mut self, job: &IngestJob) -> Result<IngestCounts, StoreError> {
+        let counts = self.ingest_group(&[job])?;
+        Ok(counts.into_iter().next().unwrap_or_default())
+    }
+
+    /// Stores the polls of several feeds in one transaction: all of them or none.
+    ///
+    /// Full-text rows are written last, after every item row: FTS5 flushes its
+    /// in-memory index at each statement that opens a savepoint, so interleaving them
+    /// with item writes turned each item into its own index segment. One group is one
+    /// segment and one commit, however many feeds answered at once.
+    ///
+    /// # Errors
+    /// On database failure, after which nothing of the group is stored.
+    pub fn ingest_group(&mut self, group: &[&IngestJob]) -> Result<Vec<IngestCounts>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut counts = IngestCounts::default();
-        {
-            let mut add =
-                tx.prepare_cached("INSERT OR IGNORE INTO feed_boilerplate (feed_id, hash) VALUES (?1, ?2)")?;
-            for h in &record.boilerplate {
-                add.execute(params![feed_id, *h as i64])?;
-            }
-        }
+        let mut all = Vec::with_capacity(group.len());
         // Band keys of this transaction's new items join `unflushed` only once it commits.
-        let mut fresh: Vec<(i64, std::sync::Arc<dedup::Fingerprint>)> = Vec::new();
-        for n in items {
-            match upsert_item(&tx, feed_id, n, rule, now, &self.unflushed, &mut fresh)? {
-                Upsert::New => counts.new += 1,
-                Upsert::Updated => counts.updated += 1,
-                Upsert::Unchanged | Upsert::Tombstoned => counts.unchanged += 1,
+        let mut fresh = BandMap::new();
+        let mut fts: Vec<FtsOp<'_>> = Vec::new();
+        for job in group {
+            let feed_id = job.feed_id.as_str();
+            let record = &job.record;
+            let now = ts(job.now);
+            let mut counts = IngestCounts::default();
+            {
+                let mut add = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO feed_boilerplate (feed_id, hash) VALUES (?1, ?2)",
+                )?;
+                for h in &record.boilerplate {
+                    add.execute(params![feed_id, *h as i64])?;
+                }
             }
-        }
-        tx.execute(
-            "UPDATE feeds SET etag = ?2, last_modified = ?3, last_fetch = ?4, last_success = ?4,
-                 last_status = ?5, error = NULL, failures = 0, title = COALESCE(?6, title),
-                 site_link = COALESCE(?7, site_link), moved_to = ?8, next_due = ?9
-             WHERE id = ?1",
-            params![
+            for n in &job.items {
+                match upsert_item(&tx, feed_id, n, job.rule, now, &self.unflushed, &mut fresh, &mut fts)? {
+                    Upsert::New => counts.new += 1,
+                    Upsert::Updated => counts.updated += 1,
+                    Upsert::Unchanged | Upsert::Tombstoned => counts.unchanged += 1,
+                }
+            }
+            tx.prepare_cached(
+                "UPDATE feeds SET etag = ?2, last_modified = ?3, last_fetch = ?4, last_success = ?4,
+                     last_status = ?5, error = NULL, failures = 0, title = COALESCE(?6, title),
+                     site_link = COALESCE(?7, site_link), moved_to = ?8, next_due = ?9
+                 WHERE id = ?1",
+            )?
+            .execute(params![
                 feed_id,
                 record.etag,
                 record.last_modified,
@@ -586,18 +647,35 @@ impl Store {
                 record.site_link,
                 record.moved_to,
                 record.next_due.map(ts),
-            ],
-        )?;
-        tx.commit()?;
-        for (story, fp) in fresh {
-            for key in dedup::band_keys(&fp) {
-                self.unflushed.entry(key).or_default().push((story, fp.clone()));
+            ])?;
+            all.push(counts);
+        }
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO items_fts (rowid, title, summary, content, categories) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for op in &fts {
+                match op {
+                    FtsOp::Delete(id) => delete.execute([id])?,
+                    FtsOp::Insert(id, n) => insert.execute(params![
+                        id,
+                        n.item.title,
+                        n.summary_text,
+                        n.content_text,
+                        n.item.categories.join(" ")
+                    ])?,
+                };
             }
+        }
+        tx.commit()?;
+        for (key, stories) in fresh {
+            self.unflushed.entry(key).or_default().extend(stories);
         }
         if self.unflushed.len() > MAX_UNFLUSHED_KEYS {
             self.flush_bands()?;
         }
-        Ok(counts)
+        Ok(all)
     }
 
     /// Records a poll that found nothing new (304).
@@ -777,6 +855,7 @@ impl Store {
         keep: &[i64],
         now: i64,
     ) -> Result<PruneCounts, StoreError> {
+        self.flush_bands()?;
         let keep = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
@@ -801,7 +880,7 @@ impl Store {
             "DELETE FROM item_bands WHERE item_id < (SELECT min(id) FROM items WHERE first_seen >= ?1)",
             [window_cutoff],
         )?;
-        tx.execute("INSERT INTO meta (key, value) VALUES ('last_prune', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [now])?;
+        set_meta(&tx, "last_prune", now)?;
         // Bulk-merge full-text segments left by many small inserts (bounded work).
         tx.execute("INSERT INTO items_fts (items_fts, rank) VALUES ('merge', 2000)", [])?;
         tx.commit()?;
@@ -809,9 +888,9 @@ impl Store {
         Ok(PruneCounts { items, stories })
     }
 
-    /// Writes the LSH band keys of every item stored since the last flush (from the
-    /// stored fingerprints, so keys lost in a crash are written too), sorted, in one
-    /// transaction. Returns the number of keys written.
+    /// Writes the LSH band keys of every item stored since the last flush, sorted, in
+    /// one transaction: from memory, or after a crash from the stored fingerprints, so
+    /// keys lost in a crash are written too. Returns the number of keys written.
     ///
     /// # Errors
     /// On database failure; the keys are then written by a later flush.
@@ -821,17 +900,21 @@ impl Store {
             .query_row("SELECT value FROM meta WHERE key = 'bands_through'", [], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
+        let last: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM items", [], |r| r.get(0))?;
         let mut keys: Vec<(i64, i64)> = Vec::new();
-        let mut last = through;
-        {
+        if self.unflushed_complete {
+            for (key, found) in &self.unflushed {
+                keys.extend(found.iter().map(|b| (*key, b.item)));
+            }
+        } else {
             let mut stmt =
                 tx.prepare_cached("SELECT id, fingerprint FROM items WHERE id > ?1 ORDER BY id")?;
             let mut rows = stmt.query([through])?;
             while let Some(r) = rows.next()? {
-                last = r.get(0)?;
+                let id: i64 = r.get(0)?;
                 let blob: Option<Vec<u8>> = r.get(1)?;
                 if let Some(fp) = blob.as_deref().and_then(dedup::signature_from_bytes) {
-                    keys.extend(dedup::band_keys(&fp).into_iter().map(|k| (k, last)));
+                    keys.extend(dedup::band_keys(&fp).into_iter().map(|k| (k, id)));
                 }
             }
         }
@@ -843,13 +926,10 @@ impl Store {
                 add.execute(params![k, id])?;
             }
         }
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('bands_through', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [last],
-        )?;
+        set_meta(&tx, "bands_through", last)?;
         tx.commit()?;
         self.unflushed.clear();
+        self.unflushed_complete = true;
         Ok(keys.len())
     }
 
@@ -860,6 +940,8 @@ impl Store {
     /// # Errors
     /// On database failure; nothing is removed then.
     pub fn purge_feed(&mut self, feed_id: &str) -> Result<usize, StoreError> {
+        // Band keys still in memory would outlive the items they point to.
+        self.flush_bands()?;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY); DELETE FROM temp.doomed;",
@@ -900,6 +982,14 @@ impl Store {
     ///
     /// # Errors
     /// On database failure.
+    /// Records `now` as the time of the last prune without pruning.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn set_last_prune(&mut self, now: i64) -> Result<(), StoreError> {
+        set_meta(&self.conn, "last_prune", now)
+    }
+
     pub fn last_prune(&self) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
@@ -1118,6 +1208,14 @@ impl Writer<'_> {
 /// (about 2,000 items' worth, a few MiB): bounds memory in a pass over many feeds.
 const MAX_UNFLUSHED_KEYS: usize = 48_000;
 
+fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
 /// Deletes the items listed in `temp.doomed` with everything that refers to them
 /// (index, topic, queue and band rows), and empties the list.
 fn forget_doomed(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -1227,8 +1325,8 @@ fn find_story(
     n: &NewItem,
     rule: StoryRule,
     now: i64,
-    unflushed: &HashMap<i64, Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>>,
-    fresh: &[(i64, std::sync::Arc<dedup::Fingerprint>)],
+    unflushed: &BandMap,
+    fresh: &BandMap,
 ) -> Result<Option<i64>, StoreError> {
     if let Some(link) = &n.item.canonical_link {
         let by_link = tx
@@ -1244,15 +1342,15 @@ fn find_story(
     // Candidates: items of this pass whose keys are not written yet (all from the
     // current process, well inside the window), then stored ones sharing a key.
     let mut candidates: Vec<(i64, std::sync::Arc<dedup::Fingerprint>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for key in &band_keys {
-        candidates.extend(unflushed.get(key).into_iter().flatten().cloned());
+        for found in [unflushed.get(key), fresh.get(key)].into_iter().flatten().flatten() {
+            // An item sharing several keys is one candidate.
+            if seen.insert(found.item) {
+                candidates.push((found.story, found.fp.clone()));
+            }
+        }
     }
-    candidates.extend(
-        fresh
-            .iter()
-            .filter(|(_, other)| dedup::band_keys(other).iter().any(|k| band_keys.contains(k)))
-            .cloned(),
-    );
     let keys = serde_json::to_string(&band_keys).unwrap_or_else(|_| "[]".into());
     let mut stmt = tx.prepare_cached(
         "SELECT i.story_id, i.fingerprint FROM items i
@@ -1271,14 +1369,16 @@ fn find_story(
     Ok(dedup::best_match(fp, candidates.iter().map(|(story, other)| (*story, &**other)), rule.threshold))
 }
 
-fn upsert_item(
+#[allow(clippy::too_many_arguments)]
+fn upsert_item<'a>(
     tx: &Transaction<'_>,
     feed_id: &str,
-    n: &NewItem,
+    n: &'a NewItem,
     rule: StoryRule,
     now: i64,
-    unflushed: &HashMap<i64, Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>>,
-    fresh: &mut Vec<(i64, std::sync::Arc<dedup::Fingerprint>)>,
+    unflushed: &BandMap,
+    fresh: &mut BandMap,
+    fts: &mut Vec<FtsOp<'a>>,
 ) -> Result<Upsert, StoreError> {
     let it = &n.item;
     let tomb: bool = tx
@@ -1344,30 +1444,42 @@ fn upsert_item(
             |r| r.get(0),
         )?;
     match outcome {
-        Upsert::Updated => {
-            tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?.execute([id])?;
-        }
+        Upsert::Updated => fts.push(FtsOp::Delete(id)),
         _ => {
             // Band keys are written later, in bulk (see `Store::unflushed`); a
             // correction keeps the keys it was first found by.
             if let Some(fp) = &n.fingerprint {
-                fresh.push((story, std::sync::Arc::new(fp.clone())));
+                let fp = std::sync::Arc::new(fp.clone());
+                for key in dedup::band_keys(&fp) {
+                    fresh.entry(key).or_default().push(Banded { item: id, story, fp: fp.clone() });
+                }
             }
         }
     }
-    tx.prepare_cached(
-        "INSERT INTO items_fts (rowid, title, summary, content, categories) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![id, it.title, n.summary_text, n.content_text, it.categories.join(" ")])?;
+    fts.push(FtsOp::Insert(id, n));
     tx.prepare_cached("INSERT OR IGNORE INTO pending (item_id) VALUES (?1)")?.execute([id])?;
     Ok(outcome)
 }
 
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
+enum Job {
+    Call(Box<dyn FnOnce(&mut Store) + Send>),
+    Ingest(Box<IngestJob>, IngestReply),
+}
+
+type IngestReply = tokio::sync::oneshot::Sender<Result<IngestCounts, StoreError>>;
+
+/// At most this many feeds' polls share one transaction.
+const MAX_GROUP_FEEDS: usize = 64;
+/// ... and at most about this many items.
+const MAX_GROUP_ITEMS: usize = 4_000;
 
 /// The single writer: a thread that owns the write connection and runs closures sent
 /// to it in order. Cloning the handle is cheap; the thread ends (and the database is
 /// closed cleanly) when the last handle is dropped.
+///
+/// Group commit: polls that arrive while the writer is busy are stored together, in
+/// one transaction, when it is free (see [`Store::ingest_group`]); each caller still
+/// gets its own feed's counts, and only after the commit.
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Job>,
@@ -1382,8 +1494,29 @@ impl StoreHandle {
         let (tx, rx) = mpsc::channel::<Job>();
         let join = std::thread::Builder::new().name("feedsieve-store".into()).spawn(move || {
             let mut store = store;
-            while let Ok(job) = rx.recv() {
-                job(&mut store);
+            let mut next = None;
+            while let Some(job) = next.take().or_else(|| rx.recv().ok()) {
+                match job {
+                    Job::Call(f) => f(&mut store),
+                    Job::Ingest(first, reply) => {
+                        let mut items = first.items.len();
+                        let mut group = vec![(first, reply)];
+                        while group.len() < MAX_GROUP_FEEDS && items < MAX_GROUP_ITEMS {
+                            match rx.try_recv() {
+                                Ok(Job::Ingest(job, reply)) => {
+                                    items += job.items.len();
+                                    group.push((job, reply));
+                                }
+                                Ok(other) => {
+                                    next = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        store_group(&mut store, group);
+                    }
+                }
             }
         })?;
         Ok((StoreHandle { tx }, join))
@@ -1400,11 +1533,46 @@ impl StoreHandle {
     {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Box::new(move |s: &mut Store| {
+            .send(Job::Call(Box::new(move |s: &mut Store| {
                 let _ = done.send(f(s));
-            }))
+            })))
             .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores one feed's poll, possibly in one transaction with other feeds' polls.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] if the writer has stopped; a database failure of this
+    /// feed's own writes (nothing of its poll is then stored).
+    pub async fn ingest(&self, job: IngestJob) -> Result<IngestCounts, StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx.send(Job::Ingest(Box::new(job), done)).map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Stores a group of polls in one transaction; if that fails, each on its own, so one
+/// feed's failure is that feed's alone.
+fn store_group(store: &mut Store, group: Vec<(Box<IngestJob>, IngestReply)>) {
+    let jobs: Vec<&IngestJob> = group.iter().map(|(job, _)| &**job).collect();
+    match store.ingest_group(&jobs) {
+        Ok(counts) => {
+            for ((_, reply), counts) in group.into_iter().zip(counts) {
+                let _ = reply.send(Ok(counts));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            if let Some((_, reply)) = group.into_iter().next() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %crate::error_chain(&e), feeds = group.len(), "group store failed; storing one by one");
+            for (job, reply) in group {
+                let _ = reply.send(store.ingest(&job));
+            }
+        }
     }
 }
 
@@ -1459,8 +1627,75 @@ mod tests {
         }
     }
 
+    fn job(feed: &str, items: Vec<NewItem>, now: DateTime<Utc>) -> IngestJob {
+        IngestJob {
+            feed_id: feed.into(),
+            items,
+            record: FetchRecord::default(),
+            rule: StoryRule::default(),
+            now,
+        }
+    }
+
     const TEXT: &str = "Police in 31 countries arrested 212 suspects during Operation Tidewater, a six-week \
         action against migrant smuggling networks operating along sea routes in the Mediterranean.";
+
+    #[test]
+    fn a_group_is_stored_whole_or_not_at_all() {
+        let now = Utc::now();
+        let mut s = Store::open_in_memory().unwrap();
+        s.sync_feeds([("a", "https://a/")]).unwrap();
+        let good = job("a", vec![new_item("a1", TEXT)], now);
+        let unknown_feed =
+            job("nope", vec![new_item("n1", "Another story entirely, with words enough.")], now);
+        assert!(s.ingest_group(&[&good, &unknown_feed]).is_err());
+        assert_eq!(s.item_count().unwrap(), 0, "nothing of the group");
+        let counts = s.ingest_group(&[&good]).unwrap();
+        assert_eq!(counts[0].new, 1);
+        assert_eq!(s.item_count().unwrap(), 1);
+        let fts: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM items_fts WHERE items_fts MATCH 'tidewater'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fts, 1, "indexed in the same transaction");
+    }
+
+    /// Polls queued behind a busy writer share a transaction; one that fails there is
+    /// retried alone, so only it fails.
+    #[tokio::test]
+    async fn queued_polls_are_grouped_and_a_failure_stays_with_its_feed() {
+        let now = Utc::now();
+        let mut store = Store::open_in_memory().unwrap();
+        store.sync_feeds([("a", "https://a/"), ("b", "https://b/")]).unwrap();
+        let (handle, join) = StoreHandle::spawn(store).unwrap();
+        // Hold the writer until all three polls are queued behind it.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = handle.call(move |_| {
+            hold.recv().ok();
+            Ok(())
+        });
+        let a = handle.ingest(job("a", vec![new_item("a1", TEXT)], now));
+        let bad = handle.ingest(job(
+            "nope",
+            vec![new_item("n1", "Words enough for a story of its own here.")],
+            now,
+        ));
+        let copy = format!("LYON (Wire) - {TEXT}");
+        let b = handle.ingest(job("b", vec![new_item("b1", &copy)], now));
+        let released = async {
+            tokio::task::yield_now().await;
+            release.send(()).unwrap();
+        };
+        let (busy, a, bad, b, ()) = tokio::join!(busy, a, bad, b, released);
+        busy.unwrap();
+        assert_eq!(a.unwrap().new, 1);
+        assert!(bad.is_err(), "the unknown feed fails");
+        assert_eq!(b.unwrap().new, 1);
+        let (items, stories) = handle.call(|s| Ok((s.item_count()?, s.story_count()?))).await.unwrap();
+        assert_eq!((items, stories), (2, 1), "the copy in b joined a's story");
+        drop(handle);
+        join.join().unwrap();
+    }
 
     #[test]
     fn band_keys_lost_in_a_crash_are_written_by_the_next_flush() {
@@ -1469,10 +1704,10 @@ mod tests {
         let now = Utc::now();
         let mut s = Store::open(&path).unwrap();
         s.sync_feeds([("a", "https://a/"), ("b", "https://b/")]).unwrap();
-        s.ingest("a", &[new_item("a1", TEXT)], &FetchRecord::default(), StoryRule::default(), now).unwrap();
+        s.ingest(&job("a", vec![new_item("a1", TEXT)], now)).unwrap();
         // Found through the keys still in memory, before any flush.
         let copy = format!("LYON (Wire) - {TEXT}");
-        s.ingest("b", &[new_item("b1", &copy)], &FetchRecord::default(), StoryRule::default(), now).unwrap();
+        s.ingest(&job("b", vec![new_item("b1", &copy)], now)).unwrap();
         assert_eq!(s.story_count().unwrap(), 1);
         drop(s); // "crash": the keys were never flushed
 
@@ -1481,7 +1716,7 @@ mod tests {
         assert_eq!(written, 2 * dedup::BANDS);
         assert_eq!(s.flush_bands().unwrap(), 0, "nothing twice");
         let third = format!("{TEXT} Reporting by A. Smith.");
-        s.ingest("b", &[new_item("b2", &third)], &FetchRecord::default(), StoryRule::default(), now).unwrap();
+        s.ingest(&job("b", vec![new_item("b2", &third)], now)).unwrap();
         assert_eq!(s.story_count().unwrap(), 1, "found through the written keys");
     }
 

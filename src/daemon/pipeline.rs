@@ -20,7 +20,7 @@ use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{PollOutcome, PollSummary};
 use crate::publish::{self, Format, TopicMeta};
 use crate::schedule;
-use crate::store::{FetchRecord, NewItem, Store, StoreError, StoreHandle, StoryRule};
+use crate::store::{FetchRecord, IngestJob, NewItem, Store, StoreError, StoreHandle, StoryRule};
 use crate::{dedup, error_chain, parse};
 
 /// Wall-clock time that advances with tokio's clock, so that a test can pause and
@@ -226,8 +226,15 @@ pub async fn maintain(p: &Pipeline) -> Result<Option<crate::store::PruneCounts>,
     let now = p.clock.now().timestamp();
     p.store
         .call(move |s| {
-            if s.last_prune()?.is_some_and(|t| now - t < PRUNE_EVERY && t <= now) {
-                return Ok(None);
+            match s.last_prune()? {
+                // A new database has nothing old: its first maintenance is due a
+                // period after its first pass, not in the middle of it.
+                None => {
+                    s.set_last_prune(now)?;
+                    return Ok(None);
+                }
+                Some(t) if now - t < PRUNE_EVERY && t <= now => return Ok(None),
+                Some(_) => {}
             }
             let mut keep = Vec::new();
             for t in &config.topics {
@@ -389,16 +396,15 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
         }
         // Sentences this feed repeats across its items (all of them, new or not) are
         // boilerplate, not story: learnt only when there is something to fingerprint.
-        let texts: Vec<String> = items
-            .iter()
-            .map(|i| parse::html_to_text(i.content.as_deref().or(i.summary.as_deref()).unwrap_or("")))
-            .collect();
-        let new_boilerplate: Vec<u64> = dedup::repeated_sentences(texts.iter().map(String::as_str))
+        // Each item's text is extracted and split once, for both uses and the index.
+        let texts: Vec<ItemText> = items.iter().map(ItemText::of).collect();
+        let new_boilerplate: Vec<u64> = dedup::repeated_among(texts.iter().map(|t| t.sentences.as_slice()))
             .into_iter()
             .filter(|h| !boilerplate.contains(h))
             .collect();
         boilerplate.extend(&new_boilerplate);
-        let candidates = items.into_iter().zip(wanted).filter(|(_, w)| *w).map(|(i, _)| i).collect();
+        let candidates =
+            items.into_iter().zip(texts).zip(wanted).filter(|(_, w)| *w).map(|(it, _)| it).collect();
         (prepare(candidates, &boilerplate), new_boilerplate)
     })
     .await;
@@ -440,8 +446,8 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
         threshold: p.config.daemon.dedup_threshold,
         window: p.config.daemon.dedup_window.as_secs() as i64,
     };
-    let id = feed.id.clone();
-    let counts = p.store.call(move |s| s.ingest(&id, &prepared, &record, rule, now)).await?;
+    let job = IngestJob { feed_id: feed.id.clone(), items: prepared, record, rule, now };
+    let counts = p.store.ingest(job).await?;
     tracing::debug!(feed = %feed.id, new = counts.new, updated = counts.updated, "stored");
     Ok(PollOutcome::Fetched {
         new: counts.new,
@@ -452,16 +458,40 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
 
 /// Sanitises items, extracts the text the index gets, and fingerprints it (leaving
 /// out the feed's `boilerplate` sentences).
-fn prepare(items: Vec<crate::model::Item>, boilerplate: &std::collections::HashSet<u64>) -> Vec<NewItem> {
+/// An item's text: of its summary and content (markup, scripts and style sheets
+/// removed, entities decoded) and the main one split into sentences.
+struct ItemText {
+    summary: String,
+    content: String,
+    sentences: dedup::Sentences,
+}
+
+impl ItemText {
+    fn of(item: &crate::model::Item) -> ItemText {
+        let text = |h: &Option<String>| h.as_deref().map(parse::html_to_text).unwrap_or_default();
+        let (summary, content) = (text(&item.summary), text(&item.content));
+        let sentences = dedup::sentences(if content.is_empty() { &summary } else { &content });
+        ItemText { summary, content, sentences }
+    }
+
+    fn body(&self) -> &str {
+        if self.content.is_empty() { &self.summary } else { &self.content }
+    }
+}
+
+/// Sanitises and fingerprints new and changed items. The index gets the text of the
+/// unsanitised markup: sanitising removes markup and active content, never the text
+/// a reader sees.
+fn prepare(
+    items: Vec<(crate::model::Item, ItemText)>,
+    boilerplate: &std::collections::HashSet<u64>,
+) -> Vec<NewItem> {
     items
         .into_iter()
-        .map(|mut item| {
+        .map(|(mut item, text)| {
             parse::sanitize_item(&mut item);
-            let text = |h: &Option<String>| h.as_deref().map(parse::html_to_text).unwrap_or_default();
-            let (summary_text, content_text) = (text(&item.summary), text(&item.content));
-            let body = if content_text.is_empty() { &summary_text } else { &content_text };
-            let fingerprint = dedup::fingerprint(body, boilerplate);
-            NewItem { summary_text, content_text, fingerprint, item }
+            let fingerprint = dedup::fingerprint_split(text.body(), &text.sentences, boilerplate);
+            NewItem { summary_text: text.summary, content_text: text.content, fingerprint, item }
         })
         .collect()
 }
