@@ -12,6 +12,13 @@
 //!
 //! Redirects are followed here rather than by reqwest, so each hop is checked, the
 //! conditional headers go along, and a permanent move is reported to the caller.
+//!
+//! A redirect target is checked twice: its URL before the request ([`redirect_allowed`]:
+//! scheme, literal addresses), and the addresses its host name resolves to, by the DNS
+//! resolver of the client that makes redirect hops ([`RedirectResolver`]). That
+//! resolver's answer is the one the connection uses, so a name cannot pass the check
+//! and then resolve elsewhere for the connection (no check-then-resolve-again race).
+//! The configured URL itself is the operator's choice and goes through a plain client.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -94,6 +101,8 @@ pub enum FetchError {
     TooManyRedirects,
     #[error("redirect to {to} refused: {why}")]
     RedirectRefused { to: String, why: &'static str },
+    #[error("redirect to {to} refused: its host resolves to {addr}, {why}")]
+    RedirectResolvedRefused { to: String, addr: IpAddr, why: &'static str },
     #[error("bad redirect: {0}")]
     BadRedirect(String),
     #[error("request failed")]
@@ -131,9 +140,12 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The one HTTP client, with the concurrency limits around it.
+/// The HTTP clients, with the concurrency limits around them.
 pub struct Fetcher {
+    /// For configured URLs: the operator chose them, wherever they resolve.
     client: reqwest::Client,
+    /// For redirect hops: its resolver refuses addresses a redirect may not reach.
+    redirect_client: reqwest::Client,
     settings: FetchSettings,
     global: Arc<Semaphore>,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -144,18 +156,22 @@ impl Fetcher {
     /// If the TLS backend cannot be set up.
     pub fn new(settings: FetchSettings) -> Result<Fetcher, FetchError> {
         install_tls_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(settings.per_host.max(1))
-            .no_proxy()
-            .build()
-            .map_err(FetchError::Http)?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(settings.timeout)
+                .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(settings.per_host.max(1))
+                .no_proxy()
+        };
+        let client = builder().build().map_err(FetchError::Http)?;
+        let redirect_client =
+            builder().dns_resolver(Arc::new(RedirectResolver)).build().map_err(FetchError::Http)?;
         Ok(Fetcher {
             client,
+            redirect_client,
             global: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             settings,
             per_host: Mutex::new(HashMap::new()),
@@ -194,15 +210,27 @@ impl Fetcher {
         let mut current = url.clone();
         let mut permanent_chain = true;
         let mut moved_to = None;
-        for _hop in 0..=MAX_REDIRECTS {
-            let mut req = self.client.get(current.clone());
+        for hop in 0..=MAX_REDIRECTS {
+            let client = if hop == 0 { &self.client } else { &self.redirect_client };
+            let mut req = client.get(current.clone());
             if let Some(etag) = &validators.etag {
                 req = req.header(header::IF_NONE_MATCH, etag);
             }
             if let Some(lm) = &validators.last_modified {
                 req = req.header(header::IF_MODIFIED_SINCE, lm);
             }
-            let resp = req.send().await.map_err(|e| self.map_err(e))?;
+            let resp = req.send().await.map_err(|e| self.map_err(e, hop > 0, &current))?;
+            if hop > 0
+                && let (Some(own), Some(peer)) = (self.settings.own_address, resp.remote_addr())
+                && is_own_address(own, peer)
+            {
+                // A name that resolved to our own address (a literal one never gets here):
+                // what our own server answered is not read.
+                return Err(FetchError::RedirectRefused {
+                    to: current.to_string(),
+                    why: "the daemon's own address",
+                });
+            }
             let status = resp.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let location =
@@ -214,6 +242,14 @@ impl Fetcher {
                     .map_err(|e| FetchError::BadRedirect(format!("Location '{location}': {e}")))?;
                 if let Err(why) = redirect_allowed(&next, self.settings.own_address) {
                     return Err(FetchError::RedirectRefused { to: next.to_string(), why });
+                }
+                if let Some(own) = self.settings.own_address
+                    && points_at(&next, own).await
+                {
+                    return Err(FetchError::RedirectRefused {
+                        to: next.to_string(),
+                        why: "the daemon's own address",
+                    });
                 }
                 let permanent =
                     matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::PERMANENT_REDIRECT);
@@ -246,7 +282,7 @@ impl Fetcher {
             }
             let bytes = read_capped(resp, limit).await.map_err(|e| match e {
                 Capped::TooLarge => FetchError::TooLarge { limit },
-                Capped::Http(e) => self.map_err(e),
+                Capped::Http(e) => self.map_err(e, false, &current),
             })?;
             hints.moved_to = moved_to;
             return Ok(Fetched::Body(Body { bytes, final_url: current, validators, content_type, hints }));
@@ -254,8 +290,15 @@ impl Fetcher {
         Err(FetchError::TooManyRedirects)
     }
 
-    fn map_err(&self, e: reqwest::Error) -> FetchError {
-        if e.is_timeout() { FetchError::Timeout(self.settings.timeout) } else { FetchError::Http(e) }
+    /// `redirected`: the request was a redirect hop, whose resolver may have refused.
+    fn map_err(&self, e: reqwest::Error, redirected: bool, url: &Url) -> FetchError {
+        if e.is_timeout() {
+            return FetchError::Timeout(self.settings.timeout);
+        }
+        if redirected && let Some(r) = refusal(&e) {
+            return FetchError::RedirectResolvedRefused { to: url.to_string(), addr: r.addr, why: r.why };
+        }
+        FetchError::Http(e)
     }
 
     async fn fetch_file(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchError> {
@@ -295,11 +338,18 @@ enum Capped {
 }
 
 /// Reads a response body, failing as soon as more than `limit` decoded bytes arrive.
+/// The buffer never grows past `limit` (plain doubling could reserve twice that).
 async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, Capped> {
-    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(16 * 1024).min(limit) as usize);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(resp.content_length().map_or(16 * 1024, |n| n as usize).min(limit));
     while let Some(chunk) = resp.chunk().await.map_err(Capped::Http)? {
-        if out.len() as u64 + chunk.len() as u64 > limit {
+        let needed = out.len().saturating_add(chunk.len());
+        if needed > limit {
             return Err(Capped::TooLarge);
+        }
+        if needed > out.capacity() {
+            let target = out.capacity().saturating_mul(2).max(needed).min(limit);
+            out.reserve_exact(target - out.len());
         }
         out.extend_from_slice(&chunk);
     }
@@ -335,7 +385,8 @@ pub fn freshness(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     Some(d.min(MAX_SERVER_DELAY))
 }
 
-/// Whether a redirect may lead to `url`.
+/// Whether a redirect may lead to `url`, as far as the URL tells: its scheme and a
+/// literal address. A host name is checked after resolution, by [`RedirectResolver`].
 ///
 /// Configured URLs are the operator's choice; a redirect is the remote server's, so it
 /// may not send us to another scheme, to link-local or cloud metadata addresses, to an
@@ -359,30 +410,117 @@ pub fn redirect_allowed(url: &Url, own: Option<SocketAddr>) -> Result<(), &'stat
         None => return Err("no host"),
     };
     address_allowed(ip)?;
-    if let Some(own) = own {
-        let port = url.port_or_known_default();
-        let own_ip = own.ip();
-        let same_host = ip == own_ip || (own_ip.is_unspecified() && ip.is_loopback());
-        if same_host && port == Some(own.port()) {
-            return Err("the daemon's own address");
-        }
+    if let (Some(own), Some(port)) = (own, url.port_or_known_default())
+        && is_own_address(own, SocketAddr::new(ip, port))
+    {
+        return Err("the daemon's own address");
     }
     Ok(())
 }
 
-/// Refuses addresses a redirect must never reach: unspecified, link-local (which holds
-/// the 169.254.169.254 metadata service), and the IPv6 metadata address, in IPv4-mapped
-/// forms too.
+/// Whether a host name in `url` resolves to the daemon's own listen address, so that
+/// the usual case (`localhost:PORT`) sends no request there at all. Not the guard
+/// itself: the name could resolve elsewhere next time; the address a hop connected to
+/// is checked after connecting.
+async fn points_at(url: &Url, own: SocketAddr) -> bool {
+    let (Some(url::Host::Domain(host)), Some(port)) = (url.host(), url.port_or_known_default()) else {
+        return false;
+    };
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => addrs.any(|a| is_own_address(own, a)),
+        Err(_) => false,
+    }
+}
+
+/// Whether `peer` is the daemon's own listen address `own` (any loopback address when
+/// it listens on all addresses).
+fn is_own_address(own: SocketAddr, peer: SocketAddr) -> bool {
+    let ip = unmap(peer.ip());
+    let own_ip = unmap(own.ip());
+    peer.port() == own.port() && (ip == own_ip || (own_ip.is_unspecified() && ip.is_loopback()))
+}
+
+/// An IPv4 address written in IPv6 form (`::ffff:a.b.c.d`, the deprecated
+/// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) as the IPv4 address it reaches.
+fn unmap(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let s = v6.segments();
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let compatible = s[..6] == [0; 6] && u32::from(tail) > 1; // not :: or ::1
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    if compatible || nat64 { IpAddr::V4(tail) } else { ip }
+}
+
+/// Why the resolver of the redirect client refused a name: the one address it found
+/// that a redirect may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error("resolves to {addr}: {why}")]
+pub struct RefusedAddress {
+    pub addr: IpAddr,
+    pub why: &'static str,
+}
+
+/// The [`RefusedAddress`] behind a failed request, if the resolver refused.
+fn refusal(e: &reqwest::Error) -> Option<&RefusedAddress> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<RefusedAddress>() {
+            return Some(r);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// The DNS resolver of redirect hops: the system resolver, then [`resolved_allowed`]
+/// over its answer. The connection uses exactly the addresses returned here.
+///
+/// The daemon's own listen address is not refused here: a resolver sees no port, and a
+/// name resolving to loopback is fine on any other port. [`Fetcher`] checks the address
+/// a redirect hop actually connected to instead, and reads nothing from its own server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedirectResolver;
+
+impl reqwest::dns::Resolve for RedirectResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed = resolved_allowed(&found)?;
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The addresses a redirect hop may connect to, out of what its name resolved to.
+/// Any refused address refuses the name: a name that resolves to the metadata service
+/// among others is hostile, not unlucky.
+///
+/// # Errors
+/// The first refused address, and why; also when the name resolved to nothing.
+pub fn resolved_allowed(found: &[SocketAddr]) -> Result<Vec<SocketAddr>, RefusedAddress> {
+    for a in found {
+        address_allowed(a.ip()).map_err(|why| RefusedAddress { addr: a.ip(), why })?;
+    }
+    if found.is_empty() {
+        return Err(RefusedAddress { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), why: "no address" });
+    }
+    Ok(found.to_vec())
+}
+
+/// Refuses addresses a redirect must never reach: unspecified (and the rest of
+/// 0.0.0.0/8), link-local (which holds the 169.254.169.254 metadata service), and the
+/// other cloud metadata addresses, in IPv4-mapped, IPv4-compatible and NAT64 forms too.
+/// Loopback and private addresses stay allowed: operators run feeds there.
 ///
 /// # Errors
 /// Why the address is refused.
 pub fn address_allowed(ip: IpAddr) -> Result<(), &'static str> {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(a) if a.is_unspecified() => Err("unspecified address"),
+    match unmap(ip) {
+        IpAddr::V4(a) if a.octets()[0] == 0 => Err("unspecified address"),
         IpAddr::V4(a) if a.is_link_local() => Err("link-local or metadata address"),
         IpAddr::V4(a) if a == Ipv4Addr::new(100, 100, 100, 200) => Err("cloud metadata address"),
         IpAddr::V6(a) if a.is_unspecified() => Err("unspecified address"),
@@ -420,6 +558,116 @@ mod tests {
         ] {
             assert!(ok(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn refused_address_forms() {
+        let refused = |s: &str| address_allowed(s.parse().unwrap()).is_err();
+        for bad in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "169.254.255.255",
+            "100.100.100.200",
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "fe80::1",
+            "febf::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::169.254.169.254",
+            "64:ff9b::169.254.169.254",
+            "::ffff:100.100.100.200",
+        ] {
+            assert!(refused(bad), "{bad} should be refused");
+        }
+        for good in [
+            "127.0.0.1",
+            "127.0.0.53",
+            "::1",
+            "::ffff:127.0.0.1",
+            "10.0.0.1",
+            "192.168.1.1",
+            "93.184.216.34",
+            "2001:db8::1",
+            "fd00:ec2::253",
+            "fec0::1",
+            "169.253.255.255",
+            "169.255.0.0",
+        ] {
+            assert!(!refused(good), "{good} should be allowed");
+        }
+    }
+
+    #[test]
+    fn resolved_addresses_are_checked_as_a_whole() {
+        let addrs =
+            |list: &[&str]| list.iter().map(|a| SocketAddr::new(a.parse().unwrap(), 0)).collect::<Vec<_>>();
+        let ok = addrs(&["127.0.0.1", "::1"]);
+        assert_eq!(resolved_allowed(&ok).unwrap(), ok);
+        let mixed = addrs(&["93.184.216.34", "169.254.169.254"]);
+        let e = resolved_allowed(&mixed).unwrap_err();
+        assert_eq!(e.addr, "169.254.169.254".parse::<IpAddr>().unwrap());
+        assert_eq!(e.to_string(), "resolves to 169.254.169.254: link-local or metadata address");
+        assert!(resolved_allowed(&addrs(&["::ffff:a9fe:a9fe"])).is_err());
+        assert!(resolved_allowed(&addrs(&["fd00:ec2::254"])).is_err());
+        assert!(resolved_allowed(&addrs(&["0.0.0.0"])).is_err());
+        assert!(resolved_allowed(&[]).is_err());
+    }
+
+    #[test]
+    fn own_listen_address_in_every_form() {
+        let own: SocketAddr = "127.0.0.1:8077".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8077".parse().unwrap();
+        let any6: SocketAddr = "[::]:8077".parse().unwrap();
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(is_own_address(own, at("127.0.0.1:8077")));
+        assert!(is_own_address(own, at("[::ffff:127.0.0.1]:8077")));
+        assert!(!is_own_address(own, at("127.0.0.1:8078")));
+        assert!(!is_own_address(own, at("127.0.0.2:8077")));
+        assert!(is_own_address(any, at("127.0.0.2:8077")));
+        assert!(is_own_address(any, at("[::1]:8077")));
+        assert!(is_own_address(any6, at("127.0.0.1:8077")));
+        let redirect = |s: &str, own: SocketAddr| redirect_allowed(&Url::parse(s).unwrap(), Some(own));
+        assert!(redirect("http://[::ffff:127.0.0.1]:8077/", own).is_err());
+        assert!(redirect("http://127.0.0.1:8077/", any).is_err());
+        assert!(redirect("http://127.0.0.1:8076/", any).is_ok());
+        let public: SocketAddr = "203.0.113.7:80".parse().unwrap();
+        assert!(redirect("http://203.0.113.7/topics.opml", public).is_err());
+        assert!(redirect("https://203.0.113.7/", public).is_ok(), "another port");
+    }
+
+    #[tokio::test]
+    async fn the_redirect_resolver_checks_what_it_resolved() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let addrs: Vec<SocketAddr> = RedirectResolver.resolve(name).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+
+    /// The refusal travels from the resolver through reqwest's error chain, and no
+    /// connection is attempted (a name resolving to the metadata service, as a
+    /// resolver under an attacker's control would answer).
+    #[tokio::test]
+    async fn a_refusal_by_the_resolver_is_recognised() {
+        struct Metadata;
+        impl reqwest::dns::Resolve for Metadata {
+            fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+                Box::pin(async {
+                    let found = [SocketAddr::new(IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), 0)];
+                    let ok = resolved_allowed(&found)?;
+                    Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
+                })
+            }
+        }
+        install_tls_provider();
+        let client = reqwest::Client::builder().dns_resolver(Arc::new(Metadata)).no_proxy().build().unwrap();
+        let e = client.get("http://metadata.test/latest/").send().await.unwrap_err();
+        let r = refusal(&e).expect("the resolver's refusal is found in the chain");
+        assert_eq!(r.addr, IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)));
+        assert_eq!(r.why, "link-local or metadata address");
     }
 
     #[test]

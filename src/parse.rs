@@ -107,6 +107,51 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
     Ok(out)
 }
 
+/// The body to give the parser when HTTP names a charset: feed-rs reads only the BOM
+/// and the XML declaration. An XML body that names no encoding itself (no BOM, no
+/// `encoding` in its declaration) and is not valid UTF-8 gets a declaration naming the
+/// `Content-Type` charset. A body that is valid UTF-8 is taken as UTF-8 whatever HTTP
+/// claims (servers mislabel far more often than UTF-8 happens by chance), and a
+/// declared encoding wins over HTTP (the document's author wrote it).
+pub fn with_http_charset<'a>(bytes: &'a [u8], content_type: Option<&str>) -> std::borrow::Cow<'a, [u8]> {
+    use std::borrow::Cow;
+    let charset = content_type.and_then(|ct| {
+        ct.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches('"'))
+        })
+    });
+    let Some(charset) = charset.filter(|c| {
+        !c.is_empty()
+            && c.len() <= 40
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            && !c.eq_ignore_ascii_case("utf-8")
+            && !c.eq_ignore_ascii_case("utf8")
+    }) else {
+        return Cow::Borrowed(bytes);
+    };
+    let boms: [&[u8]; 3] = [b"\xEF\xBB\xBF", b"\xFE\xFF", b"\xFF\xFE"];
+    if boms.iter().any(|b| bytes.starts_with(b)) || std::str::from_utf8(bytes).is_ok() {
+        return Cow::Borrowed(bytes);
+    }
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let rest = &bytes[start..];
+    let body = if rest.starts_with(b"<?xml") {
+        let Some(end) = rest.iter().position(|&b| b == b'>') else { return Cow::Borrowed(bytes) };
+        if rest[..end].windows(8).any(|w| w == b"encoding") {
+            return Cow::Borrowed(bytes);
+        }
+        &rest[end + 1..]
+    } else if rest.starts_with(b"<") {
+        rest
+    } else {
+        return Cow::Borrowed(bytes);
+    };
+    let mut out = format!("<?xml version=\"1.0\" encoding=\"{charset}\"?>").into_bytes();
+    out.extend_from_slice(body);
+    Cow::Owned(out)
+}
+
 /// The `xml:base` attribute of the root element, if any (looked for in the first
 /// 4 KiB, where the root element starts in any real feed).
 fn root_xml_base(bytes: &[u8]) -> Option<String> {
@@ -178,7 +223,13 @@ fn convert(entry: &Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
     let categories: Vec<String> = entry
         .categories
         .iter()
-        .map(|c| limit_chars(&clean_xml_chars(c.label.as_deref().unwrap_or(&c.term).trim()), MAX_SHORT_FIELD))
+        .map(|c| {
+            // Plain text like author names: JSON Feed tags and Atom labels carry markup too.
+            limit_chars(
+                &plain(&clean_xml_chars(c.label.as_deref().unwrap_or(&c.term).trim())),
+                MAX_SHORT_FIELD,
+            )
+        })
         .filter(|n| !n.is_empty())
         .take(50)
         .collect();
@@ -738,6 +789,38 @@ mod tests {
         assert!(clean.contains(r#"href="https://news.example.org/posts/a.html""#), "{clean}");
         assert!(clean.contains(r#"src="https://news.example.org/posts/1/img/p.png""#), "{clean}");
         assert!(clean.contains(r#"rel="noopener noreferrer""#), "{clean}");
+    }
+
+    /// Hostile feeds issue: the HTTP charset of a body that names none itself.
+    #[test]
+    fn the_http_charset_applies_only_where_the_body_names_none() {
+        let latin1 = b"<rss version=\"2.0\"><channel><title>Caf\xe9</title></channel></rss>";
+        let ct = Some("application/rss+xml; charset=ISO-8859-1");
+        let fixed = with_http_charset(latin1, ct);
+        assert!(fixed.starts_with(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss"));
+        assert_eq!(parse_feed(&fixed, &url(), now()).unwrap().title.as_deref(), Some("Café"));
+        let declared = [b"<?xml version=\"1.0\"?>\n".as_slice(), latin1].concat();
+        assert!(with_http_charset(&declared, ct).starts_with(b"<?xml version=\"1.0\" encoding="));
+        // Valid UTF-8, a declared encoding, a BOM, JSON, or a hostile label: untouched.
+        let utf8 = "<rss><channel><title>Café</title></channel></rss>".as_bytes();
+        assert_eq!(&*with_http_charset(utf8, ct), utf8);
+        let own = [b"<?xml version=\"1.0\" encoding=\"windows-1252\"?>".as_slice(), latin1].concat();
+        assert_eq!(&*with_http_charset(&own, ct), &own[..]);
+        let bom = [b"\xEF\xBB\xBF".as_slice(), latin1].concat();
+        assert_eq!(&*with_http_charset(&bom, ct), &bom[..]);
+        assert_eq!(&*with_http_charset(b"{\"a\":\"\xe9\"}", ct), b"{\"a\":\"\xe9\"}");
+        let evil = Some("text/xml; charset=\"x\"?><!DOCTYPE a [<!ENTITY b SYSTEM 'file:///'>]><?x \"");
+        assert_eq!(&*with_http_charset(latin1, evil), latin1);
+        assert_eq!(&*with_http_charset(latin1, Some("text/xml")), latin1);
+    }
+
+    /// Hostile feeds issue: categories (JSON Feed tags, Atom labels) are plain text.
+    #[test]
+    fn categories_lose_their_markup() {
+        let json = br#"{"version":"https://jsonfeed.org/version/1.1","title":"T","items":[{"id":"1",
+            "content_text":"x","tags":["<script>alert(1)</script>","<img src=x onerror=alert(1)>tag","a < b"]}]}"#;
+        let f = parse_feed(json, &url(), now()).unwrap();
+        assert_eq!(f.items[0].categories, ["tag", "a < b"]);
     }
 
     #[test]

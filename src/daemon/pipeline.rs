@@ -359,7 +359,11 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     let cpu = p.cpu.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
     let url = body.final_url.clone();
     let bytes = body.bytes;
-    let parsed = tokio::task::spawn_blocking(move || parse::parse_feed(&bytes, &url, now)).await;
+    let content_type = body.content_type.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        parse::parse_feed(&parse::with_http_charset(&bytes, content_type.as_deref()), &url, now)
+    })
+    .await;
     drop(cpu);
     let mut parsed = match parsed {
         Ok(Ok(f)) => f,

@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod dedup;
 mod fetch;
+mod hostile;
 mod manage;
 mod pipeline;
 mod util;

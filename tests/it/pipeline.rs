@@ -220,7 +220,7 @@ async fn a_changed_topic_query_is_backfilled() {
     assert!(!got.is_empty() && got.iter().all(|t| !t.to_lowercase().contains("collie")), "{got:?}");
 }
 
-const FORBIDDEN: [&str; 17] = [
+pub const FORBIDDEN: [&str; 17] = [
     "<script",
     "javascript:",
     "vbscript:",

@@ -410,3 +410,58 @@ pub fn opml_feed_urls(opml: &str) -> Vec<String> {
     assert!(saw_root, "no <opml> root");
     urls
 }
+
+/// `(tag, [(attribute, value)])` of every start tag of an HTML document, read by
+/// html5ever's tokenizer (what a browser would see).
+pub fn html_start_tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
+    type Tags = Vec<(String, Vec<(String, String)>)>;
+    struct Sink(std::cell::RefCell<Tags>);
+    impl TokenSink for Sink {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            if let Token::TagToken(Tag { kind: TagKind::StartTag, name, attrs, .. }) = token {
+                let attrs = attrs.iter().map(|a| (a.name.local.to_string(), a.value.to_string())).collect();
+                self.0.borrow_mut().push((name.to_string(), attrs));
+            }
+            TokenSinkResult::Continue
+        }
+    }
+    let tok = Tokenizer::new(Sink(Default::default()), Default::default());
+    let queue = BufferQueue::default();
+    queue.push_back(StrTendril::from(html));
+    let _ = tok.feed(&queue);
+    tok.end();
+    tok.sink.0.take()
+}
+
+/// The index page and `/topics.opml` as the daemon's HTTP server answers them for
+/// `env`'s config and database.
+pub async fn served_pages(env: &Env) -> (String, String) {
+    use feedsieve::serve::{AppState, router};
+    use std::sync::RwLock;
+    let config = Arc::new(env.config());
+    let state = Arc::new(AppState {
+        config: RwLock::new(config),
+        feeds: RwLock::new(HashMap::new()),
+        reader: Mutex::new(env.store()),
+        metrics: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    feedsieve::fetch::install_tls_provider();
+    let http = reqwest::Client::new();
+    let get = |p: &str| {
+        let r = http.get(format!("http://{addr}{p}")).send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let pages = (get("/").await, get("/topics.opml").await);
+    task.abort();
+    pages
+}
