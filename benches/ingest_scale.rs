@@ -1,9 +1,10 @@
 //! Ingest cost per item as the store grows: preloads N synthetic items (1,000 feeds,
-//! 20 items per feed transaction, 5 % near-duplicate copies), then times the next M
-//! items the same way. The cost per item must not grow with N.
+//! 20 items per feed, G feeds per transaction as the writer groups polls that arrive
+//! together, 5 % near-duplicate copies), then times the next M items the same way.
+//! The cost per item must not grow with N.
 //!
-//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--db PATH] [--run R]`
-//! (defaults: N = 10,000, M = 10,000, a temporary database, run 0). To measure again
+//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--group G] [--db PATH] [--run R]`
+//! (defaults: N = 10,000, M = 10,000, G = 16, a temporary database, run 0). To measure again
 //! on a database preloaded earlier, pass `--preload 0 --db PATH --run 1` (a new run
 //! number gives new item keys and texts).
 
@@ -148,28 +149,37 @@ fn main() {
     let run = arg("--run", 0);
     let mut g = Gen { run, rng: Rng(42 + run as u64), vocab: vocabulary(), recent: Vec::new(), n: 0 };
     let rule = StoryRule::default();
+    let group = arg("--group", 16).max(1);
     let ingest = |store: &mut Store, g: &mut Gen, count: usize| -> (f64, Vec<f64>) {
-        let mut per_batch = Vec::with_capacity(count / BATCH);
+        let mut per_group = Vec::with_capacity(count / BATCH / group + 1);
         let start = Instant::now();
-        for b in 0..count.div_ceil(BATCH) {
-            let (feed, items) = g.batch();
+        let feeds = count.div_ceil(BATCH);
+        let mut done = 0;
+        while done < feeds {
+            let n = group.min(feeds - done);
+            let jobs: Vec<IngestJob> = (0..n)
+                .map(|_| {
+                    let (feed, items) = g.batch();
+                    IngestJob {
+                        feed_id: feed,
+                        items,
+                        record: FetchRecord { status: 200, ..Default::default() },
+                        rule,
+                        now: Utc::now(),
+                    }
+                })
+                .collect();
             let t = Instant::now();
-            let job = IngestJob {
-                feed_id: feed,
-                items,
-                record: FetchRecord { status: 200, ..Default::default() },
-                rule,
-                now: Utc::now(),
-            };
-            store.ingest(&job).expect("ingest");
+            store.ingest_group(&jobs.iter().collect::<Vec<_>>()).expect("ingest");
             // A poll pass over all the feeds ends by writing the pass's band keys.
-            if (b + 1) % FEEDS == 0 {
+            if (done + n) / FEEDS > done / FEEDS {
                 store.flush_bands().expect("flush");
             }
-            per_batch.push(t.elapsed().as_secs_f64() * 1e6 / BATCH as f64);
+            per_group.push(t.elapsed().as_secs_f64() * 1e6 / (n * BATCH) as f64);
+            done += n;
         }
         store.flush_bands().expect("flush");
-        (start.elapsed().as_secs_f64(), per_batch)
+        (start.elapsed().as_secs_f64(), per_group)
     };
     let (secs, _) = ingest(&mut store, &mut g, preload);
     if preload > 0 {
@@ -188,7 +198,7 @@ fn main() {
         .map(|m| m.len())
         .sum();
     println!(
-        "store {stored:>9} items: ingest {:.1} us/item mean (per-batch p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
+        "store {stored:>9} items: ingest {:.1} us/item mean (per-group p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
         secs * 1e6 / measure as f64,
         pct(0.5),
         pct(0.99),
