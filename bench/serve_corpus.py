@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Serve a gen_corpus.py corpus over HTTP, the way a well-behaved feed host does.
 
-A stand-in until an nginx script exists. Every file of DIR (top level only)
+For quick tries without nginx; the comparison with other readers
+(bench/run.py) serves the corpus with nginx (bench/nginx.sh). Every file of DIR (top level only)
 is read and gzip-compressed once at startup and then served from memory:
 
 * Content-Type by format: application/rss+xml, application/atom+xml,
