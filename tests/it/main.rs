@@ -4,6 +4,7 @@
 mod cli;
 mod daemon;
 mod dedup;
+mod faults;
 mod fetch;
 mod manage;
 mod pipeline;
