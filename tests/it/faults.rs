@@ -104,7 +104,7 @@ fn big_feed(rev: u32, count: usize) -> Vec<u8> {
 }
 
 /// Items of a revision: the feed grows by `GROW` items with each one, so every
-/// revision brings items the database does not have yet (up to 4,500: the parser
+/// revision brings items the database does not have yet (up to 4,550: the parser
 /// takes at most 5,000 items of one poll).
 const BASE_ITEMS: usize = 3000;
 const GROW: usize = 50;
@@ -171,6 +171,13 @@ fn inspect(db: &Path) -> Option<Stored> {
     Some(Stored { items, etag, last_modified })
 }
 
+/// The stored ETag of feed `big`, as a reader sees it (none before the database exists).
+fn stored_etag(db: &Path) -> Option<String> {
+    Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT etag FROM feeds WHERE id = 'big'", [], |r| r.get(0)))
+        .unwrap_or(None)
+}
+
 /// The invariants that must hold whenever the process dies: one revision throughout
 /// (one transaction per feed poll), and validators only for a revision stored whole.
 /// `revisions` holds the ETag and item count of each revision the server sent.
@@ -209,7 +216,8 @@ async fn sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing() {
         &format!("[[feed]]\nid = \"big\"\nurl = \"{}\"\n", server.url("/big")),
     );
     let db = env.config().daemon.database;
-    let revisions: Vec<Vec<u8>> = (0..=KILLS as u32).map(|r| big_feed(r, items_at(r))).collect();
+    // Two uninterrupted revisions, then one per kill.
+    let revisions: Vec<Vec<u8>> = (0..KILLS as u32 + 2).map(|r| big_feed(r, items_at(r))).collect();
     let etags: Vec<(String, usize)> =
         revisions.iter().enumerate().map(|(r, b)| (etag_of(b), items_at(r as u32))).collect();
     let config = env.config_path.clone();
@@ -219,29 +227,47 @@ async fn sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing() {
         c
     };
 
-    // Revision 0, uninterrupted: measures how long a poll takes here, to spread the
-    // kills over it.
-    server.put("/big", revisions[0].clone(), "application/rss+xml");
-    let started = Instant::now();
-    let out = tokio::task::spawn_blocking({
-        let poll = poll.clone();
-        move || poll().output().unwrap()
-    })
-    .await
-    .unwrap();
-    let full = started.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_consistent(&inspect(&db).unwrap(), &etags, 0);
+    // Revisions 0 and 1, uninterrupted. When the transaction of 1 (corrections, like
+    // the polls to come) commits, as a read-only connection sees it, tells where to
+    // aim the kills.
+    let mut commit = Duration::ZERO;
+    for (rev, body) in revisions.iter().enumerate().take(2) {
+        server.put("/big", body.clone(), "application/rss+xml");
+        let (status, err, at) = tokio::task::spawn_blocking({
+            let poll = poll.clone();
+            let db = db.clone();
+            let etag = etags[rev].0.clone();
+            move || {
+                let started = Instant::now();
+                let mut child = Reap(poll().spawn().unwrap());
+                let mut commit = None;
+                while child.0.try_wait().unwrap().is_none() {
+                    if commit.is_none() && stored_etag(&db).as_deref() == Some(etag.as_str()) {
+                        commit = Some(started.elapsed());
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+                (child.0.wait().unwrap(), err, commit.unwrap_or_else(|| started.elapsed()))
+            }
+        })
+        .await
+        .unwrap();
+        assert!(status.success(), "{err}");
+        assert_consistent(&inspect(&db).unwrap(), &etags, rev);
+        commit = at;
+    }
 
     let mut rng = Lcg::seeded(20261130);
     let mut advanced = 0;
-    let mut last = 0;
-    for (round, body) in revisions.iter().enumerate().skip(1) {
+    let mut seen = 1;
+    for (round, body) in revisions.iter().enumerate().skip(2) {
         server.put("/big", body.clone(), "application/rss+xml");
-        // From a fifth of a full poll (start-up, fetch, parse) to just past its end; a
-        // later revision is larger and takes longer.
-        let scale = items_at(round as u32) as f64 / items_at(0) as f64;
-        let delay = full.mul_f64(scale * (0.2 + 0.9 * rng.unit()));
+        // From well before the commit (start-up, fetch, parse, then the transaction)
+        // to a little after it; a later revision is larger and takes longer.
+        let scale = items_at(round as u32) as f64 / items_at(1) as f64;
+        let delay = commit.mul_f64(scale * (0.3 + 0.8 * rng.unit()));
         let poll = poll.clone();
         tokio::task::spawn_blocking(move || {
             let mut child = Reap(poll().stderr(Stdio::null()).spawn().unwrap());
@@ -254,23 +280,26 @@ async fn sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing() {
         let stored = inspect(&db).expect("the database survives");
         assert_consistent(&stored, &etags, round);
         let rev = stored.items.values().next().copied().unwrap_or(0) as usize;
-        if rev != last {
+        if rev != seen {
             advanced += 1;
-            last = rev;
+            seen = rev;
         }
     }
-    eprintln!("{KILLS} kills over {full:?} polls: the stored revision advanced {advanced} times");
+    eprintln!(
+        "{KILLS} kills around the commit {commit:?} into a poll: the stored revision advanced {advanced} times"
+    );
 
     // Restart and poll to completion: everything the feed holds, once.
     let out = tokio::task::spawn_blocking(move || poll().output().unwrap()).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stored = inspect(&db).unwrap();
-    assert_consistent(&stored, &etags, KILLS + 1);
-    assert_eq!(stored.etag.as_deref(), Some(etags[KILLS].0.as_str()));
-    assert_eq!(stored.items.len(), items_at(KILLS as u32));
-    assert!(stored.items.values().all(|&r| r as usize == KILLS), "every item at the last revision");
+    let last = KILLS + 1;
+    assert_consistent(&stored, &etags, last + 1);
+    assert_eq!(stored.etag.as_deref(), Some(etags[last].0.as_str()));
+    assert_eq!(stored.items.len(), items_at(last as u32));
+    assert!(stored.items.values().all(|&r| r as usize == last), "every item at the last revision");
     let status: serde_json::Value = serde_json::from_slice(&env.cli(&["status", "--json"]).stdout).unwrap();
-    assert_eq!(status["items_total"], items_at(KILLS as u32));
+    assert_eq!(status["items_total"], items_at(last as u32));
 }
 
 // ---------------------------------------------------------------------------------
