@@ -656,8 +656,12 @@ async fn a_database_that_cannot_be_written_is_named_and_serving_continues() {
     let mut d = Daemon::start(cmd).await;
     assert_eq!(d.topic_titles("all").await.len(), 20, "what is stored is served");
     let db_name = db.display().to_string();
-    d.wait_log("the failed pass", |l| l.lines().any(|l| l.contains(&db_name) && l.contains("readonly")))
-        .await;
+    let failed = |l: &str, what: &str| {
+        l.lines().any(|l| l.contains(what) && l.contains(&db_name) && l.contains("readonly"))
+    };
+    d.wait_log("the start-up report", |l| failed(l, "cannot record the configured feeds")).await;
+    // The added feed is due at once: its pass fails the same way, and is retried later.
+    d.wait_log("the failed pass", |l| failed(l, "a poll pass failed")).await;
     assert_eq!(d.get("/healthz").await.0, 200, "the database still answers reads");
     assert_eq!(d.topic_titles("all").await.len(), 20, "serving continues after the failed pass");
     assert!(d.stop().success());
