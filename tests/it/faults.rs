@@ -262,12 +262,15 @@ async fn sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing() {
     let mut rng = Lcg::seeded(20261130);
     let mut advanced = 0;
     let mut seen = 1;
+    let mut aim = commit;
     for (round, body) in revisions.iter().enumerate().skip(2) {
         server.put("/big", body.clone(), "application/rss+xml");
-        // From well before the commit (start-up, fetch, parse, then the transaction)
-        // to a little after it; a later revision is larger and takes longer.
+        // From before the commit (start-up, fetch, parse, then the transaction) to a
+        // little after it; a later revision is larger and takes longer. `aim` follows
+        // the load of the machine: it grows while the kills come before the commit
+        // and shrinks when they come after.
         let scale = items_at(round as u32) as f64 / items_at(1) as f64;
-        let delay = commit.mul_f64(scale * (0.3 + 0.8 * rng.unit()));
+        let delay = aim.mul_f64(scale * (0.5 + 0.7 * rng.unit()));
         let poll = poll.clone();
         tokio::task::spawn_blocking(move || {
             let mut child = Reap(poll().stderr(Stdio::null()).spawn().unwrap());
@@ -283,10 +286,13 @@ async fn sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing() {
         if rev != seen {
             advanced += 1;
             seen = rev;
+            aim = aim.mul_f64(0.85);
+        } else {
+            aim = aim.mul_f64(1.1);
         }
     }
     eprintln!(
-        "{KILLS} kills around the commit {commit:?} into a poll: the stored revision advanced {advanced} times"
+        "{KILLS} kills around the commit ({commit:?} into an uninterrupted poll): {advanced} came after it"
     );
 
     // Restart and poll to completion: everything the feed holds, once.
