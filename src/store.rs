@@ -41,10 +41,25 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Refused rather than repaired: the operator decides what to do with the file.
+    #[error("database {} is corrupt or not a SQLite database; it was left untouched", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("database {} was written by a newer feedsieve (schema version {found}, this one knows {known})", path.display())]
     TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// A [`StoreError::Sqlite`] on the writer, with the database it happened in (a
+    /// locked or read-only file is only clear with its path).
+    #[error("database {}", path.display())]
+    In {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("the database writer has stopped")]
     Closed,
 }
@@ -345,18 +360,23 @@ impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     ///
     /// # Errors
-    /// If the folder cannot be created, the file is not a database, or it was written
-    /// by a newer version.
+    /// If the folder cannot be created, the file is not a database or is damaged
+    /// ([`StoreError::Corrupt`], and nothing is written to it), or it was written by
+    /// a newer version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
-        let conn =
-            Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let conn = Connection::open(path).map_err(|source| open_error(path, source))?;
         let mut store =
             Store { conn, path: path.to_owned(), unflushed: HashMap::new(), unflushed_complete: false };
-        store.configure().map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        store.configure().map_err(|source| open_error(path, source))?;
+        // Reading the schema now finds a damaged first page before anything is written.
+        store
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(|source| open_error(path, source))?;
         store.migrate()?;
         Ok(store)
     }
@@ -368,7 +388,7 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let flags =
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let open_err = |source| open_error(path, source);
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
         let store =
@@ -1461,9 +1481,27 @@ fn upsert_item<'a>(
     Ok(outcome)
 }
 
+/// An error while opening `path`; a file SQLite does not recognise as a database, or
+/// whose schema it cannot read, is reported as corrupt.
+fn open_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match source.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt { path: path.to_owned(), source },
+        _ => StoreError::Open { path: path.to_owned(), source },
+    }
+}
+
 enum Job {
     Call(Box<dyn FnOnce(&mut Store) + Send>),
     Ingest(Box<IngestJob>, IngestReply),
+}
+
+/// A bare SQLite error from the writer, turned into one naming the database.
+fn named(store: &Store, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Sqlite(source) => StoreError::In { path: store.path.clone(), source },
+        e => e,
+    }
 }
 
 type IngestReply = tokio::sync::oneshot::Sender<Result<IngestCounts, StoreError>>;
@@ -1525,7 +1563,8 @@ impl StoreHandle {
     /// Runs `f` on the writer thread and returns its result.
     ///
     /// # Errors
-    /// [`StoreError::Closed`] if the writer has stopped; otherwise what `f` returns.
+    /// [`StoreError::Closed`] if the writer has stopped; otherwise what `f` returns,
+    /// with a bare SQLite error turned into [`StoreError::In`] naming the database.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -1534,7 +1573,8 @@ impl StoreHandle {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
             .send(Job::Call(Box::new(move |s: &mut Store| {
-                let _ = done.send(f(s));
+                let result = f(s).map_err(|e| named(s, e));
+                let _ = done.send(result);
             })))
             .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
@@ -1564,13 +1604,13 @@ fn store_group(store: &mut Store, group: Vec<(Box<IngestJob>, IngestReply)>) {
         }
         Err(e) if group.len() == 1 => {
             if let Some((_, reply)) = group.into_iter().next() {
-                let _ = reply.send(Err(e));
+                let _ = reply.send(Err(named(store, e)));
             }
         }
         Err(e) => {
             tracing::debug!(error = %crate::error_chain(&e), feeds = group.len(), "group store failed; storing one by one");
             for (job, reply) in group {
-                let _ = reply.send(store.ingest(&job));
+                let _ = reply.send(store.ingest(&job).map_err(|e| named(store, e)));
             }
         }
     }

@@ -227,10 +227,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     for e in &syntax_errors {
         r.error(e.span().unwrap_or(0..0), e.message().trim().to_owned());
     }
-    if !syntax_errors.is_empty() {
-        return Err(ConfigError::Invalid { problems: r.problems });
-    }
+    // What could be read is validated too, so that one run reports every problem. A
+    // value broken by a syntax error reads back empty; what validation says about it
+    // on that line would only repeat the syntax error.
+    let syntax = r.problems.len();
+    let broken: HashSet<usize> = r.problems.iter().map(|p| p.at.line).collect();
     let config = r.config(doc.get_ref());
+    let mut n = 0;
+    r.problems.retain(|p| {
+        n += 1;
+        n <= syntax || !broken.contains(&p.at.line)
+    });
     if r.problems.is_empty() {
         let mut config = config;
         config.warnings = r.warnings;
@@ -883,6 +890,16 @@ id = "empty"
         let p = problems("[daemon]\nlisten = \"127.0.0.1:1\"\ntimeout = \n");
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("/etc/fs/test.toml:3:"), "{p:?}");
+    }
+
+    /// Issue "Hostile feeds and crashes": a syntax error used to hide every other
+    /// problem of the file.
+    #[test]
+    fn syntax_errors_do_not_hide_other_problems() {
+        let p = problems("[daemon]\ntimeout = \n\n[[feed]]\nid = \"a\"\nurl = \"gopher://x/\"\n");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("/etc/fs/test.toml:2:"), "{p:?}");
+        assert!(p[1].starts_with("/etc/fs/test.toml:6:7: 'gopher://x/'"), "{p:?}");
     }
 
     #[test]

@@ -180,10 +180,10 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     let metrics = Arc::new(Metrics::default());
     let shutdown = control.shutdown.clone();
     let db = config.daemon.database.clone();
-    let store = Store::open(&db).with_context(|| format!("opening the database {}", db.display()))?;
+    // Their errors name the database (and call a damaged one corrupt).
+    let store = Store::open(&db)?;
     let (handle, writer) = StoreHandle::spawn(store).context("starting the database writer")?;
-    let reader =
-        Store::open_read_only(&db).with_context(|| format!("opening {} for reading", db.display()))?;
+    let reader = Store::open_read_only(&db)?;
     let config = Arc::new(config);
     let mut pipeline = Arc::new(Pipeline::with(
         config.clone(),
@@ -192,8 +192,24 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
         metrics.clone(),
         shutdown.child_token(),
     )?);
-    sync_feeds(&pipeline).await?;
-    let (_, topics) = curate_and_publish(&pipeline).await?;
+    // A database that cannot be written (a read-only file, a lock held by another
+    // process) must not keep the daemon from serving what it holds: the problem is
+    // reported, topics are rendered from the reader, and each pass tries again.
+    let mut synced = match sync_feeds(&pipeline).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("cannot record the configured feeds: {}", crate::error_chain(&e));
+            false
+        }
+    };
+    let topics = match curate_and_publish(&pipeline).await {
+        Ok((_, topics)) => topics,
+        Err(e) => {
+            tracing::error!("cannot update topics: {}; serving what is stored", crate::error_chain(&e));
+            render_stored(&reader, &config, clock.now())
+                .with_context(|| format!("reading the database {}", db.display()))?
+        }
+    };
     let state = Arc::new(AppState {
         config: RwLock::new(config.clone()),
         feeds: RwLock::new(HashMap::new()),
@@ -252,6 +268,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
             Some(done) = batches.join_next(), if !batches.is_empty() => {
                 match done {
                     Ok((ids, Ok(pass))) => {
+                        synced = true; // the pass wrote the feed rows first if they were missing
                         metrics.poll_pass();
                         state.update_topics(pass.topics, &topic_ids(&pipeline.config));
                         let s = &pass.summary;
@@ -287,7 +304,13 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
         if !due.is_empty() {
             let p = pipeline.clone();
             let ids: Vec<String> = due.iter().map(|f| f.id.clone()).collect();
-            batches.spawn(async move { (ids, poll(&p, due, |_, _| {}).await) });
+            let resync = !synced;
+            batches.spawn(async move {
+                if resync && let Err(e) = sync_feeds(&p).await {
+                    return (ids, Err(e));
+                }
+                (ids, poll(&p, due, |_, _| {}).await)
+            });
         }
     }
 
@@ -319,6 +342,22 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     tokio::task::spawn_blocking(move || writer.join()).await.ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every topic as stored, without curating first (for a database that cannot be
+/// written).
+fn render_stored(
+    reader: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<RenderedTopic>, crate::store::StoreError> {
+    let mut topics = Vec::with_capacity(config.topics.len());
+    for t in &config.topics {
+        let outputs =
+            render_topic(reader, config, &t.id, now)?.into_iter().flatten().map(|(_, r)| r).collect();
+        topics.push(RenderedTopic { id: t.id.clone(), outputs });
+    }
+    Ok(topics)
 }
 
 fn topic_ids(config: &Config) -> Vec<&str> {

@@ -4,6 +4,7 @@
 mod cli;
 mod daemon;
 mod dedup;
+mod faults;
 mod fetch;
 mod hostile;
 mod manage;

@@ -45,6 +45,14 @@ pub struct FeedServer {
     state: Arc<Mutex<ServerState>>,
 }
 
+/// The ETag [`FeedServer::put`] sends for `body`.
+pub fn etag_of(body: &[u8]) -> String {
+    format!(
+        "\"{:x}\"",
+        body.iter().fold(1469598103934665603u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(1099511628211))
+    )
+}
+
 const LAST_MODIFIED: &str = "Mon, 01 Jun 2026 10:00:00 GMT";
 
 impl FeedServer {
@@ -68,10 +76,7 @@ impl FeedServer {
 
     /// Serves `body` at `path`; the ETag changes whenever the body does.
     pub fn put(&self, path: &str, body: Vec<u8>, content_type: &str) {
-        let etag = format!(
-            "\"{:x}\"",
-            body.iter().fold(1469598103934665603u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(1099511628211))
-        );
+        let etag = etag_of(&body);
         let r = Resource {
             delay: std::time::Duration::ZERO,
             status: StatusCode::OK,
