@@ -12,7 +12,8 @@
 //!  config file ─► config ─► schedule ─► fetch ─► parse ─► store ─► curate ─► publish
 //!  (TOML)         (load,    (when is    (HTTP,   (feed-rs (one tx  (topics:  (Atom, RSS,
 //!                  validate) each feed   cond.    → Item,  a feed,  FTS5      JSON Feed,
-//!                            due)        GET)     sanitize) FTS5)   queries)  ETag)
+//!                            due)        GET)     text)    FTS5)    queries)  ETag,
+//!                                                                          sanitize)
 //! ```
 //!
 //! - [`model`]: the plain types the stages pass to each other.
@@ -20,8 +21,8 @@
 //!   the file in place and OPML (submodules `edit`, `opml`).
 //! - [`schedule`]: cron / `@hourly` / `every 20m`, next-due times, backoff.
 //! - [`fetch`]: the HTTP client: conditional GET, limits, redirects, `file://` feeds.
-//! - [`parse`]: feed-rs to [`model::Item`]; dates, links, HTML sanitising; the feeds
-//!   an HTML page advertises.
+//! - [`parse`]: feed-rs to [`model::Item`]; dates, links, text, HTML sanitising (run
+//!   by the store when an item is first published); the feeds an HTML page advertises.
 //! - [`dedup`]: item keys, canonical links, near-duplicate fingerprints (MinHash, LSH).
 //! - [`store`]: SQLite schema, migrations, every SQL statement, the writer thread.
 //! - [`curate`]: topic queries (our own parser, rendered for FTS5), matching, backfill.

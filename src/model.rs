@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 ///
 /// Text fields are already cleaned of characters XML forbids. `summary` and `content`
 /// hold HTML as the source sent it (relative URLs not yet resolved, not sanitised):
-/// sanitising is a full HTML parse, so it is done only for items that are new or
-/// changed (see [`crate::parse::sanitize_item`]), never for items already stored.
+/// sanitising is a full HTML parse, so the store does it when an item is first
+/// published (see [`crate::store::Store::sanitize_published`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     /// The identity of the item within its feed: guid, else canonical link, else a
@@ -24,9 +24,9 @@ pub struct Item {
     pub canonical_link: Option<String>,
     /// Plain text.
     pub title: String,
-    /// HTML; sanitised once [`crate::parse::sanitize_item`] has run.
+    /// HTML as sent (not sanitised).
     pub summary: Option<String>,
-    /// HTML; sanitised once [`crate::parse::sanitize_item`] has run.
+    /// HTML as sent (not sanitised).
     pub content: Option<String>,
     /// Base URL for resolving relative links in `summary` and `content`.
     pub base: Option<String>,

@@ -5,8 +5,8 @@
 //! [`Item`]s with keys, absolute links, normalised dates and clean text.
 //!
 //! Sanitising HTML is a full HTML parse and the most expensive step per item, so it is
-//! a separate function, [`sanitize_item`], run only on items that are new or changed;
-//! the store never holds unsanitised HTML.
+//! a separate function, [`sanitize_field`], that the store runs when an item is first
+//! published (and on any read of HTML not sanitised yet), never at parse time.
 //!
 //! Limits, so one hostile feed cannot take the process's memory: at most
 //! [`MAX_ITEMS`] items per poll (the first ones in document order, which feeds list
@@ -554,13 +554,13 @@ pub fn sanitize_html(html: &str, base: Option<&str>) -> String {
 pub fn sanitize_item(item: &mut Item) {
     let base = item.base.as_deref();
     for field in [&mut item.summary, &mut item.content] {
-        if let Some(h) = field.as_mut() {
-            *h = sanitize_html(h, base);
-        }
-        if field.as_ref().is_some_and(|h| h.trim().is_empty()) {
-            *field = None;
-        }
+        *field = sanitize_field(field.as_deref(), base);
     }
+}
+
+/// One summary or content field sanitised: `None` when nothing is left of it.
+pub fn sanitize_field(html: Option<&str>, base: Option<&str>) -> Option<String> {
+    html.map(|h| sanitize_html(h, base)).filter(|h| !h.trim().is_empty())
 }
 
 /// The text of an HTML fragment, for the full-text index: tags removed, the contents

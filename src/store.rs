@@ -4,14 +4,18 @@
 //! curation, publishing and status. Nothing here knows HTTP or HTML.
 //!
 //! Invariants:
-//! - One `BEGIN IMMEDIATE` transaction per feed poll covers its items, their FTS rows
-//!   and the feed's new validators and status, so a crash can never leave an ETag
-//!   recorded for items that were not stored.
+//! - One `BEGIN IMMEDIATE` transaction covers a feed poll's items, their FTS rows and
+//!   the feed's new validators and status, so a crash can never leave an ETag
+//!   recorded for items that were not stored (polls that queue up behind the writer
+//!   share one: see [`StoreHandle`]).
 //! - An item is stored once per `(feed_id, key)`; the same key with a different content
 //!   hash is a correction and updates the row in place (same id, same story).
 //! - Every new or corrected item is queued in `pending` in the same transaction, so
 //!   curation after a crash still sees it.
 //! - Keys of pruned items live on in `tombstones` and are never stored again.
+//! - HTML never leaves the store unsanitised: rows hold it as sent until their first
+//!   publication sanitises them in place (`sanitized` = 1), and reading a row not
+//!   sanitised yet sanitises what it returns.
 //!
 //! Concurrency: one writer (see [`StoreHandle`], a dedicated thread), readers on their
 //! own connections; WAL mode, `synchronous=NORMAL`, a busy timeout.
@@ -168,6 +172,14 @@ CREATE TABLE meta (
 -- 4): a poll commits a few items at a time, and eager merging made each commit's cost
 -- grow with the index. Maintenance merges in bulk instead (see Store::prune).
 INSERT INTO items_fts (items_fts, rank) VALUES ('automerge', 16);
+"#,
+    r#"
+-- HTML is sanitised when it is first published, not when it is stored: most items
+-- are never in a topic. `sanitized` = 0 marks summary and content still as the feed
+-- sent them (control characters removed, sizes capped); `base` is what relative URLs
+-- in them resolve against. Rows stored before this were sanitised already.
+ALTER TABLE items ADD COLUMN base TEXT;
+ALTER TABLE items ADD COLUMN sanitized INTEGER NOT NULL DEFAULT 1;
 "#,
 ];
 
@@ -795,6 +807,45 @@ impl Store {
         Ok(entries)
     }
 
+    /// Sanitises, once, the HTML of the items a topic shows: what [`Store::topic_entries`]
+    /// would return, where not sanitised yet. Returns the number of items sanitised.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn sanitize_published(
+        &mut self,
+        topic_id: &str,
+        limit: usize,
+        since: Option<i64>,
+    ) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // (id, summary, content, base)
+        type Raw = (i64, Option<String>, Option<String>, Option<String>);
+        let raw: Vec<Raw> = tx
+            .prepare_cached(
+                "SELECT i.id, i.summary, i.content, i.base
+                 FROM (SELECT ts.item_id FROM topic_stories ts
+                       WHERE ts.topic_id = ?1 AND ts.sort_date >= ?2
+                       ORDER BY ts.sort_date DESC, ts.score DESC, ts.story_id DESC LIMIT ?3) shown
+                 JOIN items i ON i.id = shown.item_id
+                 WHERE i.sanitized = 0",
+            )?
+            .query_map(params![topic_id, since.unwrap_or(i64::MIN), limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        {
+            let mut update = tx
+                .prepare_cached("UPDATE items SET summary = ?2, content = ?3, sanitized = 1 WHERE id = ?1")?;
+            for (id, summary, content, base) in &raw {
+                let clean = |h: &Option<String>| crate::parse::sanitize_field(h.as_deref(), base.as_deref());
+                update.execute(params![id, clean(summary), clean(content)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(raw.len())
+    }
+
     /// Number of stories in each topic.
     ///
     /// # Errors
@@ -1251,7 +1302,23 @@ fn forget_doomed(tx: &Transaction<'_>) -> Result<(), StoreError> {
 }
 
 const ITEM_COLUMNS: &str = "i.id, i.feed_id, f.title, f.url, f.site_link, i.key, i.link, i.title, i.summary,
-     i.content, i.authors, i.categories, i.published, i.updated, i.first_seen, i.changed_at";
+     i.content, i.authors, i.categories, i.published, i.updated, i.first_seen, i.changed_at, i.base, i.sanitized";
+
+/// Summary and content as they may leave the store: sanitised now if they were not
+/// yet (see [`Store::sanitize_published`]).
+fn safe_html(
+    r: &rusqlite::Row<'_>,
+    html: usize,
+    base: usize,
+    sanitized: usize,
+) -> rusqlite::Result<Option<String>> {
+    let h: Option<String> = r.get(html)?;
+    if r.get::<_, i64>(sanitized)? != 0 {
+        return Ok(h);
+    }
+    let base: Option<String> = r.get(base)?;
+    Ok(crate::parse::sanitize_field(h.as_deref(), base.as_deref()))
+}
 
 fn stored_item(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredItem> {
     let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
@@ -1264,8 +1331,8 @@ fn stored_item(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredItem>
         key: r.get(at + 5)?,
         link: r.get(at + 6)?,
         title: r.get(at + 7)?,
-        summary: r.get(at + 8)?,
-        content: r.get(at + 9)?,
+        summary: safe_html(r, at + 8, at + 16, at + 17)?,
+        content: safe_html(r, at + 9, at + 16, at + 17)?,
         authors: json_list(r.get(at + 10)?),
         categories: json_list(r.get(at + 11)?),
         published: r.get(at + 12)?,
@@ -1371,14 +1438,18 @@ fn find_story(
             }
         }
     }
-    let keys = serde_json::to_string(&band_keys).unwrap_or_else(|_| "[]".into());
-    let mut stmt = tx.prepare_cached(
+    // One placeholder per key: a JSON list to unpack made SQLite prepare the
+    // statement again at every run.
+    let placeholders = vec!["?"; band_keys.len()].join(", ");
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT i.story_id, i.fingerprint FROM items i
-         WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN (SELECT value FROM json_each(?1)))
-           AND i.first_seen >= ?2 AND i.fingerprint IS NOT NULL
-         ORDER BY i.id",
-    )?;
-    let mut rows = stmt.query(params![keys, now - rule.window])?;
+         WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN ({placeholders}))
+           AND i.first_seen >= ? AND i.fingerprint IS NOT NULL
+         ORDER BY i.id"
+    ))?;
+    let since = now - rule.window;
+    let args = band_keys.iter().map(|k| k as &dyn rusqlite::ToSql).chain([&since as &dyn rusqlite::ToSql]);
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
     while let Some(r) = rows.next()? {
         let blob: Vec<u8> = r.get(1)?;
         if let Some(other) = dedup::signature_from_bytes(&blob) {
@@ -1432,14 +1503,16 @@ fn upsert_item<'a>(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO items (feed_id, key, guid, link, canonical_link, title, summary, content, authors,
-                 categories, published, updated, first_seen, changed_at, content_hash, story_id, fingerprint)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16)
+                 categories, published, updated, first_seen, changed_at, content_hash, story_id, fingerprint,
+                 base, sanitized)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, 0)
              ON CONFLICT (feed_id, key) DO UPDATE SET
                  guid = excluded.guid, link = excluded.link, canonical_link = excluded.canonical_link,
                  title = excluded.title, summary = excluded.summary, content = excluded.content,
                  authors = excluded.authors, categories = excluded.categories, published = excluded.published,
                  updated = excluded.updated, changed_at = excluded.changed_at,
-                 content_hash = excluded.content_hash, fingerprint = excluded.fingerprint
+                 content_hash = excluded.content_hash, fingerprint = excluded.fingerprint,
+                 base = excluded.base, sanitized = 0
              RETURNING id",
         )?
         .query_row(
@@ -1460,6 +1533,7 @@ fn upsert_item<'a>(
                 &it.content_hash[..],
                 story,
                 fp_bytes,
+                it.base,
             ],
             |r| r.get(0),
         )?;

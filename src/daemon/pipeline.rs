@@ -197,6 +197,8 @@ pub async fn curate_and_publish(p: &Pipeline) -> Result<(Vec<TopicChange>, Vec<R
             let changes = s.write(|w| curate::curate(w, &config, now.timestamp()))?;
             let mut topics = Vec::with_capacity(config.topics.len());
             for t in &config.topics {
+                let since = t.max_age.map(|a| now.timestamp() - a.as_secs() as i64);
+                s.sanitize_published(&t.id, t.limit, since)?;
                 let outputs: Vec<_> =
                     render_topic(s, &config, &t.id, now)?.into_iter().flatten().map(|(_, r)| r).collect();
                 if let Some(dir) = &config.daemon.output_dir {
@@ -380,7 +382,7 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
         }
     };
 
-    // Only new and changed items are worth sanitising.
+    // Only new and changed items are worth fingerprinting.
     let id = feed.id.clone();
     let (known, mut boilerplate) =
         p.store.call(move |s| Ok((s.known_keys(&id)?, s.boilerplate(&id)?))).await?;
@@ -483,17 +485,17 @@ impl ItemText {
     }
 }
 
-/// Sanitises and fingerprints new and changed items. The index gets the text of the
-/// unsanitised markup: sanitising removes markup and active content, never the text
-/// a reader sees.
+/// Fingerprints new and changed items and gives them their index text. Their HTML
+/// is sanitised when first published (see `Store::sanitize_published`), and the
+/// text comes from the markup as sent: sanitising removes markup and active content,
+/// never the text a reader sees.
 fn prepare(
     items: Vec<(crate::model::Item, ItemText)>,
     boilerplate: &std::collections::HashSet<u64>,
 ) -> Vec<NewItem> {
     items
         .into_iter()
-        .map(|(mut item, text)| {
-            parse::sanitize_item(&mut item);
+        .map(|(item, text)| {
             let fingerprint = dedup::fingerprint_split(text.body(), &text.sentences, boilerplate);
             NewItem { summary_text: text.summary, content_text: text.content, fingerprint, item }
         })

@@ -265,6 +265,67 @@ async fn xss_payloads_never_reach_any_output() {
     }
 }
 
+/// HTML is stored as the feed sent it and sanitised once, when first published; what
+/// leaves the store is sanitised even where that step has not run yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn html_is_sanitised_once_when_published_and_never_leaves_the_store_raw() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/xss", "xss.xml");
+    server.put(
+        "/other",
+        br#"<rss version="2.0"><channel><title>Other</title><item><guid>o1</guid><title>Weather</title>
+        <description>&lt;p onclick="x()"&gt;Sunny&lt;/p&gt;&lt;script&gt;alert(1)&lt;/script&gt;</description>
+        </item></channel></rss>"#
+            .to_vec(),
+        "application/rss+xml",
+    );
+    let env = Env::new(&format!(
+        "{}{}{TOPIC}",
+        feed("xss", &server.url("/xss")),
+        feed("other", &server.url("/other"))
+    ));
+    env.poll().await;
+    let db = rusqlite::Connection::open(env.config().daemon.database).unwrap();
+    let rows = |sql: &str| -> Vec<(String, i64, String)> {
+        let mut stmt = db.prepare(sql).unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default())))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    // Published: sanitised in place. Never published: kept as sent, to be sanitised
+    // if a topic ever shows it.
+    let stored = rows("SELECT feed_id, sanitized, summary FROM items ORDER BY id");
+    assert_eq!(stored.len(), 7);
+    for (feed, sanitized, summary) in &stored {
+        let lower = summary.to_lowercase();
+        if feed == "xss" {
+            assert_eq!(*sanitized, 1, "published items are sanitised: {summary}");
+            assert!(!lower.contains("<script") && !lower.contains("onerror"), "{summary}");
+        } else {
+            assert_eq!(*sanitized, 0, "an item no topic shows is not sanitised");
+            assert!(lower.contains("<script"), "kept as sent: {summary}");
+        }
+    }
+    // Undo the sanitising: reading must still never hand out raw HTML.
+    db.execute(
+        "UPDATE items SET summary = '<p>xssmarker0</p><script>alert(1)</script><img src=x onerror=alert(1)>',
+             sanitized = 0 WHERE feed_id = 'xss'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    for format in Format::ALL {
+        let body = env.export("border", format);
+        let raw = String::from_utf8_lossy(&body).to_lowercase();
+        let decoded = strings(format, &body).join("\n").to_lowercase();
+        assert!(decoded.contains("xssmarker0"), "{format:?}");
+        for bad in FORBIDDEN {
+            assert!(!raw.contains(bad) && !decoded.contains(bad), "{format:?} contains {bad}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn characters_xml_forbids_never_reach_the_output() {
     let server = FeedServer::start().await;
