@@ -3,8 +3,10 @@
 //! together, 5 % near-duplicate copies), then times the next M items the same way.
 //! The cost per item must not grow with N.
 //!
-//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--group G] [--db PATH] [--run R]`
-//! (defaults: N = 10,000, M = 10,000, G = 16, a temporary database, run 0). To measure again
+//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--group G] [--days D] [--db PATH] [--run R]`
+//! (defaults: N = 10,000, M = 10,000, G = 16, preload all "now", a temporary database,
+//! run 0). With `--days D` the preload is spread over the D days before now and
+//! maintenance runs before measuring (band keys kept only for the dedup window). To measure again
 //! on a database preloaded earlier, pass `--preload 0 --db PATH --run 1` (a new run
 //! number gives new item keys and texts).
 
@@ -150,7 +152,12 @@ fn main() {
     let mut g = Gen { run, rng: Rng(42 + run as u64), vocab: vocabulary(), recent: Vec::new(), n: 0 };
     let rule = StoryRule::default();
     let group = arg("--group", 16).max(1);
-    let ingest = |store: &mut Store, g: &mut Gen, count: usize| -> (f64, Vec<f64>) {
+    // `--days D`: the preload arrives over the D days before now, as a store fills up
+    // over months; maintenance then drops the band keys of items older than the
+    // near-duplicate window, as the daemon's does every few hours.
+    let days = arg("--days", 0);
+    let ingest = |store: &mut Store, g: &mut Gen, count: usize, days: usize| -> (f64, Vec<f64>) {
+        let start_at = Utc::now() - chrono::Duration::days(days as i64);
         let mut per_group = Vec::with_capacity(count / BATCH / group + 1);
         let start = Instant::now();
         let feeds = count.div_ceil(BATCH);
@@ -165,7 +172,14 @@ fn main() {
                         items,
                         record: FetchRecord { status: 200, ..Default::default() },
                         rule,
-                        now: Utc::now(),
+                        now: if days == 0 {
+                            Utc::now()
+                        } else {
+                            start_at
+                                + chrono::Duration::seconds(
+                                    (done * BATCH) as i64 * days as i64 * 86_400 / count.max(1) as i64,
+                                )
+                        },
                     }
                 })
                 .collect();
@@ -181,12 +195,17 @@ fn main() {
         store.flush_bands().expect("flush");
         (start.elapsed().as_secs_f64(), per_group)
     };
-    let (secs, _) = ingest(&mut store, &mut g, preload);
+    let (secs, _) = ingest(&mut store, &mut g, preload, days);
     if preload > 0 {
         eprintln!("preloaded {preload} items in {secs:.1} s ({:.0} items/s)", preload as f64 / secs);
     }
+    if days > 0 {
+        let now = Utc::now().timestamp();
+        let window = rule.window;
+        store.prune(i64::MIN, now - window, &[], now).expect("maintenance");
+    }
     let stored = store.item_count().expect("count");
-    let (secs, mut per) = ingest(&mut store, &mut g, measure);
+    let (secs, mut per) = ingest(&mut store, &mut g, measure, 0);
     per.sort_by(f64::total_cmp);
     let pct = |p: f64| per[((per.len() - 1) as f64 * p) as usize];
     let items = store.item_count().expect("count");

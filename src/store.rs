@@ -449,6 +449,9 @@ impl Store {
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         // More distinct statements than rusqlite's default 16 run on every pass.
         self.conn.set_prepared_statement_cache_capacity(64);
+        // Plans that do not depend on bound values: without this, a query on the
+        // partial canonical-link index was prepared again for every link it looked up.
+        self.conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         if let Ok(v) = std::env::var("XX_CACHE") {
             self.conn.pragma_update(None, "cache_size", v)?;
         }
