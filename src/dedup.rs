@@ -291,24 +291,25 @@ pub fn fingerprint_split(
 /// Hashes of the distinct numbers written in a text (`2,280` and `2.5` are one number
 /// each), smallest first, at most [`MAX_NUMBERS`].
 pub fn number_hashes(text: &str) -> Vec<u32> {
+    // Digits and separators are ASCII, and no byte of a multi-byte character is.
+    let bytes = text.as_bytes();
     let mut out = Vec::new();
-    let mut digits = String::new();
-    let chars: Vec<char> = text.chars().collect();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_ascii_digit() {
-            digits.push(*c);
-        } else if (*c == ',' || *c == '.')
+    let mut digits: Vec<u8> = Vec::new();
+    for (i, b) in bytes.iter().enumerate() {
+        if b.is_ascii_digit() {
+            digits.push(*b);
+        } else if (*b == b',' || *b == b'.')
             && !digits.is_empty()
-            && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
         {
             // A thousands or decimal separator inside a number.
         } else if !digits.is_empty() {
-            out.push(fnv64(digits.as_bytes()) as u32);
+            out.push(fnv64(&digits) as u32);
             digits.clear();
         }
     }
     if !digits.is_empty() {
-        out.push(fnv64(digits.as_bytes()) as u32);
+        out.push(fnv64(&digits) as u32);
     }
     out.sort_unstable();
     out.dedup();
