@@ -178,7 +178,12 @@ fn convert(entry: &Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
     let categories: Vec<String> = entry
         .categories
         .iter()
-        .map(|c| limit_chars(&clean_xml_chars(c.label.as_deref().unwrap_or(&c.term).trim()), MAX_SHORT_FIELD))
+        .map(|c| {
+            limit_chars(
+                &plain(&clean_xml_chars(c.label.as_deref().unwrap_or(&c.term).trim())),
+                MAX_SHORT_FIELD,
+            )
+        })
         .filter(|n| !n.is_empty())
         .take(50)
         .collect();
@@ -234,15 +239,20 @@ fn absolute_http(href: &str, base: Option<&Url>) -> Option<String> {
 /// Plain text of a title-like field.
 fn text_of(t: &Text, max_chars: usize) -> String {
     let raw = clean_xml_chars(&t.content);
-    let text =
-        if t.content_type.essence().to_string().contains("html") { html_to_text(&raw) } else { plain(&raw) };
+    // Decoding an HTML title can yield markup again (`&lt;script&gt;`): strip that too.
+    let text = if t.content_type.essence().to_string().contains("html") {
+        plain(&html_to_text(&raw))
+    } else {
+        plain(&raw)
+    };
     limit_chars(&collapse_whitespace(&text), max_chars)
 }
 
-/// Text that should be plain but may carry markup anyway (feeds put HTML in titles
-/// and author names): tags are removed when there are any, so no reader that renders
-/// the field as HTML sees active content.
-fn plain(s: &str) -> String {
+/// Text that should be plain but may carry markup anyway (feeds put HTML in titles,
+/// author names and categories; [`html_to_text`] decodes `&lt;script&gt;` into a
+/// tag): tags are removed when there are any, so no reader that renders the field as
+/// HTML sees active content.
+pub fn plain(s: &str) -> String {
     if has_tag(s) { html_to_text(&escape_lone_lt(s)) } else { s.to_owned() }
 }
 
@@ -461,7 +471,9 @@ pub fn sanitize_html(html: &str, base: Option<&str>) -> String {
             Some(u) => b.url_relative(ammonia::UrlRelative::RewriteWithBase(u)),
             None => b.url_relative(ammonia::UrlRelative::Deny),
         };
-        b.clean(html).to_string()
+        // html5ever decodes `&#1;` and `&#xFFFE;` to the characters themselves, which
+        // XML cannot carry: the output would not be well-formed.
+        clean_xml_chars(&b.clean(html).to_string())
     })
 }
 

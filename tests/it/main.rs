@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod dedup;
 mod fetch;
+mod fuzz;
 mod manage;
 mod pipeline;
 mod util;
