@@ -62,7 +62,12 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
         .id_generator(|_, _, _| String::new())
         .sanitize_content(false)
         .build();
-    let feed = parser.parse(bytes).map_err(|e| match e {
+    // feed-rs 3 (through quick-xml 0.42) panics on some ill-formed input, e.g. an XML
+    // declaration naming another encoding in the middle of the document (found by
+    // fuzzing): such a body is malformed, not a reason to take the caller down.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(bytes)))
+        .map_err(|_| ParseError::Malformed("the XML parser gave up on this body (it panicked)".into()))?;
+    let feed = parsed.map_err(|e| match e {
         feed_rs::parser::ParseFeedError::ParseError(feed_rs::parser::ParseErrorKind::NoFeedRoot) => {
             ParseError::NotAFeed("no RSS, Atom or JSON Feed root element")
         }

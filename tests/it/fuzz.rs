@@ -67,3 +67,21 @@ async fn fuzz_char_ref_to_a_control_character_keeps_xml_well_formed() {
 async fn fuzz_json_summary_that_decodes_to_markup_is_stripped() {
     assert_no_markup(&outputs("parse_publish-json-summary-decodes-to-markup.xml").await);
 }
+
+/// Fuzz finding 5: an XML declaration naming another encoding in the middle of a
+/// document made feed-rs (quick-xml) panic: `feed add` crashed and the daemon logged
+/// "parser crashed". It is a malformed feed like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_late_xml_declaration_is_a_malformed_feed_not_a_panic() {
+    let bytes = crate::util::fixture("fuzz/parse_publish-late-xml-declaration.xml");
+    let url = url::Url::parse("https://feeds.example.com/feed.xml").unwrap();
+    let parsed = feedsieve::parse::parse_feed(&bytes, &url, chrono::Utc::now());
+    assert!(matches!(parsed, Err(feedsieve::parse::ParseError::Malformed(_))), "{parsed:?}");
+
+    let server = FeedServer::start().await;
+    server.put_fixture("/f", "fuzz/parse_publish-late-xml-declaration.xml");
+    let env = Env::new(&format!("[[feed]]\nid = \"f\"\nurl = \"{}\"\n", server.url("/f")));
+    let s = env.poll().await;
+    assert_eq!(s.failed, 1, "{s:?}");
+    assert!(s.failures[0].1.contains("malformed feed"), "{s:?}");
+}
