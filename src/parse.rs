@@ -62,7 +62,12 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
         .id_generator(|_, _, _| String::new())
         .sanitize_content(false)
         .build();
-    let feed = parser.parse(bytes).map_err(|e| match e {
+    // feed-rs 3 (through quick-xml 0.42) panics on some ill-formed input, e.g. an XML
+    // declaration naming another encoding in the middle of the document (found by
+    // fuzzing): such a body is malformed, not a reason to take the caller down.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(bytes)))
+        .map_err(|_| ParseError::Malformed("the XML parser gave up on this body (it panicked)".into()))?;
+    let feed = parsed.map_err(|e| match e {
         feed_rs::parser::ParseFeedError::ParseError(feed_rs::parser::ParseErrorKind::NoFeedRoot) => {
             ParseError::NotAFeed("no RSS, Atom or JSON Feed root element")
         }
@@ -285,15 +290,20 @@ fn absolute_http(href: &str, base: Option<&Url>) -> Option<String> {
 /// Plain text of a title-like field.
 fn text_of(t: &Text, max_chars: usize) -> String {
     let raw = clean_xml_chars(&t.content);
-    let text =
-        if t.content_type.essence().to_string().contains("html") { html_to_text(&raw) } else { plain(&raw) };
+    // Decoding an HTML title can yield markup again (`&lt;script&gt;`): strip that too.
+    let text = if t.content_type.essence().to_string().contains("html") {
+        plain(&html_to_text(&raw))
+    } else {
+        plain(&raw)
+    };
     limit_chars(&collapse_whitespace(&text), max_chars)
 }
 
-/// Text that should be plain but may carry markup anyway (feeds put HTML in titles
-/// and author names): tags are removed when there are any, so no reader that renders
-/// the field as HTML sees active content.
-fn plain(s: &str) -> String {
+/// Text that should be plain but may carry markup anyway (feeds put HTML in titles,
+/// author names and categories; [`html_to_text`] decodes `&lt;script&gt;` into a
+/// tag): tags are removed when there are any, so no reader that renders the field as
+/// HTML sees active content.
+pub fn plain(s: &str) -> String {
     if has_tag(s) { html_to_text(&escape_lone_lt(s)) } else { s.to_owned() }
 }
 
@@ -546,7 +556,9 @@ pub fn sanitize_html(html: &str, base: Option<&str>) -> String {
             Some(u) => b.url_relative(ammonia::UrlRelative::RewriteWithBase(u)),
             None => b.url_relative(ammonia::UrlRelative::Deny),
         };
-        b.clean(html).to_string()
+        // html5ever decodes `&#1;` and `&#xFFFE;` to the characters themselves, which
+        // XML cannot carry: the output would not be well-formed.
+        clean_xml_chars(&b.clean(html).to_string())
     })
 }
 

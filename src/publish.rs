@@ -343,7 +343,7 @@ fn json(meta: &TopicMeta<'_>, entries: &[EntryRow]) -> Vec<u8> {
                         .summary
                         .as_deref()
                         .filter(|_| i.content.is_some())
-                        .map(crate::parse::html_to_text)
+                        .map(|s| crate::parse::plain(&crate::parse::html_to_text(s)))
                         .filter(|s| !s.is_empty()),
                     date_published: entry_published(e).to_rfc3339(),
                     date_modified: entry_updated(e).to_rfc3339(),

@@ -6,6 +6,7 @@ mod daemon;
 mod dedup;
 mod faults;
 mod fetch;
+mod fuzz;
 mod hostile;
 mod manage;
 mod pipeline;
