@@ -452,15 +452,6 @@ impl Store {
         // Plans that do not depend on bound values: without this, a query on the
         // partial canonical-link index was prepared again for every link it looked up.
         self.conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-        if let Ok(v) = std::env::var("XX_CACHE") {
-            self.conn.pragma_update(None, "cache_size", v)?;
-        }
-        if let Ok(v) = std::env::var("XX_CKPT") {
-            self.conn.pragma_update(None, "wal_autocheckpoint", v)?;
-        }
-        if let Ok(v) = std::env::var("XX_MMAP") {
-            self.conn.pragma_update(None, "mmap_size", v)?;
-        }
         Ok(())
     }
 
