@@ -545,7 +545,9 @@ def write_results(args, man: dict, results: dict, mach: dict, vers: dict,
           "```", ""]
     if args.note:
         L += [f"**{args.note}**", ""]
-    if max(load_before[0], load_after[0]) > 0.5 * (mach["cpus"] or 1):
+    # The load after the runs includes the benchmark's own last runs; only the load
+    # before them says whether other work was on the machine.
+    if load_before[0] > 0.5 * (mach["cpus"] or 1):
         L += [f"Other work was running on this {mach['cpus']}-CPU machine during the runs "
               f"(1-minute load average {load_before[0]:.1f} before, {load_after[0]:.1f} after): "
               "wall times are inflated and noisy, CPU times less so. Re-run on a quiet machine "
