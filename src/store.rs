@@ -998,7 +998,9 @@ impl Store {
         }
         set_meta(&tx, "bands_through", last)?;
         tx.commit()?;
-        self.unflushed.clear();
+        // Not `clear()`: a pass over many feeds grows the map to tens of MiB, which the
+        // idle daemon should not keep.
+        self.unflushed = HashMap::new();
         self.unflushed_complete = true;
         Ok(keys.len())
     }
