@@ -359,33 +359,16 @@ pub fn strings(format: Format, body: &[u8]) -> Vec<String> {
 /// `(tag, rel, href)` of every `<a>` and `<link>` start tag, read by a real HTML
 /// tokenizer (html5ever, the one browsers' behaviour is specified by).
 pub fn html_links(html: &str) -> Vec<(String, String, String)> {
-    use html5ever::tendril::StrTendril;
-    use html5ever::tokenizer::{BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
-    struct Sink(std::cell::RefCell<Vec<(String, String, String)>>);
-    impl TokenSink for Sink {
-        type Handle = ();
-        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
-            if let Token::TagToken(Tag { kind: TagKind::StartTag, name, attrs, .. }) = token
-                && (&*name == "a" || &*name == "link")
-            {
-                let attr = |n: &str| {
-                    attrs
-                        .iter()
-                        .find(|a| &*a.name.local == n)
-                        .map(|a| a.value.to_string())
-                        .unwrap_or_default()
-                };
-                self.0.borrow_mut().push((name.to_string(), attr("rel"), attr("href")));
-            }
-            TokenSinkResult::Continue
-        }
-    }
-    let tok = Tokenizer::new(Sink(Default::default()), Default::default());
-    let queue = BufferQueue::default();
-    queue.push_back(StrTendril::from(html));
-    let _ = tok.feed(&queue);
-    tok.end();
-    tok.sink.0.take()
+    html_start_tags(html)
+        .into_iter()
+        .filter(|(tag, _)| tag == "a" || tag == "link")
+        .map(|(tag, attrs)| {
+            let attr =
+                |n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+            let (rel, href) = (attr("rel"), attr("href"));
+            (tag, rel, href)
+        })
+        .collect()
 }
 
 /// The `xmlUrl` of every outline of an OPML document, read with an XML parser that
