@@ -817,22 +817,22 @@ impl Store {
         limit: usize,
         since: Option<i64>,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let shown = serde_json::to_string(&self.topic_output_items(topic_id, limit, since)?)
+            .unwrap_or_else(|_| "[]".into());
         // (id, summary, content, base)
         type Raw = (i64, Option<String>, Option<String>, Option<String>);
-        let raw: Vec<Raw> = tx
+        let raw: Vec<Raw> = self
+            .conn
             .prepare_cached(
-                "SELECT i.id, i.summary, i.content, i.base
-                 FROM (SELECT ts.item_id FROM topic_stories ts
-                       WHERE ts.topic_id = ?1 AND ts.sort_date >= ?2
-                       ORDER BY ts.sort_date DESC, ts.score DESC, ts.story_id DESC LIMIT ?3) shown
-                 JOIN items i ON i.id = shown.item_id
-                 WHERE i.sanitized = 0",
+                "SELECT id, summary, content, base FROM items
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND sanitized = 0",
             )?
-            .query_map(params![topic_id, since.unwrap_or(i64::MIN), limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
+            .query_map([shown], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<_, _>>()?;
+        if raw.is_empty() {
+            return Ok(0); // the usual pass: nothing new in the topic, no transaction
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut update = tx
                 .prepare_cached("UPDATE items SET summary = ?2, content = ?3, sanitized = 1 WHERE id = ?1")?;

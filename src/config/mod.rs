@@ -124,6 +124,13 @@ pub struct TopicConfig {
     pub exclude_at: Option<Position>,
 }
 
+impl TopicConfig {
+    /// The oldest sort date (Unix seconds) the topic shows at `now`, if `max_age` is set.
+    pub fn since(&self, now: i64) -> Option<i64> {
+        self.max_age.map(|a| now - a.as_secs() as i64)
+    }
+}
+
 impl Config {
     /// The feeds a topic draws from: each restriction it sets must hold (named in
     /// `feeds`, if given; carrying any of `tags`, if given). All feeds when it sets

@@ -197,8 +197,7 @@ pub async fn curate_and_publish(p: &Pipeline) -> Result<(Vec<TopicChange>, Vec<R
             let changes = s.write(|w| curate::curate(w, &config, now.timestamp()))?;
             let mut topics = Vec::with_capacity(config.topics.len());
             for t in &config.topics {
-                let since = t.max_age.map(|a| now.timestamp() - a.as_secs() as i64);
-                s.sanitize_published(&t.id, t.limit, since)?;
+                s.sanitize_published(&t.id, t.limit, t.since(now.timestamp()))?;
                 let outputs: Vec<_> =
                     render_topic(s, &config, &t.id, now)?.into_iter().flatten().map(|(_, r)| r).collect();
                 if let Some(dir) = &config.daemon.output_dir {
@@ -240,8 +239,7 @@ pub async fn maintain(p: &Pipeline) -> Result<Option<crate::store::PruneCounts>,
             }
             let mut keep = Vec::new();
             for t in &config.topics {
-                let since = t.max_age.map(|a| now - a.as_secs() as i64);
-                keep.extend(s.topic_output_items(&t.id, t.limit, since)?);
+                keep.extend(s.topic_output_items(&t.id, t.limit, t.since(now))?);
             }
             let d = &config.daemon;
             let counts = s.prune(
@@ -281,8 +279,7 @@ pub fn render_topic(
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<(Format, publish::Rendered)>>, StoreError> {
     let Some(t) = config.topic(topic_id) else { return Ok(None) };
-    let since = t.max_age.map(|a| now.timestamp() - a.as_secs() as i64);
-    let entries = store.topic_entries(&t.id, t.limit, since)?;
+    let entries = store.topic_entries(&t.id, t.limit, t.since(now.timestamp()))?;
     let meta = TopicMeta {
         id: &t.id,
         title: &t.title,
