@@ -1439,15 +1439,17 @@ fn find_story(
             }
         }
     }
-    // One placeholder per key: a JSON list to unpack made SQLite prepare the
-    // statement again at every run.
-    let placeholders = vec!["?"; band_keys.len()].join(", ");
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT i.story_id, i.fingerprint FROM items i
-         WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN ({placeholders}))
-           AND i.first_seen >= ? AND i.fingerprint IS NOT NULL
-         ORDER BY i.id"
-    ))?;
+    // One placeholder per key (band_keys always gives BANDS of them).
+    static BY_BANDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT i.story_id, i.fingerprint FROM items i
+             WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN ({}))
+               AND i.first_seen >= ? AND i.fingerprint IS NOT NULL
+             ORDER BY i.id",
+            vec!["?"; dedup::BANDS].join(", ")
+        )
+    });
+    let mut stmt = tx.prepare_cached(&BY_BANDS)?;
     let since = now - rule.window;
     let args = band_keys.iter().map(|k| k as &dyn rusqlite::ToSql).chain([&since as &dyn rusqlite::ToSql]);
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
