@@ -41,6 +41,20 @@ pub enum ParseError {
     Malformed(String),
 }
 
+/// [`parse_feed`] of a body fetched over HTTP: its `Content-Type` charset applies
+/// where the body names no encoding (see [`with_http_charset`]).
+///
+/// # Errors
+/// As [`parse_feed`].
+pub fn parse_response(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    url: &Url,
+    now: DateTime<Utc>,
+) -> Result<ParsedFeed, ParseError> {
+    parse_feed(&with_http_charset(bytes, content_type), url, now)
+}
+
 /// Parses a feed body.
 ///
 /// `url` is where the body came from (after redirects): the base for relative links.

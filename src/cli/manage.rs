@@ -162,7 +162,7 @@ async fn discover(config: &Config, url: &Url, pick: Option<usize>) -> anyhow::Re
     };
     let body = get(url.clone()).await?;
     let now = chrono::Utc::now();
-    match parse::parse_feed(&body.bytes, &body.final_url, now) {
+    match parse::parse_response(&body.bytes, body.content_type.as_deref(), &body.final_url, now) {
         Ok(feed) => return Ok((url.clone(), feed.title)),
         Err(parse::ParseError::NotAFeed(_)) => {}
         Err(e) => return Err(UsageError(format!("{url} is not a usable feed: {e}")).into()),
@@ -193,7 +193,7 @@ async fn discover(config: &Config, url: &Url, pick: Option<usize>) -> anyhow::Re
     };
     let feed_url = Url::parse(&chosen.url).context("advertised URL")?;
     let body = get(feed_url.clone()).await?;
-    let feed = parse::parse_feed(&body.bytes, &body.final_url, now)
+    let feed = parse::parse_response(&body.bytes, body.content_type.as_deref(), &body.final_url, now)
         .map_err(|e| UsageError(format!("{feed_url}, advertised by {url}, is not a usable feed: {e}")))?;
     Ok((feed_url, feed.title.or_else(|| chosen.title.clone())))
 }

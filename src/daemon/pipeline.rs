@@ -360,7 +360,7 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     let bytes = body.bytes;
     let content_type = body.content_type.clone();
     let parsed = tokio::task::spawn_blocking(move || {
-        parse::parse_feed(&parse::with_http_charset(&bytes, content_type.as_deref()), &url, now)
+        parse::parse_response(&bytes, content_type.as_deref(), &url, now)
     })
     .await;
     drop(cpu);

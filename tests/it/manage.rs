@@ -287,3 +287,25 @@ fn completions_and_man_page() {
         &stdout(&man)[..80]
     );
 }
+
+/// `feed add` reads a fetched feed as polling does: an ISO-8859-1 document that names
+/// no encoding is decoded by the charset its `Content-Type` gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn feed_add_honours_the_http_charset_as_polling_does() {
+    let server = FeedServer::start().await;
+    server.put(
+        "/latin1.xml",
+        b"<rss version=\"2.0\"><channel><title>Gr\xfcne Grenze</title><link>https://latin1.example/</link>\
+          <item><guid>l1</guid><title>Caf\xe9 closed at the border</title></item></channel></rss>"
+            .to_vec(),
+        "application/rss+xml; charset=ISO-8859-1",
+    );
+    let env = env(&server);
+    let e = env.clone_path();
+    let out = tokio::task::spawn_blocking(move || e.cli(&["feed", "add", &format!("{}/latin1.xml", e.base)]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(&env.config_path).unwrap();
+    assert!(config.contains(&server.url("/latin1.xml")), "{config}");
+}
