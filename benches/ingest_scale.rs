@@ -3,10 +3,13 @@
 //! together, 5 % near-duplicate copies), then times the next M items the same way.
 //! The cost per item must not grow with N.
 //!
-//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--group G] [--days D] [--db PATH] [--run R]`
+//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--group G] [--rate R | --days D] [--db PATH] [--run R]`
 //! (defaults: N = 10,000, M = 10,000, G = 16, preload all "now", a temporary database,
-//! run 0). With `--days D` the preload is spread over the D days before now and
-//! maintenance runs before measuring (band keys kept only for the dedup window). To measure again
+//! run 0). With `--rate R` the preload arrives at R items a day, so a bigger N is a
+//! longer history at the same pace (the fair way to ask whether cost grows with the
+//! store); with `--days D` it is spread over the D days before now. Either way
+//! maintenance runs every 6 simulated hours, as the daemon's does (band keys are kept
+//! only for the dedup window), and once more before measuring. To measure again
 //! on a database preloaded earlier, pass `--preload 0 --db PATH --run 1` (a new run
 //! number gives new item keys and texts).
 
@@ -156,8 +159,12 @@ fn main() {
     // over months; maintenance then drops the band keys of items older than the
     // near-duplicate window, as the daemon's does every few hours.
     let days = arg("--days", 0);
-    let ingest = |store: &mut Store, g: &mut Gen, count: usize, days: usize| -> (f64, Vec<f64>) {
-        let start_at = Utc::now() - chrono::Duration::days(days as i64);
+    let rate = arg("--rate", 0);
+    // Seconds the preload is spread over.
+    let span = if rate > 0 { (preload as u128 * 86_400 / rate as u128) as i64 } else { days as i64 * 86_400 };
+    let ingest = |store: &mut Store, g: &mut Gen, count: usize, span: i64| -> (f64, Vec<f64>) {
+        let start_at = Utc::now() - chrono::Duration::seconds(span);
+        let mut last_prune = start_at.timestamp();
         let mut per_group = Vec::with_capacity(count / BATCH / group + 1);
         let start = Instant::now();
         let feeds = count.div_ceil(BATCH);
@@ -172,17 +179,22 @@ fn main() {
                         items,
                         record: FetchRecord { status: 200, ..Default::default() },
                         rule,
-                        now: if days == 0 {
+                        now: if span == 0 {
                             Utc::now()
                         } else {
                             start_at
                                 + chrono::Duration::seconds(
-                                    (done * BATCH) as i64 * days as i64 * 86_400 / count.max(1) as i64,
+                                    ((done * BATCH) as i128 * span as i128 / count.max(1) as i128) as i64,
                                 )
                         },
                     }
                 })
                 .collect();
+            let at = jobs[0].now.timestamp();
+            if span > 0 && at - last_prune >= 6 * 3600 {
+                store.prune(i64::MIN, at - rule.window, &[], at).expect("maintenance");
+                last_prune = at;
+            }
             let t = Instant::now();
             store.ingest_group(&jobs.iter().collect::<Vec<_>>()).expect("ingest");
             // A poll pass over all the feeds ends by writing the pass's band keys.
@@ -195,11 +207,11 @@ fn main() {
         store.flush_bands().expect("flush");
         (start.elapsed().as_secs_f64(), per_group)
     };
-    let (secs, _) = ingest(&mut store, &mut g, preload, days);
+    let (secs, _) = ingest(&mut store, &mut g, preload, span);
     if preload > 0 {
         eprintln!("preloaded {preload} items in {secs:.1} s ({:.0} items/s)", preload as f64 / secs);
     }
-    if days > 0 {
+    if span > 0 {
         let now = Utc::now().timestamp();
         let window = rule.window;
         store.prune(i64::MIN, now - window, &[], now).expect("maintenance");

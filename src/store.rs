@@ -576,28 +576,37 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Content hashes of a feed's stored items by key, and its tombstoned keys (as
-    /// `None`): what a poll needs to tell new, corrected and repeated items apart
-    /// before doing any expensive work on them.
+    /// Of `keys` (the items a feed lists now), those already stored with their content
+    /// hashes, and those tombstoned (as `None`): what a poll needs to tell new,
+    /// corrected and repeated items apart before doing any expensive work on them.
+    /// Point lookups of the listed keys, not a scan of the feed's history, so the cost
+    /// follows the feed document, not how long the feed has been stored.
     ///
     /// # Errors
     /// On database failure.
-    pub fn known_keys(&self, feed_id: &str) -> Result<HashMap<String, Option<[u8; 16]>>, StoreError> {
+    pub fn known_keys<'k>(
+        &self,
+        feed_id: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<HashMap<String, Option<[u8; 16]>>, StoreError> {
         let mut out = HashMap::new();
-        let mut stmt = self.conn.prepare_cached("SELECT key, content_hash FROM items WHERE feed_id = ?1")?;
-        let mut rows = stmt.query([feed_id])?;
-        while let Some(r) = rows.next()? {
-            let hash: Vec<u8> = r.get(1)?;
-            let mut h = [0u8; 16];
-            if hash.len() == 16 {
-                h.copy_from_slice(&hash);
+        let mut stored =
+            self.conn.prepare_cached("SELECT content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?;
+        let mut tombstoned =
+            self.conn.prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND key = ?2")?;
+        for key in keys {
+            if out.contains_key(key) {
+                continue;
             }
-            out.insert(r.get(0)?, Some(h));
-        }
-        let mut stmt = self.conn.prepare_cached("SELECT key FROM tombstones WHERE feed_id = ?1")?;
-        let mut rows = stmt.query([feed_id])?;
-        while let Some(r) = rows.next()? {
-            out.insert(r.get(0)?, None);
+            if let Some(hash) = stored.query_row([feed_id, key], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                let mut h = [0u8; 16];
+                if hash.len() == 16 {
+                    h.copy_from_slice(&hash);
+                }
+                out.insert(key.to_owned(), Some(h));
+            } else if tombstoned.exists([feed_id, key])? {
+                out.insert(key.to_owned(), None);
+            }
         }
         Ok(out)
     }
@@ -1775,6 +1784,31 @@ mod tests {
             .query_row("SELECT count(*) FROM items_fts WHERE items_fts MATCH 'tidewater'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fts, 1, "indexed in the same transaction");
+    }
+
+    #[test]
+    fn known_keys_are_the_listed_ones_stored_or_tombstoned() {
+        let now = Utc::now();
+        let mut s = Store::open_in_memory().unwrap();
+        s.sync_feeds([("a", "https://a/"), ("b", "https://b/")]).unwrap();
+        let old =
+            job("a", vec![new_item("old", "An old story, long gone from the feed by now, words.")], now);
+        s.ingest(&old).unwrap();
+        s.prune(now.timestamp() + 1, now.timestamp(), &[], now.timestamp()).unwrap();
+        let a1 = new_item("a1", TEXT);
+        let expected = a1.item.content_hash;
+        s.ingest(&job(
+            "a",
+            vec![a1, new_item("a2", "A second story about other things, words enough.")],
+            now,
+        ))
+        .unwrap();
+        s.ingest(&job("b", vec![new_item("b1", "Feed b has its own story with enough words here.")], now))
+            .unwrap();
+        let known = s.known_keys("a", ["a1", "old", "new", "b1", "a1"]).unwrap();
+        assert_eq!(known.len(), 2, "only listed keys of this feed: {known:?}");
+        assert_eq!(known["a1"], Some(expected), "stored, with its content hash");
+        assert_eq!(known["old"], None, "tombstoned");
     }
 
     /// Polls queued behind a busy writer share a transaction; one that fails there is

@@ -381,8 +381,11 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
 
     // Only new and changed items are worth fingerprinting.
     let id = feed.id.clone();
-    let (known, mut boilerplate) =
-        p.store.call(move |s| Ok((s.known_keys(&id)?, s.boilerplate(&id)?))).await?;
+    let listed: Vec<String> = parsed.items.iter().map(|i| i.key.clone()).collect();
+    let (known, mut boilerplate) = p
+        .store
+        .call(move |s| Ok((s.known_keys(&id, listed.iter().map(String::as_str))?, s.boilerplate(&id)?)))
+        .await?;
     let is_candidate = |i: &crate::model::Item| match known.get(&i.key) {
         None => true,
         Some(None) => false, // tombstoned
