@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -1607,6 +1607,35 @@ const MAX_GROUP_ITEMS: usize = 4_000;
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Job>,
+    /// Read connections for what a poll must know before it stores anything (a
+    /// feed's validators, which of its items are known): such reads need not wait
+    /// behind the writer's transactions, nor take its time. `None` for an in-memory
+    /// store, which only the writer's connection sees.
+    readers: Option<Arc<ReadPool>>,
+}
+
+/// Read-only connections to the writer's database, opened as needed, at most
+/// [`MAX_READERS`] (each keeps a page cache), each used by one task at a time.
+struct ReadPool {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<Store>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// Read connections a writer's handle opens at most.
+const MAX_READERS: usize = 4;
+
+impl ReadPool {
+    fn run<R>(&self, f: impl FnOnce(&Store) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let store = match idle {
+            Some(s) => s,
+            None => Store::open_read_only(&self.path)?,
+        };
+        let result = f(&store).map_err(|e| named(&store, e));
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
+        result
+    }
 }
 
 impl StoreHandle {
@@ -1616,6 +1645,14 @@ impl StoreHandle {
     /// If the thread cannot be started.
     pub fn spawn(store: Store) -> std::io::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let path = store.path().to_owned();
+        let readers = (path != Path::new(":memory:")).then(|| {
+            Arc::new(ReadPool {
+                path,
+                idle: std::sync::Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+            })
+        });
         let join = std::thread::Builder::new().name("feedsieve-store".into()).spawn(move || {
             let mut store = store;
             let mut next = None;
@@ -1643,7 +1680,32 @@ impl StoreHandle {
                 }
             }
         })?;
-        Ok((StoreHandle { tx }, join))
+        Ok((StoreHandle { tx, readers }, join))
+    }
+
+    /// Runs `f` on a read connection, off the writer thread: it sees what the writer
+    /// has committed, never a transaction in progress. On the writer itself for an
+    /// in-memory store.
+    ///
+    /// # Errors
+    /// What `f` returns, or the failure to open a read connection, with the database
+    /// named.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+    {
+        let Some(pool) = self.readers.clone() else {
+            return self.call(move |s| f(s)).await;
+        };
+        let permit = pool.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        tokio::task::spawn_blocking(move || {
+            let result = pool.run(f);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` on the writer thread and returns its result.
@@ -1809,6 +1871,40 @@ mod tests {
         assert_eq!(known.len(), 2, "only listed keys of this feed: {known:?}");
         assert_eq!(known["a1"], Some(expected), "stored, with its content hash");
         assert_eq!(known["old"], None, "tombstoned");
+    }
+
+    /// What a poll reads before storing goes to a read connection: it is answered
+    /// while the writer is busy, and sees what the writer committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_behind_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        store.sync_feeds([("a", "https://a/")]).unwrap();
+        let (handle, join) = StoreHandle::spawn(store).unwrap();
+        handle.ingest(job("a", vec![new_item("a1", TEXT)], Utc::now())).await.unwrap();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (entered, held) = tokio::sync::oneshot::channel::<()>();
+        let writer = handle.clone();
+        let busy = tokio::spawn(async move {
+            writer
+                .call(move |_| {
+                    entered.send(()).ok();
+                    hold.recv().ok();
+                    Ok(())
+                })
+                .await
+        });
+        held.await.unwrap();
+        let read = handle.read(|s| s.known_keys("a", ["a1", "a2"]));
+        let known = tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the read waited for the writer")
+            .unwrap();
+        assert_eq!(known.keys().collect::<Vec<_>>(), ["a1"]);
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        drop(handle);
+        join.join().unwrap();
     }
 
     /// Polls queued behind a busy writer share a transaction; one that fails there is

@@ -317,7 +317,7 @@ async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<Option<PollOutcome
 
 async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, StoreError> {
     let id = feed.id.clone();
-    let row = p.store.call(move |s| s.feed_state(&id)).await?.unwrap_or_default();
+    let row = p.store.read(move |s| s.feed_state(&id)).await?.unwrap_or_default();
     let validators = Validators { etag: row.etag.clone(), last_modified: row.last_modified.clone() };
     let schedule = feed.schedule.as_ref().unwrap_or(&p.config.daemon.schedule).clone();
     let failures = u32::try_from(row.failures).unwrap_or(u32::MAX);
@@ -384,7 +384,7 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     let listed: Vec<String> = parsed.items.iter().map(|i| i.key.clone()).collect();
     let (known, mut boilerplate) = p
         .store
-        .call(move |s| Ok((s.known_keys(&id, listed.iter().map(String::as_str))?, s.boilerplate(&id)?)))
+        .read(move |s| Ok((s.known_keys(&id, listed.iter().map(String::as_str))?, s.boilerplate(&id)?)))
         .await?;
     let is_candidate = |i: &crate::model::Item| match known.get(&i.key) {
         None => true,
