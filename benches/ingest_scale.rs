@@ -7,16 +7,20 @@
 //! (defaults: N = 10,000, M = 10,000, G = 16, preload all "now", a temporary database,
 //! run 0). With `--rate R` the preload arrives at R items a day, so a bigger N is a
 //! longer history at the same pace (the fair way to ask whether cost grows with the
-//! store); with `--days D` it is spread over the D days before now. Either way
-//! maintenance runs every 6 simulated hours, as the daemon's does (band keys are kept
-//! only for the dedup window), and once more before measuring. To measure again
+//! store), and the measured items go on arriving at that rate after it, timed once
+//! the first window's worth has arrived (the band index then holds one window of
+//! items, as it does in a daemon that has run for a while); with `--days D` it is
+//! spread over the D days before now and the measured items all arrive "now".
+//! Maintenance runs every 6 simulated hours, as the daemon's does (band keys are
+//! kept only for the dedup window); its time is not counted. Wall and CPU time of
+//! this thread are reported per item. To measure again
 //! on a database preloaded earlier, pass `--preload 0 --db PATH --run 1` (a new run
 //! number gives new item keys and texts).
 
 use std::collections::HashSet;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{TimeZone, Utc};
 use feedsieve::dedup;
 use feedsieve::model::Item;
 use feedsieve::store::{FetchRecord, IngestJob, NewItem, Store, StoryRule};
@@ -128,6 +132,16 @@ impl Gen {
     }
 }
 
+/// CPU time (user + system) this thread has used, in seconds: less disturbed than
+/// wall time by other work on a small machine.
+fn thread_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: usize| {
@@ -155,22 +169,30 @@ fn main() {
     let mut g = Gen { run, rng: Rng(42 + run as u64), vocab: vocabulary(), recent: Vec::new(), n: 0 };
     let rule = StoryRule::default();
     let group = arg("--group", 16).max(1);
-    // `--days D`: the preload arrives over the D days before now, as a store fills up
-    // over months; maintenance then drops the band keys of items older than the
-    // near-duplicate window, as the daemon's does every few hours.
+    // `--rate R` / `--days D`: see the module comment. Maintenance every 6 simulated
+    // hours drops the band keys of items older than the near-duplicate window, as
+    // the daemon's does.
     let days = arg("--days", 0);
     let rate = arg("--rate", 0);
     // Seconds the preload is spread over.
     let span = if rate > 0 { (preload as u128 * 86_400 / rate as u128) as i64 } else { days as i64 * 86_400 };
-    let ingest = |store: &mut Store, g: &mut Gen, count: usize, span: i64| -> (f64, Vec<f64>) {
-        let start_at = Utc::now() - chrono::Duration::seconds(span);
-        let mut last_prune = start_at.timestamp();
+    // Stores `count` items from `start`, `span` seconds apart in all (0: all at
+    // `start`), maintenance included; gives (wall s, CPU s, per-group us/item) of the
+    // groups from item `skip` on, maintenance left out.
+    let ingest = |store: &mut Store, g: &mut Gen, count: usize, start: i64, span: i64, skip: usize| {
+        let mut last_prune = start;
         let mut per_group = Vec::with_capacity(count / BATCH / group + 1);
-        let start = Instant::now();
+        let (mut wall, mut cpu) = (0.0, 0.0);
         let feeds = count.div_ceil(BATCH);
         let mut done = 0;
         while done < feeds {
             let n = group.min(feeds - done);
+            let at = start + ((done * BATCH) as i128 * span as i128 / count.max(1) as i128) as i64;
+            if span > 0 && at - last_prune >= 6 * 3600 {
+                store.prune(i64::MIN, at - rule.window, &[], at).expect("maintenance");
+                last_prune = at;
+            }
+            let (t, c) = (Instant::now(), thread_cpu());
             let jobs: Vec<IngestJob> = (0..n)
                 .map(|_| {
                     let (feed, items) = g.batch();
@@ -179,45 +201,53 @@ fn main() {
                         items,
                         record: FetchRecord { status: 200, ..Default::default() },
                         rule,
-                        now: if span == 0 {
-                            Utc::now()
-                        } else {
-                            start_at
-                                + chrono::Duration::seconds(
-                                    ((done * BATCH) as i128 * span as i128 / count.max(1) as i128) as i64,
-                                )
-                        },
+                        now: Utc.timestamp_opt(at, 0).single().expect("time"),
                     }
                 })
                 .collect();
-            let at = jobs[0].now.timestamp();
-            if span > 0 && at - last_prune >= 6 * 3600 {
-                store.prune(i64::MIN, at - rule.window, &[], at).expect("maintenance");
-                last_prune = at;
-            }
-            let t = Instant::now();
+            let stored = Instant::now();
             store.ingest_group(&jobs.iter().collect::<Vec<_>>()).expect("ingest");
             // A poll pass over all the feeds ends by writing the pass's band keys.
             if (done + n) / FEEDS > done / FEEDS {
                 store.flush_bands().expect("flush");
             }
-            per_group.push(t.elapsed().as_secs_f64() * 1e6 / (n * BATCH) as f64);
+            if done * BATCH >= skip {
+                per_group.push(stored.elapsed().as_secs_f64() * 1e6 / (n * BATCH) as f64);
+                wall += t.elapsed().as_secs_f64();
+                cpu += thread_cpu() - c;
+            }
             done += n;
         }
+        let (t, c) = (Instant::now(), thread_cpu());
         store.flush_bands().expect("flush");
-        (start.elapsed().as_secs_f64(), per_group)
+        (wall + t.elapsed().as_secs_f64(), cpu + thread_cpu() - c, per_group)
     };
-    let (secs, _) = ingest(&mut store, &mut g, preload, span);
+    let now = Utc::now().timestamp();
+    let t = Instant::now();
+    ingest(&mut store, &mut g, preload, now - span, span, usize::MAX);
     if preload > 0 {
+        let secs = t.elapsed().as_secs_f64();
         eprintln!("preloaded {preload} items in {secs:.1} s ({:.0} items/s)", preload as f64 / secs);
     }
-    if span > 0 {
-        let now = Utc::now().timestamp();
-        let window = rule.window;
-        store.prune(i64::MIN, now - window, &[], now).expect("maintenance");
-    }
     let stored = store.item_count().expect("count");
-    let (secs, mut per) = ingest(&mut store, &mut g, measure, 0);
+    // With a rate, the measured items go on arriving at it, after a pause longer than
+    // the window (so the items of an earlier measuring run on this database are out
+    // of it), and the first window's worth is not counted: the band index is then in
+    // its steady state, holding one window of items, whatever the store's size.
+    let (start, warm, span) = if rate > 0 {
+        let last: Option<i64> = rusqlite::Connection::open(&path)
+            .and_then(|c| c.query_row("SELECT max(first_seen) FROM items", [], |r| r.get(0)))
+            .expect("last item");
+        let last = last.unwrap_or(now).max(now);
+        let warm = rule.window as usize * rate / 86_400;
+        (last + rule.window + 86_400, warm, ((warm + measure) as u128 * 86_400 / rate as u128) as i64)
+    } else {
+        if span > 0 {
+            store.prune(i64::MIN, now - rule.window, &[], now).expect("maintenance");
+        }
+        (now, 0, 0)
+    };
+    let (secs, cpu, mut per) = ingest(&mut store, &mut g, warm + measure, start, span, warm);
     per.sort_by(f64::total_cmp);
     let pct = |p: f64| per[((per.len() - 1) as f64 * p) as usize];
     let items = store.item_count().expect("count");
@@ -229,8 +259,9 @@ fn main() {
         .map(|m| m.len())
         .sum();
     println!(
-        "store {stored:>9} items: ingest {:.1} us/item mean (per-group p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
+        "store {stored:>9} items: ingest {:.1} us/item mean, {:.1} us/item CPU (per-group p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
         secs * 1e6 / measure as f64,
+        cpu * 1e6 / measure as f64,
         pct(0.5),
         pct(0.99),
         bytes as f64 / items as f64

@@ -940,10 +940,13 @@ impl Store {
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY); DELETE FROM temp.doomed;",
         )?;
+        // Ids grow with first_seen, so what is older than a cutoff is an id range: found
+        // by reading from the oldest item to the first one inside the cutoff, never the
+        // whole table (a full scan read the store's gigabytes every few hours).
         let items = tx.execute(
             "INSERT INTO temp.doomed (id) SELECT id FROM items
-             WHERE first_seen < ?1 AND id NOT IN (SELECT value FROM json_each(?2))",
-            params![cutoff, keep],
+             WHERE id < ?3 AND first_seen < ?1 AND id NOT IN (SELECT value FROM json_each(?2))",
+            params![cutoff, keep, first_since(&tx, "items", cutoff)?],
         )?;
         tx.execute(
             "INSERT OR IGNORE INTO tombstones (feed_id, key, pruned_at)
@@ -952,13 +955,11 @@ impl Store {
         )?;
         forget_doomed(&tx)?;
         let stories = tx.execute(
-            "DELETE FROM stories WHERE first_seen < ?1 AND NOT EXISTS (SELECT 1 FROM items WHERE story_id = stories.id)",
-            [cutoff],
+            "DELETE FROM stories WHERE id < ?2 AND first_seen < ?1
+               AND NOT EXISTS (SELECT 1 FROM items WHERE story_id = stories.id)",
+            params![cutoff, first_since(&tx, "stories", cutoff)?],
         )?;
-        tx.execute(
-            "DELETE FROM item_bands WHERE item_id < (SELECT min(id) FROM items WHERE first_seen >= ?1)",
-            [window_cutoff],
-        )?;
+        tx.execute("DELETE FROM item_bands WHERE item_id < ?1", [first_since(&tx, "items", window_cutoff)?])?;
         set_meta(&tx, "last_prune", now)?;
         // Bulk-merge full-text segments left by many small inserts (bounded work).
         tx.execute("INSERT INTO items_fts (items_fts, rank) VALUES ('merge', 2000)", [])?;
@@ -1295,6 +1296,38 @@ fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> 
     )?
     .execute(params![key, value])?;
     Ok(())
+}
+
+/// The id of the first row of `table` (`items` or `stories`) first seen at or after
+/// `since`, or one past the last row if there is none: as ids grow with first_seen,
+/// the rows before it are the older ones. A binary search over ids, a few dozen
+/// lookups by id: a scan to find it read up to the whole store (gigabytes) every
+/// maintenance. Should the clock have gone back, rows near the boundary may fall on
+/// the other side of it; callers still test first_seen on what they delete.
+fn first_since(tx: &Transaction<'_>, table: &str, since: i64) -> Result<i64, StoreError> {
+    let (lo, last): (Option<i64>, Option<i64>) =
+        tx.query_row(&format!("SELECT min(id), max(id) FROM {table}"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(mut lo), Some(last)) = (lo, last) else { return Ok(0) };
+    let mut hi = last + 1;
+    let mut at =
+        tx.prepare_cached(&format!("SELECT id, first_seen FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1"))?;
+    // Invariant: rows before `lo` are older than `since`; the first row at or after
+    // `since` is before `hi`, or there is none.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match at.query_row([mid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional()? {
+            Some((id, seen)) if id < hi => {
+                if seen >= since {
+                    hi = id;
+                } else {
+                    lo = id + 1;
+                }
+            }
+            // No row from `mid` up to `hi`: the boundary is at `mid` at the latest.
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// Deletes the items listed in `temp.doomed` with everything that refers to them
@@ -1871,6 +1904,44 @@ mod tests {
         assert_eq!(known.len(), 2, "only listed keys of this feed: {known:?}");
         assert_eq!(known["a1"], Some(expected), "stored, with its content hash");
         assert_eq!(known["old"], None, "tombstoned");
+    }
+
+    /// The id boundary maintenance prunes by, found by binary search, is the one a
+    /// scan finds, with gaps in the ids and for cutoffs before, inside and after the
+    /// stored times.
+    #[test]
+    fn the_boundary_by_first_seen_is_found_without_a_scan() {
+        let t0 = Utc::now();
+        let mut s = Store::open_in_memory().unwrap();
+        s.sync_feeds([("a", "https://a/")]).unwrap();
+        for k in 0..40i64 {
+            let text = format!("Story number {k} has words enough to be a story of its own here.");
+            let at = t0 + chrono::Duration::seconds(k / 3 * 10);
+            s.ingest(&job("a", vec![new_item(&format!("k{k}"), &text)], at)).unwrap();
+        }
+        s.conn.execute("DELETE FROM items WHERE id % 7 = 3 OR id BETWEEN 20 AND 26", []).unwrap();
+        let tx = s.conn.transaction().unwrap();
+        for since in (-20..160).map(|d| t0.timestamp() + d) {
+            let scanned: i64 = tx
+                .query_row(
+                    "SELECT coalesce((SELECT min(id) FROM items WHERE first_seen >= ?1), (SELECT max(id) + 1 FROM items))",
+                    [since],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let found = first_since(&tx, "items", since).unwrap();
+            let between: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM items WHERE id >= min(?1, ?2) AND id < max(?1, ?2)",
+                    [scanned, found],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(between, 0, "since {since}: scan says {scanned}, search {found}");
+        }
+        assert_eq!(first_since(&tx, "stories", i64::MAX).unwrap() - 1, {
+            tx.query_row("SELECT max(id) FROM stories", [], |r| r.get::<_, i64>(0)).unwrap()
+        });
     }
 
     /// What a poll reads before storing goes to a read connection: it is answered
