@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use criterion::Criterion;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use feedsieve::model::{Item, ParsedFeed};
+use feedsieve::parse;
 use feedsieve::store::NewItem;
-use feedsieve::{dedup, parse};
 use url::Url;
 
 /// The feeds the generated corpus has by default.
@@ -173,35 +173,12 @@ fn fixtures() -> Corpus {
     Corpus { name: "fixtures".into(), dir, feeds }
 }
 
-/// What a cold poll of one feed does to its parsed items before storing them: the
-/// text of summary and content, the feed's repeated sentences (boilerplate), and a
-/// near-duplicate fingerprint of each item's text without them. Returns the items
-/// to store and the feed's boilerplate.
-///
-/// A copy of the steps of `poll_feed_inner` and `prepare` in
-/// `src/daemon/pipeline.rs` (private there), for a feed with nothing stored yet:
-/// every item is new and no boilerplate is known. Keep the two in step.
+/// What a cold poll of one feed does to its parsed items before storing them (the
+/// pipeline's own step, for a feed with nothing stored yet: every item is new and no
+/// boilerplate is known). Returns the items to store and the feed's boilerplate.
 pub fn normalise(items: Vec<Item>) -> (Vec<NewItem>, Vec<u64>) {
-    let texts: Vec<(String, String, dedup::Sentences)> = items
-        .iter()
-        .map(|item| {
-            let text = |h: &Option<String>| h.as_deref().map(parse::html_to_text).unwrap_or_default();
-            let (summary, content) = (text(&item.summary), text(&item.content));
-            let sentences = dedup::sentences(if content.is_empty() { &summary } else { &content });
-            (summary, content, sentences)
-        })
-        .collect();
-    let boilerplate: HashSet<u64> = dedup::repeated_among(texts.iter().map(|t| t.2.as_slice()));
-    let new = items
-        .into_iter()
-        .zip(texts)
-        .map(|(item, (summary_text, content_text, sentences))| {
-            let body = if content_text.is_empty() { &summary_text } else { &content_text };
-            let fingerprint = dedup::fingerprint_split(body, &sentences, &boilerplate);
-            NewItem { item, summary_text, content_text, fingerprint }
-        })
-        .collect();
-    (new, boilerplate.into_iter().collect())
+    let wanted = vec![true; items.len()];
+    feedsieve::daemon::normalise(items, &wanted, &mut HashSet::new())
 }
 
 /// The bytes of HTML (summary and content) of these items: what the sanitiser and

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use pipeline::{
-    Clock, PRUNE_EVERY, PassResult, Pipeline, RenderedTopic, curate_and_publish, maintain, poll,
+    Clock, PRUNE_EVERY, PassResult, Pipeline, RenderedTopic, curate_and_publish, maintain, normalise, poll,
     render_topic, sync_feeds,
 };
 

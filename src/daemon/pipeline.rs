@@ -400,18 +400,7 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
         if unchanged == total {
             return (Vec::new(), Vec::new());
         }
-        // Sentences this feed repeats across its items (all of them, new or not) are
-        // boilerplate, not story: learnt only when there is something to fingerprint.
-        // Each item's text is extracted and split once, for both uses and the index.
-        let texts: Vec<ItemText> = items.iter().map(ItemText::of).collect();
-        let new_boilerplate: Vec<u64> = dedup::repeated_among(texts.iter().map(|t| t.sentences.as_slice()))
-            .into_iter()
-            .filter(|h| !boilerplate.contains(h))
-            .collect();
-        boilerplate.extend(&new_boilerplate);
-        let candidates =
-            items.into_iter().zip(texts).zip(wanted).filter(|(_, w)| *w).map(|(it, _)| it).collect();
-        (prepare(candidates, &boilerplate), new_boilerplate)
+        normalise(items, &wanted, &mut boilerplate)
     })
     .await;
     drop(cpu);
@@ -483,6 +472,28 @@ impl ItemText {
     fn body(&self) -> &str {
         if self.content.is_empty() { &self.summary } else { &self.content }
     }
+}
+
+/// What a poll does to a feed's parsed items before storing the `wanted` ones (new
+/// or changed): extracts each item's text, learns the sentences the feed repeats
+/// across its items (all of them, new or not) as boilerplate, added to the feed's
+/// known `boilerplate`, and fingerprints the wanted items without it. Each item's
+/// text is extracted and split once, for both uses and the index. Returns the items
+/// to store and the newly learnt boilerplate. CPU work only.
+pub fn normalise(
+    items: Vec<crate::model::Item>,
+    wanted: &[bool],
+    boilerplate: &mut std::collections::HashSet<u64>,
+) -> (Vec<NewItem>, Vec<u64>) {
+    let texts: Vec<ItemText> = items.iter().map(ItemText::of).collect();
+    let new_boilerplate: Vec<u64> = dedup::repeated_among(texts.iter().map(|t| t.sentences.as_slice()))
+        .into_iter()
+        .filter(|h| !boilerplate.contains(h))
+        .collect();
+    boilerplate.extend(&new_boilerplate);
+    let candidates =
+        items.into_iter().zip(texts).zip(wanted).filter(|(_, w)| **w).map(|(it, _)| it).collect();
+    (prepare(candidates, boilerplate), new_boilerplate)
 }
 
 /// Fingerprints new and changed items and gives them their index text. Their HTML
