@@ -89,7 +89,7 @@ pub fn render(format: Format, meta: &TopicMeta<'_>, entries: &[EntryRow]) -> Ren
         Format::Rss => rss(meta, entries, last_modified),
         Format::Json => json(meta, entries),
     };
-    let d = dedup::digest(&[&String::from_utf8_lossy(&body)]);
+    let d = dedup::digest_bytes(&[&body]);
     Rendered { format, etag: format!("\"{}\"", dedup::hex(&d[..12])), last_modified, body }
 }
 

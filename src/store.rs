@@ -1333,11 +1333,27 @@ fn first_since(tx: &Transaction<'_>, table: &str, since: i64) -> Result<i64, Sto
 /// Deletes the items listed in `temp.doomed` with everything that refers to them
 /// (index, topic, queue and band rows), and empties the list.
 fn forget_doomed(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    // Band rows by their keys, computed from the fingerprints: the table is keyed by
+    // band key, and a delete by item id alone read all of it.
+    let banded: Vec<(i64, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT id, fingerprint FROM items
+             WHERE id IN (SELECT id FROM temp.doomed) AND fingerprint IS NOT NULL",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut unband = tx.prepare_cached("DELETE FROM item_bands WHERE key = ?1 AND item_id = ?2")?;
+    for (id, blob) in banded {
+        if let Some(fp) = dedup::signature_from_bytes(&blob) {
+            for key in dedup::band_keys(&fp) {
+                unband.execute(params![key, id])?;
+            }
+        }
+    }
     tx.execute_batch(
         "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM temp.doomed);
          DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM temp.doomed);
          DELETE FROM pending WHERE item_id IN (SELECT id FROM temp.doomed);
-         DELETE FROM item_bands WHERE item_id IN (SELECT id FROM temp.doomed);
          DELETE FROM items WHERE id IN (SELECT id FROM temp.doomed);
          DELETE FROM temp.doomed;",
     )?;
@@ -1942,6 +1958,34 @@ mod tests {
         assert_eq!(first_since(&tx, "stories", i64::MAX).unwrap() - 1, {
             tx.query_row("SELECT max(id) FROM stories", [], |r| r.get::<_, i64>(0)).unwrap()
         });
+    }
+
+    /// Forgetting items (a feed removed, retention) removes their band keys and no
+    /// others.
+    #[test]
+    fn forgotten_items_leave_no_band_keys() {
+        let now = Utc::now();
+        let mut s = Store::open_in_memory().unwrap();
+        s.sync_feeds([("a", "https://a/"), ("b", "https://b/")]).unwrap();
+        s.ingest(&job("a", vec![new_item("a1", TEXT)], now)).unwrap();
+        let other = "Customs officers seized four tonnes of cocaine hidden in a banana shipment at the port on Tuesday.";
+        s.ingest(&job("b", vec![new_item("b1", other)], now)).unwrap();
+        s.flush_bands().unwrap();
+        let bands = |s: &Store, feed: &str| -> i64 {
+            s.conn
+                .query_row(
+                    "SELECT count(*) FROM item_bands WHERE item_id IN (SELECT id FROM items WHERE feed_id = ?1)",
+                    [feed],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(bands(&s, "a"), dedup::BANDS as i64);
+        let b_bands = bands(&s, "b");
+        assert_eq!(b_bands, dedup::BANDS as i64);
+        s.purge_feed("a").unwrap();
+        let total: i64 = s.conn.query_row("SELECT count(*) FROM item_bands", [], |r| r.get(0)).unwrap();
+        assert_eq!(total, b_bands, "only b's keys are left");
     }
 
     /// What a poll reads before storing goes to a read connection: it is answered
