@@ -289,8 +289,8 @@ pub fn fingerprint_split(
     if kept.len() < MIN_WORDS {
         return None;
     }
-    let lead = &kept[..kept.len().min(LEAD_WORDS)];
-    Some(Fingerprint { lead: minhash(lead), full: minhash(&kept), numbers: number_hashes(text) })
+    let (lead, full) = minhashes(&kept, LEAD_WORDS);
+    Some(Fingerprint { lead, full, numbers: number_hashes(text) })
 }
 
 /// Hashes of the distinct numbers written in a text (`2,280` and `2.5` are one number
@@ -364,18 +364,28 @@ const PERMS: [(u64, u64); SIG_LEN] = {
     out
 };
 
-fn minhash(words: &[u64]) -> Signature {
-    let mut sig = [u32::MAX; SIG_LEN];
-    for win in words.windows(3) {
+/// MinHash signatures of the word 3-shingles of the first `lead_words` words and of
+/// all of them, in one pass: each shingle's permuted values are computed once.
+fn minhashes(words: &[u64], lead_words: usize) -> (Signature, Signature) {
+    let lead_shingles = lead_words.min(words.len()).saturating_sub(2);
+    let mut lead = [u32::MAX; SIG_LEN];
+    let mut full = [u32::MAX; SIG_LEN];
+    for (i, win) in words.windows(3).enumerate() {
         let shingle = mix(win[0] ^ mix(win[1] ^ mix(win[2])));
-        for (slot, (a, b)) in sig.iter_mut().zip(PERMS.iter()) {
-            let v = (a.wrapping_mul(shingle).wrapping_add(*b) >> 32) as u32;
-            if v < *slot {
-                *slot = v;
+        let mut values = [0u32; SIG_LEN];
+        for (v, (a, b)) in values.iter_mut().zip(PERMS.iter()) {
+            *v = (a.wrapping_mul(shingle).wrapping_add(*b) >> 32) as u32;
+        }
+        for (slot, v) in full.iter_mut().zip(values) {
+            *slot = (*slot).min(v);
+        }
+        if i < lead_shingles {
+            for (slot, v) in lead.iter_mut().zip(values) {
+                *slot = (*slot).min(v);
             }
         }
     }
-    sig
+    (lead, full)
 }
 
 /// Estimated Jaccard similarity of the shingle sets behind two signatures.
@@ -448,6 +458,28 @@ pub fn signature_from_bytes(b: &[u8]) -> Option<Fingerprint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass signatures are the ones each text gives on its own.
+    #[test]
+    fn one_pass_signatures_equal_separate_ones() {
+        fn minhash(words: &[u64]) -> Signature {
+            let mut sig = [u32::MAX; SIG_LEN];
+            for win in words.windows(3) {
+                let shingle = mix(win[0] ^ mix(win[1] ^ mix(win[2])));
+                for (slot, (a, b)) in sig.iter_mut().zip(PERMS.iter()) {
+                    *slot = (*slot).min((a.wrapping_mul(shingle).wrapping_add(*b) >> 32) as u32);
+                }
+            }
+            sig
+        }
+        let words = word_hashes(&STORY.repeat(3));
+        for n in [0, 1, 2, 3, 10, 59, 60, 61, 62, 100, words.len()] {
+            let w = &words[..n.min(words.len())];
+            let (lead, full) = minhashes(w, LEAD_WORDS);
+            assert_eq!(lead, minhash(&w[..w.len().min(LEAD_WORDS)]), "lead of {n} words");
+            assert_eq!(full, minhash(w), "whole of {n} words");
+        }
+    }
 
     /// Topic ETags hash the rendered bytes: the same value as the text's digest, so
     /// ETags stay what they were.

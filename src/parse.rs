@@ -378,34 +378,36 @@ pub fn escape_html(s: &str) -> String {
 fn collapse_whitespace(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut gap = false;
-    let mut rest = s;
-    while !rest.is_empty() {
-        // ASCII runs byte by byte; anything else as a whole character.
-        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
-        for b in rest[..ascii].bytes() {
-            if b.is_ascii_whitespace() || b == 0x0b {
-                gap = true;
-            } else {
-                if gap && !out.is_empty() {
-                    out.push(' ');
-                }
-                gap = false;
-                out.push(char::from(b));
-            }
+    let bytes = s.as_bytes();
+    let space = |b: u8| b.is_ascii_whitespace() || b == 0x0b;
+    let mut i = 0;
+    while i < bytes.len() {
+        // A run of ASCII that is not space is copied whole; anything else is looked
+        // at as a whole character. `i` is always on a character boundary.
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii() && !space(bytes[i]) {
+            i += 1;
         }
-        rest = &rest[ascii..];
-        if let Some(c) = rest.chars().next() {
+        let word = if i > start {
+            &s[start..i]
+        } else if space(bytes[i]) {
+            gap = true;
+            i += 1;
+            continue;
+        } else {
+            let Some(c) = s[i..].chars().next() else { break };
+            i += c.len_utf8();
             if c.is_whitespace() {
                 gap = true;
-            } else {
-                if gap && !out.is_empty() {
-                    out.push(' ');
-                }
-                gap = false;
-                out.push(c);
+                continue;
             }
-            rest = &rest[c.len_utf8()..];
+            &s[start..i]
+        };
+        if gap && !out.is_empty() {
+            out.push(' ');
         }
+        gap = false;
+        out.push_str(word);
     }
     out
 }
