@@ -141,6 +141,10 @@ pub async fn sync_feeds(p: &Pipeline) -> Result<(), StoreError> {
     p.store.call(move |s| s.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str())))).await
 }
 
+/// Feed tasks of a pass that exist at once (far more than fetch at once, so feeds
+/// waiting for a busy host's turn do not hold up the others).
+const MAX_FEED_TASKS: usize = 1024;
+
 /// Polls `feeds` concurrently, then curates and publishes. `progress` is called once
 /// per feed as it finishes. Feeds not yet started when the pipeline is cancelled are
 /// skipped.
@@ -152,17 +156,27 @@ pub async fn poll(
     feeds: Vec<FeedConfig>,
     progress: impl Fn(&str, &PollOutcome),
 ) -> Result<PassResult, StoreError> {
+    // Tasks are started as earlier ones finish, at most MAX_FEED_TASKS at once: the
+    // semaphores bound the work anyway, and a task waiting for its turn holds a few
+    // KiB, which at 100,000 feeds was hundreds of MiB.
     let mut tasks = JoinSet::new();
-    for feed in feeds {
+    let mut feeds = feeds.into_iter();
+    let start = |tasks: &mut JoinSet<_>, feed: FeedConfig| {
         let p = p.clone();
         tasks.spawn(async move {
             let outcome = poll_feed(&p, &feed).await;
             (feed.id, outcome)
         });
+    };
+    for feed in feeds.by_ref().take(MAX_FEED_TASKS) {
+        start(&mut tasks, feed);
     }
     let mut summary = PollSummary::default();
     let mut store_error = None;
     while let Some(joined) = tasks.join_next().await {
+        if let Some(feed) = feeds.next() {
+            start(&mut tasks, feed);
+        }
         match joined {
             Ok((id, Ok(Some(outcome)))) => {
                 progress(&id, &outcome);
