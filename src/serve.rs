@@ -326,8 +326,9 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, ServeErro
         h.push_str("</p></li>\n");
     }
     h.push_str("</ul>\n<h2>Sources</h2>\n<table>\n<thead><tr><th>feed</th><th>last fetch</th><th>status</th><th>items</th><th>last 30 days</th><th>error</th></tr></thead>\n<tbody>\n");
+    let by_id = crate::store::rows_by_id(&rows);
     for f in &config.feeds {
-        let r = rows.iter().find(|r| r.id == f.id).cloned().unwrap_or_default();
+        let r = by_id.get(f.id.as_str()).map(|r| (*r).clone()).unwrap_or_default();
         let name = r.title.clone().unwrap_or_else(|| f.id.clone());
         let last = r
             .last_fetch

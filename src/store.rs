@@ -273,6 +273,11 @@ pub struct FeedRow {
     pub items: i64,
 }
 
+/// `rows` by feed id (lookups per configured feed stay linear in the feed count).
+pub fn rows_by_id(rows: &[FeedRow]) -> std::collections::HashMap<&str, &FeedRow> {
+    rows.iter().map(|r| (r.id.as_str(), r)).collect()
+}
+
 /// One item matched by a topic query.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Match {

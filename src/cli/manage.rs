@@ -2,15 +2,15 @@
 //! opening the config file in an editor, and without mangling it (see
 //! [`crate::config::edit`]).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::json;
 use url::Url;
 
-use super::{UsageError, feed_json, load, open_for_reading, progress_bar, runtime};
+use super::{UsageError, load, open_for_reading, progress_bar, runtime, write_feeds_json};
 use crate::config::edit::{ConfigEdit, NewFeed, NewTopic, derive_id};
 use crate::config::{self, Config, opml};
 use crate::daemon::validate_config_text;
@@ -232,12 +232,16 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(s) => s.feeds()?,
         None => Vec::new(),
     };
-    let row = |id: &str| rows.iter().find(|r| r.id == id).cloned().unwrap_or_default();
+    let by_id = crate::store::rows_by_id(&rows);
+    let row = |id: &str| by_id.get(id).map(|r| (*r).clone()).unwrap_or_default();
     let schedule =
         |f: &config::FeedConfig| f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string();
     if as_json {
-        let feeds: Vec<_> = config.feeds.iter().map(|f| feed_json(config, f, &row(&f.id))).collect();
-        println!("{}", json!({ "feeds": feeds }));
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        out.write_all(b"{\"feeds\":")?;
+        write_feeds_json(&mut out, config, row)?;
+        out.write_all(b"}\n")?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     let when = |t: Option<i64>| t.map_or("-".to_owned(), |t| from_ts(t).format("%Y-%m-%d %H:%M").to_string());

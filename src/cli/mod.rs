@@ -381,6 +381,23 @@ fn export(config: &Config, topic: &str, format: &str) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes `[feed, ...]` as [`feed_json`] shows each, one at a time: a tree of JSON
+/// values for 100,000 feeds took over 500 MiB.
+fn write_feeds_json(
+    out: &mut impl Write,
+    config: &Config,
+    row: impl Fn(&str) -> crate::store::FeedRow,
+) -> std::io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, f) in config.feeds.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &feed_json(config, f, &row(&f.id)))?;
+    }
+    out.write_all(b"]")
+}
+
 /// A feed and its stored health as `status --json` and `feed list --json` show it.
 fn feed_json(config: &Config, f: &crate::config::FeedConfig, r: &crate::store::FeedRow) -> serde_json::Value {
     json!({
@@ -409,15 +426,20 @@ fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(s) => s.item_count()?,
         None => 0,
     };
-    let row = |id: &str| rows.iter().find(|r| r.id == id).cloned().unwrap_or_default();
+    let by_id = crate::store::rows_by_id(&rows);
+    let row = |id: &str| by_id.get(id).map(|r| (*r).clone()).unwrap_or_default();
     if as_json {
-        let feeds: Vec<_> = config.feeds.iter().map(|f| feed_json(config, f, &row(&f.id))).collect();
         let topics: Vec<_> = config
             .topics
             .iter()
             .map(|t| json!({"id": t.id, "items": sizes.get(&t.id).copied().unwrap_or(0)}))
             .collect();
-        println!("{}", json!({"feeds": feeds, "items_total": total, "topics": topics}));
+        // The keys in the order serde_json sorts them, as for one json! object.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        out.write_all(b"{\"feeds\":")?;
+        write_feeds_json(&mut out, config, row)?;
+        writeln!(out, ",\"items_total\":{total},\"topics\":{}}}", serde_json::Value::from(topics))?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     if store.is_none() {

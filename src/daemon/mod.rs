@@ -107,13 +107,15 @@ impl Scheduler {
     /// feeds are dropped, new ones scheduled, the rest keep their due time.
     fn apply(&mut self, config: &Config, rows: &[FeedRow], now: DateTime<Utc>) {
         let enabled: Vec<&FeedConfig> = config.feeds.iter().filter(|f| f.enabled).collect();
-        self.due.retain(|id, _| enabled.iter().any(|f| &f.id == id));
+        let enabled_ids: HashSet<&str> = enabled.iter().map(|f| f.id.as_str()).collect();
+        self.due.retain(|id, _| enabled_ids.contains(id.as_str()));
+        let rows = crate::store::rows_by_id(rows);
         let n = enabled.len().max(1) as f64;
         for (i, f) in enabled.iter().enumerate() {
             if self.due.contains_key(&f.id) {
                 continue;
             }
-            let row = rows.iter().find(|r| r.id == f.id);
+            let row = rows.get(f.id.as_str()).copied();
             if row.is_some_and(gone) {
                 continue;
             }
@@ -146,13 +148,14 @@ impl Scheduler {
 
     /// After a pass: the pipeline stored each feed's next due time.
     fn finished(&mut self, ids: &[String], rows: &[FeedRow], config: &Config, now: DateTime<Utc>) {
+        let rows = crate::store::rows_by_id(rows);
         for id in ids {
             self.in_flight.remove(id);
             let Some(feed) = config.feed(id).filter(|f| f.enabled) else {
                 self.due.remove(id);
                 continue;
             };
-            let row = rows.iter().find(|r| &r.id == id);
+            let row = rows.get(id.as_str()).copied();
             if row.is_some_and(gone) {
                 tracing::warn!(feed = %id, url = %feed.url, "the feed answered 410 Gone: polling stopped until the config changes");
                 self.due.remove(id);
