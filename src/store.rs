@@ -969,8 +969,17 @@ impl Store {
         // Bulk-merge full-text segments left by many small inserts (bounded work).
         tx.execute("INSERT INTO items_fts (items_fts, rank) VALUES ('merge', 2000)", [])?;
         tx.commit()?;
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.checkpoint()?;
         Ok(PruneCounts { items, stories })
+    }
+
+    /// Copies what the write-ahead log holds into the database and empties the log.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Writes the LSH band keys of every item stored since the last flush, sorted, in
@@ -1740,6 +1749,16 @@ impl StoreHandle {
                     }
                 }
             }
+            // The last connection to close folds the write-ahead log into the
+            // database; when read connections outlive this one, none does, and the
+            // next process to open it first reads the whole log back (a cold poll
+            // left 10 MB that made the next poll 60-80 % slower). Idle readers do not
+            // block this.
+            if store.path() != Path::new(":memory:")
+                && let Err(e) = store.checkpoint()
+            {
+                tracing::warn!(error = %crate::error_chain(&e), "checkpointing the database on close failed");
+            }
         })?;
         Ok((StoreHandle { tx, readers }, join))
     }
@@ -2032,6 +2051,27 @@ mod tests {
         busy.await.unwrap().unwrap();
         drop(handle);
         join.join().unwrap();
+    }
+
+    /// A read connection still open when the writer closes must not leave the
+    /// write-ahead log for the next process to read back.
+    #[tokio::test]
+    async fn the_writer_empties_the_log_when_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        store.sync_feeds([("a", "https://a/")]).unwrap();
+        let (handle, join) = StoreHandle::spawn(store).unwrap();
+        let items = (0..50).map(|i| new_item(&format!("a{i}"), TEXT)).collect();
+        handle.ingest(job("a", items, Utc::now())).await.unwrap();
+        let wal = dir.path().join("db.sqlite-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0, "the ingest went through the log");
+        let reader = Store::open_read_only(&path).unwrap();
+        assert_eq!(reader.item_count().unwrap(), 50);
+        drop(handle);
+        join.join().unwrap();
+        assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0, "log left behind");
+        assert_eq!(reader.item_count().unwrap(), 50);
     }
 
     /// Polls queued behind a busy writer share a transaction; one that fails there is
