@@ -20,7 +20,7 @@ use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{PollOutcome, PollSummary};
 use crate::publish::{self, Format, TopicMeta};
 use crate::schedule;
-use crate::store::{FetchRecord, IngestJob, NewItem, Store, StoreError, StoreHandle, StoryRule};
+use crate::store::{FeedRecord, FetchRecord, IngestJob, NewItem, Store, StoreError, StoreHandle, StoryRule};
 use crate::{dedup, error_chain, parse};
 
 /// Wall-clock time that advances with tokio's clock, so that a test can pause and
@@ -350,7 +350,15 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
             let due = schedule::next_due(now, &schedule, 0, not_before, j);
             let id = feed.id.clone();
             let moved = moved(hints.moved_to).map(|u| u.to_string());
-            p.store.call(move |s| s.record_not_modified(&id, 304, now, Some(due), moved.as_deref())).await?;
+            p.store
+                .record(FeedRecord::NotModified {
+                    feed_id: id,
+                    status: 304,
+                    now,
+                    next_due: Some(due),
+                    moved_to: moved,
+                })
+                .await?;
             return Ok(PollOutcome::NotModified);
         }
         Ok(Fetched::Body(b)) => b,
@@ -543,6 +551,6 @@ async fn fail(
         schedule::next_due(now, schedule, failures.saturating_add(1), not_before, jitter(&feed.id, now));
     let id = feed.id.clone();
     let msg = error.clone();
-    p.store.call(move |s| s.record_failure(&id, status, &msg, now, Some(due))).await?;
+    p.store.record(FeedRecord::Failure { feed_id: id, status, error: msg, now, next_due: Some(due) }).await?;
     Ok(PollOutcome::Failed { error })
 }
