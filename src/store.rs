@@ -765,26 +765,12 @@ impl Store {
         Ok(all)
     }
 
-    /// Records a poll that found nothing new (304).
+    /// Records a poll that stored no items on its feed's row.
     ///
     /// # Errors
     /// On database failure.
-    pub fn record_not_modified(
-        &mut self,
-        feed_id: &str,
-        status: u16,
-        now: DateTime<Utc>,
-        next_due: Option<DateTime<Utc>>,
-        moved_to: Option<&str>,
-    ) -> Result<(), StoreError> {
-        FeedRecord::NotModified {
-            feed_id: feed_id.to_owned(),
-            status,
-            now,
-            next_due,
-            moved_to: moved_to.map(str::to_owned),
-        }
-        .apply(&self.conn)
+    pub fn record(&mut self, record: &FeedRecord) -> Result<(), StoreError> {
+        record.apply(&self.conn)
     }
 
     /// Records polls that stored no items (304s and failures) in one transaction: one
@@ -792,30 +778,13 @@ impl Store {
     ///
     /// # Errors
     /// On database failure; nothing of the group is recorded then.
-    pub fn record_group(&mut self, records: &[&FeedRecord]) -> Result<(), StoreError> {
+    pub fn record_group(&mut self, records: &[&FeedRecord]) -> Result<Vec<()>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for r in records {
             r.apply(&tx)?;
         }
         tx.commit()?;
-        Ok(())
-    }
-
-    /// Records a failed poll: the error, the HTTP status if any, one more failure.
-    /// Validators and items are left as they were.
-    ///
-    /// # Errors
-    /// On database failure.
-    pub fn record_failure(
-        &mut self,
-        feed_id: &str,
-        status: Option<u16>,
-        error: &str,
-        now: DateTime<Utc>,
-        next_due: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        FeedRecord::Failure { feed_id: feed_id.to_owned(), status, error: error.to_owned(), now, next_due }
-            .apply(&self.conn)
+        Ok(vec![(); records.len()])
     }
 
     /// Runs `f` inside one write transaction (curation: matches, topic rows, queue).
@@ -1747,8 +1716,8 @@ fn open_error(path: &Path, source: rusqlite::Error) -> StoreError {
 
 enum Job {
     Call(Box<dyn FnOnce(&mut Store) + Send>),
-    Ingest(Box<IngestJob>, IngestReply),
-    Record(Box<FeedRecord>, RecordReply),
+    Ingest(Box<IngestJob>, Reply<IngestCounts>),
+    Record(Box<FeedRecord>, Reply<()>),
 }
 
 /// A bare SQLite error from the writer, turned into one naming the database.
@@ -1759,8 +1728,7 @@ fn named(store: &Store, e: StoreError) -> StoreError {
     }
 }
 
-type IngestReply = tokio::sync::oneshot::Sender<Result<IngestCounts, StoreError>>;
-type RecordReply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+type Reply<R> = tokio::sync::oneshot::Sender<Result<R, StoreError>>;
 
 /// At most this many feeds' polls share one transaction.
 const MAX_GROUP_FEEDS: usize = 64;
@@ -1831,37 +1799,31 @@ impl StoreHandle {
             while let Some(job) = next.take().or_else(|| rx.recv().ok()) {
                 match job {
                     Job::Call(f) => f(&mut store),
-                    Job::Ingest(first, reply) => {
-                        let mut items = first.items.len();
-                        let mut group = vec![(first, reply)];
-                        while group.len() < MAX_GROUP_FEEDS && items < MAX_GROUP_ITEMS {
-                            match rx.try_recv() {
-                                Ok(Job::Ingest(job, reply)) => {
-                                    items += job.items.len();
-                                    group.push((job, reply));
-                                }
-                                Ok(other) => {
-                                    next = Some(other);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        store_group(&mut store, group);
+                    Job::Ingest(job, reply) => {
+                        let take = |j| match j {
+                            Job::Ingest(job, reply) => Ok((job, reply)),
+                            other => Err(other),
+                        };
+                        let size = |(job, _): &(Box<IngestJob>, _)| job.items.len();
+                        let group = gather(
+                            &rx,
+                            &mut next,
+                            (job, reply),
+                            take,
+                            MAX_GROUP_FEEDS,
+                            size,
+                            MAX_GROUP_ITEMS,
+                        );
+                        run_group(&mut store, group, Store::ingest_group, Store::ingest, "storing");
                     }
-                    Job::Record(first, reply) => {
-                        let mut group = vec![(first, reply)];
-                        while group.len() < MAX_GROUP_RECORDS {
-                            match rx.try_recv() {
-                                Ok(Job::Record(r, reply)) => group.push((r, reply)),
-                                Ok(other) => {
-                                    next = Some(other);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        record_group(&mut store, group);
+                    Job::Record(record, reply) => {
+                        let take = |j| match j {
+                            Job::Record(record, reply) => Ok((record, reply)),
+                            other => Err(other),
+                        };
+                        let group =
+                            gather(&rx, &mut next, (record, reply), take, MAX_GROUP_RECORDS, |_| 0, 1);
+                        run_group(&mut store, group, Store::record_group, Store::record, "recording");
                     }
                 }
             }
@@ -1947,38 +1909,50 @@ impl StoreHandle {
     }
 }
 
-/// Stores a group of polls in one transaction; if that fails, each on its own, so one
-/// feed's failure is that feed's alone.
-fn store_group(store: &mut Store, group: Vec<(Box<IngestJob>, IngestReply)>) {
-    let jobs: Vec<&IngestJob> = group.iter().map(|(job, _)| &**job).collect();
-    match store.ingest_group(&jobs) {
-        Ok(counts) => {
-            for ((_, reply), counts) in group.into_iter().zip(counts) {
-                let _ = reply.send(Ok(counts));
+/// Takes more jobs of `first`'s kind off the queue, as long as the group has fewer
+/// than `max_len` and their `size`s add up to less than `max_size`; a job of another
+/// kind is left in `next`.
+fn gather<J>(
+    rx: &mpsc::Receiver<Job>,
+    next: &mut Option<Job>,
+    first: J,
+    take: impl Fn(Job) -> Result<J, Job>,
+    max_len: usize,
+    size: impl Fn(&J) -> usize,
+    max_size: usize,
+) -> Vec<J> {
+    let mut total = size(&first);
+    let mut group = vec![first];
+    while group.len() < max_len && total < max_size {
+        let Ok(job) = rx.try_recv() else { break };
+        match take(job) {
+            Ok(j) => {
+                total += size(&j);
+                group.push(j);
             }
-        }
-        Err(e) if group.len() == 1 => {
-            if let Some((_, reply)) = group.into_iter().next() {
-                let _ = reply.send(Err(named(store, e)));
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %crate::error_chain(&e), feeds = group.len(), "group store failed; storing one by one");
-            for (job, reply) in group {
-                let _ = reply.send(store.ingest(&job).map_err(|e| named(store, e)));
+            Err(other) => {
+                *next = Some(other);
+                break;
             }
         }
     }
+    group
 }
 
-/// Records a group of polls without items in one transaction; should that fail, each
-/// on its own, so that a failure stays with its feed.
-fn record_group(store: &mut Store, group: Vec<(Box<FeedRecord>, RecordReply)>) {
-    let records: Vec<&FeedRecord> = group.iter().map(|(r, _)| &**r).collect();
-    match store.record_group(&records) {
-        Ok(()) => {
-            for (_, reply) in group {
-                let _ = reply.send(Ok(()));
+/// Runs a group of jobs in one transaction (`all`); if that fails, each on its own
+/// (`one`), so that one feed's failure is that feed's alone.
+fn run_group<J, R>(
+    store: &mut Store,
+    group: Vec<(Box<J>, Reply<R>)>,
+    all: impl FnOnce(&mut Store, &[&J]) -> Result<Vec<R>, StoreError>,
+    one: impl Fn(&mut Store, &J) -> Result<R, StoreError>,
+    what: &str,
+) {
+    let jobs: Vec<&J> = group.iter().map(|(job, _)| &**job).collect();
+    match all(store, &jobs) {
+        Ok(results) => {
+            for ((_, reply), r) in group.into_iter().zip(results) {
+                let _ = reply.send(Ok(r));
             }
         }
         Err(e) if group.len() == 1 => {
@@ -1987,9 +1961,9 @@ fn record_group(store: &mut Store, group: Vec<(Box<FeedRecord>, RecordReply)>) {
             }
         }
         Err(e) => {
-            tracing::debug!(error = %crate::error_chain(&e), feeds = group.len(), "group record failed; recording one by one");
-            for (r, reply) in group {
-                let _ = reply.send(r.apply(&store.conn).map_err(|e| named(store, e)));
+            tracing::debug!(error = %crate::error_chain(&e), feeds = group.len(), "{what} a group failed; one by one");
+            for (job, reply) in group {
+                let _ = reply.send(one(store, &job).map_err(|e| named(store, e)));
             }
         }
     }
@@ -2309,7 +2283,15 @@ mod tests {
         let due = now + chrono::TimeDelta::minutes(30);
         let mut store = Store::open_in_memory().unwrap();
         store.sync_feeds([("a", "https://a/"), ("b", "https://b/"), ("c", "https://c/")]).unwrap();
-        store.record_failure("a", Some(500), "earlier", now, None).unwrap();
+        store
+            .record(&FeedRecord::Failure {
+                feed_id: "a".into(),
+                status: Some(500),
+                error: "earlier".into(),
+                now,
+                next_due: None,
+            })
+            .unwrap();
         let (handle, join) = StoreHandle::spawn(store).unwrap();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let busy = handle.call(move |_| {
