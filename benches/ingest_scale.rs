@@ -17,10 +17,13 @@
 //! on a database preloaded earlier, pass `--preload 0 --db PATH --run 1` (a new run
 //! number gives new item keys and texts).
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
+use common::Rng;
 use feedsieve::dedup;
 use feedsieve::model::Item;
 use feedsieve::store::{FetchRecord, IngestJob, NewItem, Store, StoryRule};
@@ -30,21 +33,6 @@ const FEEDS: usize = 1000;
 /// search costs.
 static NO_FINGERPRINTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 const BATCH: usize = 20;
-
-/// A deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn vocabulary() -> Vec<String> {
     let syl =
@@ -132,14 +120,10 @@ impl Gen {
     }
 }
 
-/// CPU time (user + system) this thread has used, in seconds: less disturbed than
-/// wall time by other work on a small machine.
+/// CPU time this thread has used, in seconds: less disturbed than wall time by other
+/// work on a small machine.
 fn thread_cpu() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
+    common::thread_cpu_time().as_secs_f64()
 }
 
 fn main() {

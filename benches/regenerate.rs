@@ -27,6 +27,8 @@
 //! column is the median CPU time of the thread (user and system), which other load on
 //! the machine disturbs less than wall time.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -196,16 +198,9 @@ struct Stopwatch {
 
 impl Stopwatch {
     fn start() -> Stopwatch {
-        Stopwatch { wall: Instant::now(), cpu: thread_cpu() }
+        Stopwatch { wall: Instant::now(), cpu: common::thread_cpu_time() }
     }
     fn span(&self) -> Span {
-        Span { wall: self.wall.elapsed(), cpu: thread_cpu().saturating_sub(self.cpu) }
+        Span { wall: self.wall.elapsed(), cpu: common::thread_cpu_time().saturating_sub(self.cpu) }
     }
-}
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -9,6 +9,8 @@
 //!
 //! `cargo bench --bench serve` (criterion's filters and options work after `--`).
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,6 +20,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::Utc;
+use common::Rng;
 use criterion::{Criterion, criterion_group, criterion_main};
 use feedsieve::daemon::{RenderedTopic, render_topic};
 use feedsieve::dedup;
@@ -30,21 +33,6 @@ use tower::ServiceExt;
 const FEEDS: usize = 20;
 const ITEMS_PER_FEED: usize = 50;
 const TOPIC: &str = "border-security";
-
-/// A deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 const WORDS: &str = "agency officials report police minister said on the of a new plan court city council \
     week year data trade talks budget local regional press release statement operation network arrested \
