@@ -190,26 +190,11 @@ fn mix(mut x: u64) -> u64 {
 /// allocating a string per word.
 pub fn word_hashes(text: &str) -> Vec<u64> {
     let mut out = Vec::with_capacity(text.len() / 6);
-    let mut h: Option<u64> = None;
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            let mut acc = h.unwrap_or(FNV_OFFSET);
-            if c.is_ascii() {
-                acc = fnv_byte(acc, c.to_ascii_lowercase() as u8);
-            } else {
-                for l in c.to_lowercase() {
-                    let mut buf = [0u8; 4];
-                    for b in l.encode_utf8(&mut buf).bytes() {
-                        acc = fnv_byte(acc, b);
-                    }
-                }
-            }
-            h = Some(acc);
-        } else if let Some(done) = h.take() {
-            out.push(done);
+    scan(text, |event| {
+        if let Scanned::Word(h) = event {
+            out.push(h);
         }
-    }
-    out.extend(h);
+    });
     out
 }
 
@@ -219,34 +204,112 @@ fn fnv_byte(h: u64, b: u8) -> u64 {
     (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
 }
 
+/// What [`scan`] finds, in text order.
+enum Scanned {
+    /// A word's hash: FNV-1a of its lower-cased UTF-8.
+    Word(u64),
+    /// The end of a sentence: after `.`, `!` or `?` followed by white space or the end
+    /// of the text, at a line break, and at the end of the text.
+    SentenceEnd,
+}
+
+/// One pass over a text for both [`word_hashes`] and [`sentences`]. ASCII, most of
+/// any feed's text, is handled byte by byte; other characters are decoded. The marks
+/// that end a sentence are not letters, so a word never spans two sentences.
+fn scan(text: &str, mut found: impl FnMut(Scanned)) {
+    let bytes = text.as_bytes();
+    let mut word: Option<u64> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            i += 1;
+            if b.is_ascii_alphanumeric() {
+                word = Some(fnv_byte(word.unwrap_or(FNV_OFFSET), b.to_ascii_lowercase()));
+                continue;
+            }
+            if let Some(h) = word.take() {
+                found(Scanned::Word(h));
+            }
+            let ends = match b {
+                b'\n' => true,
+                b'.' | b'!' | b'?' => bytes.get(i).is_none_or(u8::is_ascii_whitespace),
+                _ => false,
+            };
+            if ends {
+                found(Scanned::SentenceEnd);
+            }
+            continue;
+        }
+        // `i` is on a character boundary: only ASCII bytes were stepped over singly.
+        let Some(c) = text[i..].chars().next() else { break };
+        i += c.len_utf8();
+        if c.is_alphanumeric() {
+            let mut acc = word.unwrap_or(FNV_OFFSET);
+            for l in c.to_lowercase() {
+                let mut buf = [0u8; 4];
+                for b in l.encode_utf8(&mut buf).bytes() {
+                    acc = fnv_byte(acc, b);
+                }
+            }
+            word = Some(acc);
+        } else if let Some(h) = word.take() {
+            found(Scanned::Word(h));
+        }
+    }
+    if let Some(h) = word {
+        found(Scanned::Word(h));
+    }
+    found(Scanned::SentenceEnd);
+}
+
+/// A text split by [`sentences`]: the hashes of its words, in order, and of each
+/// sentence with the end of its words. Sentences without words are not kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sentences {
+    words: Vec<u64>,
+    /// (sentence hash, end of the sentence's words in `words`), in text order.
+    ends: Vec<(u64, usize)>,
+}
+
+impl Sentences {
+    /// Each sentence's hash and the hashes of its words.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u64])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|(_, e)| *e));
+        self.ends.iter().zip(starts).map(|((h, end), start)| (*h, &self.words[start..*end]))
+    }
+
+    /// Each sentence's hash.
+    pub fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ends.iter().map(|(h, _)| *h)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 /// The sentences of a text (split after `.`, `!`, `?` followed by white space, and at
 /// line breaks) as the hashes of their words; a sentence's hash ignores case and
 /// punctuation. Sentences without words are skipped.
-pub fn sentences(text: &str) -> Vec<(u64, Vec<u64>)> {
-    let mut out = Vec::new();
+pub fn sentences(text: &str) -> Sentences {
+    let mut words = Vec::with_capacity(text.len() / 6);
+    let mut ends = Vec::new();
     let mut start = 0;
-    let bytes = text.as_bytes();
-    for (i, c) in text.char_indices() {
-        let end_here = match c {
-            '\n' => true,
-            '.' | '!' | '?' => bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace()),
-            _ => false,
-        };
-        if end_here {
-            push_sentence(&text[start..=i], &mut out);
-            start = i + c.len_utf8();
+    scan(text, |event| match event {
+        Scanned::Word(h) => words.push(h),
+        Scanned::SentenceEnd if words.len() > start => {
+            let h = words[start..].iter().fold(FNV_OFFSET, |acc, x| mix(acc ^ x));
+            ends.push((h, words.len()));
+            start = words.len();
         }
-    }
-    push_sentence(&text[start..], &mut out);
-    out
-}
-
-fn push_sentence(s: &str, out: &mut Vec<(u64, Vec<u64>)>) {
-    let w = word_hashes(s);
-    if !w.is_empty() {
-        let h = w.iter().fold(FNV_OFFSET, |acc, x| mix(acc ^ x));
-        out.push((h, w));
-    }
+        Scanned::SentenceEnd => {}
+    });
+    Sentences { words, ends }
 }
 
 /// Sentences that occur in at least [`BOILERPLATE_REPEATS`] of the given texts (each
@@ -254,23 +317,20 @@ fn push_sentence(s: &str, out: &mut Vec<(u64, Vec<u64>)>) {
 /// paragraphs, when the texts are that feed's items.
 pub fn repeated_sentences<'a>(texts: impl IntoIterator<Item = &'a str>) -> HashSet<u64> {
     let split: Vec<Sentences> = texts.into_iter().map(sentences).collect();
-    repeated_among(split.iter().map(Vec::as_slice))
+    repeated_among(&split)
 }
 
 /// [`repeated_sentences`] over texts already split by [`sentences`].
-pub fn repeated_among<'a>(texts: impl IntoIterator<Item = &'a [(u64, Vec<u64>)]>) -> HashSet<u64> {
+pub fn repeated_among<'a>(texts: impl IntoIterator<Item = &'a Sentences>) -> HashSet<u64> {
     let mut counts: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
     for t in texts {
-        let unique: HashSet<u64> = t.iter().map(|(h, _)| *h).collect();
+        let unique: HashSet<u64> = t.hashes().collect();
         for h in unique {
             *counts.entry(h).or_default() += 1;
         }
     }
     counts.into_iter().filter(|(_, n)| *n >= BOILERPLATE_REPEATS).map(|(h, _)| h).collect()
 }
-
-/// A text split by [`sentences`]: each sentence's hash and its words' hashes.
-pub type Sentences = Vec<(u64, Vec<u64>)>;
 
 /// Fingerprints an item's text, leaving out the sentences in `boilerplate`. `None`
 /// when fewer than [`MIN_WORDS`] words remain.
@@ -279,13 +339,12 @@ pub fn fingerprint(text: &str, boilerplate: &HashSet<u64>) -> Option<Fingerprint
 }
 
 /// [`fingerprint`] of a text already split by [`sentences`].
-pub fn fingerprint_split(
-    text: &str,
-    split: &[(u64, Vec<u64>)],
-    boilerplate: &HashSet<u64>,
-) -> Option<Fingerprint> {
-    let kept: Vec<u64> =
-        split.iter().filter(|(h, _)| !boilerplate.contains(h)).flat_map(|(_, w)| w.iter().copied()).collect();
+pub fn fingerprint_split(text: &str, split: &Sentences, boilerplate: &HashSet<u64>) -> Option<Fingerprint> {
+    let kept: std::borrow::Cow<'_, [u64]> = if split.hashes().any(|h| boilerplate.contains(&h)) {
+        split.iter().filter(|(h, _)| !boilerplate.contains(h)).flat_map(|(_, w)| w.iter().copied()).collect()
+    } else {
+        (&split.words[..]).into()
+    };
     if kept.len() < MIN_WORDS {
         return None;
     }
@@ -296,26 +355,24 @@ pub fn fingerprint_split(
 /// Hashes of the distinct numbers written in a text (`2,280` and `2.5` are one number
 /// each), smallest first, at most [`MAX_NUMBERS`].
 pub fn number_hashes(text: &str) -> Vec<u32> {
-    // Digits and separators are ASCII, and no byte of a multi-byte character is.
+    // Digits and separators are ASCII, and no byte of a multi-byte character is. A
+    // number's hash is FNV-1a of its digits alone, computed as they come.
     let bytes = text.as_bytes();
     let mut out = Vec::new();
-    let mut digits: Vec<u8> = Vec::new();
+    let mut number: Option<u64> = None;
     for (i, b) in bytes.iter().enumerate() {
         if b.is_ascii_digit() {
-            digits.push(*b);
+            number = Some(fnv_byte(number.unwrap_or(FNV_OFFSET), *b));
         } else if (*b == b',' || *b == b'.')
-            && !digits.is_empty()
+            && number.is_some()
             && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
         {
             // A thousands or decimal separator inside a number.
-        } else if !digits.is_empty() {
-            out.push(fnv64(&digits) as u32);
-            digits.clear();
+        } else if let Some(h) = number.take() {
+            out.push(h as u32);
         }
     }
-    if !digits.is_empty() {
-        out.push(fnv64(&digits) as u32);
-    }
+    out.extend(number.map(|h| h as u32));
     out.sort_unstable();
     out.dedup();
     out.truncate(MAX_NUMBERS);
@@ -364,28 +421,82 @@ const PERMS: [(u64, u64); SIG_LEN] = {
     out
 };
 
+/// [`PERMS`]' multipliers and offsets as two arrays, which the compiler turns into
+/// vector arithmetic over all permutations at once.
+const PERM_A: [u64; SIG_LEN] = {
+    let mut out = [0u64; SIG_LEN];
+    let mut i = 0;
+    while i < SIG_LEN {
+        out[i] = PERMS[i].0;
+        i += 1;
+    }
+    out
+};
+const PERM_B: [u64; SIG_LEN] = {
+    let mut out = [0u64; SIG_LEN];
+    let mut i = 0;
+    while i < SIG_LEN {
+        out[i] = PERMS[i].1;
+        i += 1;
+    }
+    out
+};
+
 /// MinHash signatures of the word 3-shingles of the first `lead_words` words and of
 /// all of them, in one pass: each shingle's permuted values are computed once.
 fn minhashes(words: &[u64], lead_words: usize) -> (Signature, Signature) {
+    let shingles: Vec<u64> = words.windows(3).map(|w| mix(w[0] ^ mix(w[1] ^ mix(w[2])))).collect();
     let lead_shingles = lead_words.min(words.len()).saturating_sub(2);
-    let mut lead = [u32::MAX; SIG_LEN];
-    let mut full = [u32::MAX; SIG_LEN];
-    for (i, win) in words.windows(3).enumerate() {
-        let shingle = mix(win[0] ^ mix(win[1] ^ mix(win[2])));
-        let mut values = [0u32; SIG_LEN];
-        for (v, (a, b)) in values.iter_mut().zip(PERMS.iter()) {
-            *v = (a.wrapping_mul(shingle).wrapping_add(*b) >> 32) as u32;
-        }
-        for (slot, v) in full.iter_mut().zip(values) {
-            *slot = (*slot).min(v);
-        }
-        if i < lead_shingles {
-            for (slot, v) in lead.iter_mut().zip(values) {
-                *slot = (*slot).min(v);
-            }
+    let lead = minhash(&shingles[..lead_shingles]);
+    // The whole text's signature goes on from the lead's: the lead is a prefix.
+    let mut full = lead;
+    minhash_into(&mut full, &shingles[lead_shingles..]);
+    (lead, full)
+}
+
+fn minhash(shingles: &[u64]) -> Signature {
+    let mut sig = [u32::MAX; SIG_LEN];
+    minhash_into(&mut sig, shingles);
+    sig
+}
+
+/// Lowers each slot of `sig` to the least of its permutation's values over `shingles`.
+fn minhash_into(sig: &mut Signature, shingles: &[u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the CPU has AVX-512 DQ.
+        unsafe { minhash_into_avx512(sig, shingles) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        unsafe { minhash_into_avx2(sig, shingles) };
+        return;
+    }
+    minhash_into_any(sig, shingles);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn minhash_into_avx2(sig: &mut Signature, shingles: &[u64]) {
+    minhash_into_any(sig, shingles);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn minhash_into_avx512(sig: &mut Signature, shingles: &[u64]) {
+    minhash_into_any(sig, shingles);
+}
+
+#[inline(always)]
+fn minhash_into_any(sig: &mut Signature, shingles: &[u64]) {
+    for &x in shingles {
+        for j in 0..SIG_LEN {
+            let v = (PERM_A[j].wrapping_mul(x).wrapping_add(PERM_B[j]) >> 32) as u32;
+            sig[j] = sig[j].min(v);
         }
     }
-    (lead, full)
 }
 
 /// Estimated Jaccard similarity of the shingle sets behind two signatures.
@@ -478,6 +589,11 @@ mod tests {
             let (lead, full) = minhashes(w, LEAD_WORDS);
             assert_eq!(lead, minhash(&w[..w.len().min(LEAD_WORDS)]), "lead of {n} words");
             assert_eq!(full, minhash(w), "whole of {n} words");
+            // The code for any CPU gives what the one for this CPU gave.
+            let shingles: Vec<u64> = w.windows(3).map(|w| mix(w[0] ^ mix(w[1] ^ mix(w[2])))).collect();
+            let mut any = [u32::MAX; SIG_LEN];
+            minhash_into_any(&mut any, &shingles);
+            assert_eq!(full, any, "whole of {n} words, without vector extensions");
         }
     }
 
@@ -571,7 +687,7 @@ mod tests {
         let footer = "About the agency: we coordinate border management across member states and publish \
             reports, data and news every working day.";
         let s1 = format!("{STORY}\n{footer}");
-        let bp: HashSet<u64> = sentences(footer).into_iter().map(|(h, _)| h).collect();
+        let bp: HashSet<u64> = sentences(footer).hashes().collect();
         assert_eq!(fingerprint(&s1, &bp), fingerprint(STORY, &HashSet::new()));
     }
 
@@ -584,6 +700,29 @@ mod tests {
         assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
         assert_eq!(sentences("One two. Three four!\nFive six").len(), 3);
         assert_eq!(fnv64(b"a"), 0xaf63_dc4c_8601_ec8c, "stable across versions");
+    }
+
+    /// Fingerprints and sentence hashes are stored (items' signatures and band keys, a
+    /// feed's boilerplate): the same text must give the same values in every version.
+    #[test]
+    fn stored_hashes_never_change() {
+        let f = fingerprint(STORY, &HashSet::new()).unwrap();
+        assert_eq!(
+            hex(&digest_bytes(&[&signature_bytes(&f)])),
+            "0f8db93775e005b3b1307364f743068f5f8ec886f4f1b22c895f4165695669cd"
+        );
+        let keys: Vec<String> = band_keys(&f).iter().map(|k| format!("{k:x}")).collect();
+        assert_eq!(
+            hex(&digest(&[&keys.join(",")])),
+            "a176722f613bc1041828611959c6da58c9f3a89249703742e6a771c6a7d5a2a5"
+        );
+        let split = sentences("Straße 1.5 ÜBER alles! Ǆemal, 2,280 km\nNo words: .?\n  ");
+        assert_eq!(
+            split.hashes().collect::<Vec<_>>(),
+            vec![85430642881459497, 1943692032071947194, 15463027285360722024]
+        );
+        assert_eq!(word_hashes("Ǆ İx"), vec![771610905230046336, 5756455505507861583]);
+        assert_eq!(number_hashes("2,280 and 3.5, not 2280."), vec![1070547413, 3032485333]);
     }
 
     #[test]

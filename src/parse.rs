@@ -376,40 +376,96 @@ pub fn escape_html(s: &str) -> String {
 }
 
 fn collapse_whitespace(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut gap = false;
-    let bytes = s.as_bytes();
-    let space = |b: u8| b.is_ascii_whitespace() || b == 0x0b;
-    let mut i = 0;
-    while i < bytes.len() {
-        // A run of ASCII that is not space is copied whole; anything else is looked
-        // at as a whole character. `i` is always on a character boundary.
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii() && !space(bytes[i]) {
-            i += 1;
-        }
-        let word = if i > start {
-            &s[start..i]
-        } else if space(bytes[i]) {
-            gap = true;
-            i += 1;
-            continue;
-        } else {
-            let Some(c) = s[i..].chars().next() else { break };
-            i += c.len_utf8();
-            if c.is_whitespace() {
-                gap = true;
-                continue;
-            }
-            &s[start..i]
-        };
-        if gap && !out.is_empty() {
-            out.push(' ');
-        }
-        gap = false;
-        out.push_str(word);
+    let mut out = Collapsed::with_capacity(s.len());
+    out.push_str(s);
+    out.out
+}
+
+/// Where text goes, a piece or a character at a time.
+trait TextSink {
+    fn push_str(&mut self, s: &str);
+    fn push(&mut self, c: char);
+}
+
+impl TextSink for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
     }
-    out
+
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+}
+
+/// Text written with every run of white space collapsed to one space, and none at
+/// either end: what `split_whitespace().join(" ")` gives of all that was written.
+struct Collapsed {
+    out: String,
+    /// White space was written after the last word.
+    gap: bool,
+}
+
+impl Collapsed {
+    fn with_capacity(n: usize) -> Collapsed {
+        Collapsed { out: String::with_capacity(n), gap: false }
+    }
+
+    /// Text that is not white space follows: one space first if it is not the first.
+    fn word(&mut self, s: &str) {
+        if self.gap && !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        self.gap = false;
+        self.out.push_str(s);
+    }
+}
+
+/// ASCII white space as `char::is_whitespace` has it (which includes U+000B).
+fn ascii_space(b: u8) -> bool {
+    b.is_ascii_whitespace() || b == 0x0b
+}
+
+impl TextSink for Collapsed {
+    fn push_str(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            // A run of ASCII words separated by single spaces is copied whole; anything
+            // else is looked at as a whole character. `i` is always on a character
+            // boundary.
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii() {
+                if ascii_space(bytes[i]) {
+                    let single = bytes[i] == b' '
+                        && i > start
+                        && bytes.get(i + 1).is_some_and(|b| b.is_ascii() && !ascii_space(*b));
+                    if !single {
+                        break;
+                    }
+                }
+                i += 1;
+            }
+            if i > start {
+                self.word(&s[start..i]);
+            } else if ascii_space(bytes[i]) {
+                self.gap = true;
+                i += 1;
+            } else {
+                let Some(c) = s[i..].chars().next() else { break };
+                i += c.len_utf8();
+                self.push(c);
+            }
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        if c.is_whitespace() {
+            self.gap = true;
+        } else {
+            let mut buf = [0u8; 4];
+            self.word(c.encode_utf8(&mut buf));
+        }
+    }
 }
 
 /// Removes characters XML 1.0 forbids (C0 controls but tab, newline and carriage
@@ -594,12 +650,15 @@ pub fn sanitize_field(html: Option<&str>, base: Option<&str>) -> Option<String> 
 /// The text of an HTML fragment, for the full-text index: tags removed, the contents
 /// of `script` and `style` dropped, common entities decoded, whitespace collapsed.
 pub fn html_to_text(html: &str) -> String {
+    // One pass: the text between tags is decoded and collapsed as it is copied, and
+    // a tag is white space. An entity never spans a tag: its name would hold the space
+    // the tag becomes.
     let bytes = html.as_bytes();
-    let mut out = String::with_capacity(html.len());
+    let mut out = Collapsed::with_capacity(html.len());
     let mut text_from = 0;
     let mut at = 0;
     while let Some(lt) = bytes[at..].iter().position(|b| *b == b'<').map(|i| at + i) {
-        out.push_str(&html[text_from..lt]);
+        decode_entities_into(&html[text_from..lt], &mut out);
         let name = &bytes[lt + 1..];
         // The text of scripts and style sheets is not text; a missing end tag hides
         // the rest.
@@ -612,15 +671,15 @@ pub fn html_to_text(html: &str) -> String {
         }
         match bytes[tag_end_from..].iter().position(|b| *b == b'>') {
             Some(gt) => {
-                out.push(' ');
+                out.gap = true;
                 at = tag_end_from + gt + 1;
             }
             None => at = bytes.len(),
         }
         text_from = at;
     }
-    out.push_str(&html[text_from..]);
-    collapse_whitespace(&decode_entities(&out))
+    decode_entities_into(&html[text_from..], &mut out);
+    out.out
 }
 
 /// Where `needle` (ASCII, starting with `<`) first occurs in `hay` at or after `from`,
@@ -642,6 +701,13 @@ fn decode_entities(s: &str) -> String {
         return s.to_owned();
     }
     let mut out = String::with_capacity(s.len());
+    decode_entities_into(s, &mut out);
+    out
+}
+
+/// Writes `s` to `out` with the common entities decoded (characters XML forbids are
+/// dropped); anything that is not one stays as it is.
+fn decode_entities_into(s: &str, out: &mut impl TextSink) {
     let mut rest = s;
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
@@ -679,7 +745,6 @@ fn decode_entities(s: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

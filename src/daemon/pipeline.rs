@@ -508,7 +508,7 @@ pub fn normalise(
     boilerplate: &mut std::collections::HashSet<u64>,
 ) -> (Vec<NewItem>, Vec<u64>) {
     let texts: Vec<ItemText> = items.iter().map(ItemText::of).collect();
-    let new_boilerplate: Vec<u64> = dedup::repeated_among(texts.iter().map(|t| t.sentences.as_slice()))
+    let new_boilerplate: Vec<u64> = dedup::repeated_among(texts.iter().map(|t| &t.sentences))
         .into_iter()
         .filter(|h| !boilerplate.contains(h))
         .collect();
