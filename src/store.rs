@@ -1882,6 +1882,75 @@ const MAX_GROUP_ITEMS: usize = 4_000;
 /// At most this many polls without items (304s, failures) share one transaction.
 const MAX_GROUP_RECORDS: usize = 512;
 
+/// Checkpoints the write-ahead log on a thread of its own, so that the writer's
+/// thread only appends to the log. SQLite's automatic checkpoint ran on the committing
+/// connection, after the commit that grew the log past [`Checkpointer::PAGES`]: in a
+/// cold poll a sixth of the writer thread's time, while the parse threads waited for
+/// it. A passive checkpoint never blocks the writer, and copies what is committed.
+struct Checkpointer {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// SQLite's default automatic checkpoint threshold, in pages of log.
+    const PAGES: i32 = 1000;
+
+    /// Takes over checkpointing from `store`'s connection. `None` (and SQLite's own
+    /// checkpoints stay) for an in-memory store, or if a second connection cannot be
+    /// opened.
+    fn start(store: &mut Store) -> Option<Checkpointer> {
+        if store.path() == Path::new(":memory:") {
+            return None;
+        }
+        let opened =
+            Connection::open(store.path()).and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c));
+        let conn = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no checkpoint connection; the writer checkpoints itself");
+                return None;
+            }
+        };
+        // One pending request is enough: a checkpoint copies all that is committed.
+        let (wake, requests) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("feedsieve-ckpt".into())
+            .spawn(move || {
+                while requests.recv().is_ok() {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "checkpointing the write-ahead log failed; will retry");
+                    }
+                }
+            })
+            .ok()?;
+        // Replaces SQLite's automatic checkpoint, which is a hook of the same kind.
+        let hook = move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            if pages >= Self::PAGES {
+                let _ = wake.try_send(());
+            }
+            Ok(())
+        };
+        if let Err(e) = store.conn.wal_hook(Some(hook)) {
+            tracing::warn!(error = %e, "could not hand checkpoints to their own thread");
+        }
+        Some(Checkpointer { thread })
+    }
+
+    /// Hands checkpointing back to `store`'s connection and waits for the thread.
+    fn stop(self, store: &mut Store) {
+        // Dropping the hook drops the sender: the thread ends after its last request.
+        let none: Option<fn(&mut rusqlite::hooks::Wal, std::ffi::c_int) -> rusqlite::Result<()>> = None;
+        let restored = store
+            .conn
+            .wal_hook(none)
+            .and_then(|()| store.conn.pragma_update(None, "wal_autocheckpoint", Self::PAGES));
+        if let Err(e) = restored {
+            tracing::warn!(error = %e, "restoring automatic checkpoints failed");
+        }
+        let _ = self.thread.join();
+    }
+}
+
 /// The single writer: a thread that owns the write connection and runs closures sent
 /// to it in order. Cloning the handle is cheap; the thread ends (and the database is
 /// closed cleanly) when the last handle is dropped.
@@ -1940,6 +2009,7 @@ impl StoreHandle {
         });
         let join = std::thread::Builder::new().name("feedsieve-store".into()).spawn(move || {
             let mut store = store;
+            let checkpointer = Checkpointer::start(&mut store);
             let mut next = None;
             while let Some(job) = next.take().or_else(|| rx.recv().ok()) {
                 match job {
@@ -1971,6 +2041,9 @@ impl StoreHandle {
                         run_group(&mut store, group, Store::record_group, Store::record, "recording");
                     }
                 }
+            }
+            if let Some(c) = checkpointer {
+                c.stop(&mut store);
             }
             // The last connection to close folds the write-ahead log into the
             // database; when read connections outlive this one, none does, and the
@@ -2556,6 +2629,31 @@ mod tests {
         assert_eq!(story("c1"), story("a1"), "found through this connection's flush");
         assert_eq!(story("b1"), story("a1"), "found through another connection's flush");
         assert_eq!(a.story_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn the_log_is_checkpointed_on_its_own_thread_then_by_the_writer_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        s.conn.execute_batch("CREATE TABLE filler (b BLOB)").unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        // About 2,000 pages of log, past the threshold.
+        let fill = |s: &Store| s.conn.execute("INSERT INTO filler VALUES (zeroblob(8000000))", []).unwrap();
+        let before = size();
+        let c = Checkpointer::start(&mut s).unwrap();
+        fill(&s);
+        // The database file grows when a checkpoint copies the log into it.
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+        while size() < before + 8_000_000 {
+            assert!(std::time::Instant::now() < give_up, "the checkpoint thread never copied the log");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        c.stop(&mut s);
+        // SQLite's own checkpoint again, on the commit that grows the log past it.
+        let grown = size();
+        fill(&s);
+        assert!(size() >= grown + 8_000_000, "the writer checkpoints itself again");
     }
 
     #[test]
