@@ -434,14 +434,15 @@ enum BandFilterState {
 /// time in a cold poll. Keys are hashes already, so their bits serve as the filter's
 /// hashes. False positives cost one seek; there are no false negatives, as long as the
 /// filter has every key the table has: it is built from the table, takes the keys each
-/// flush writes, and is rebuilt when `bands_through` shows another connection's flush.
+/// flush of its own writes, and is rebuilt when the count of flushes in `meta` shows
+/// another connection's.
 struct BandFilter {
     bits: Vec<u64>,
     /// The filter is rebuilt, larger, before it holds more keys than this.
     capacity: usize,
     keys: usize,
-    /// `bands_through` (in `meta`) that the filter has every key of.
-    through: i64,
+    /// The `band_flushes` count (in `meta`) that the filter has every key of.
+    flushes: i64,
 }
 
 impl BandFilter {
@@ -453,10 +454,10 @@ impl BandFilter {
     /// 16M keys: a 20 MiB filter. Larger tables are seeked key by key.
     const MAX_KEYS: usize = 1 << 24;
 
-    fn new(keys: usize, through: i64) -> BandFilter {
+    fn new(keys: usize, flushes: i64) -> BandFilter {
         let capacity = (keys * 2).max(Self::MIN_CAPACITY);
         let words = (capacity * Self::BITS_PER_KEY).next_power_of_two() / 64;
-        BandFilter { bits: vec![0; words], capacity, keys: 0, through }
+        BandFilter { bits: vec![0; words], capacity, keys: 0, flushes }
     }
 
     /// The bit positions of a key (double hashing over its two halves).
@@ -478,10 +479,11 @@ impl BandFilter {
     }
 }
 
-/// The `bands_through` mark: items up to it have their band keys in `item_bands`.
-fn bands_through(conn: &Connection) -> Result<i64, StoreError> {
+/// A counter in `meta` (0 if never set).
+fn meta(conn: &Connection, key: &str) -> Result<i64, StoreError> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = 'bands_through'", [], |r| r.get(0))
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }
@@ -493,8 +495,8 @@ fn band_filter<'s>(
     conn: &Connection,
     state: &'s mut BandFilterState,
 ) -> Result<Option<&'s BandFilter>, StoreError> {
-    let through = bands_through(conn)?;
-    if matches!(state, BandFilterState::Built(f) if f.through != through) {
+    let flushes = meta(conn, "band_flushes")?;
+    if matches!(state, BandFilterState::Built(f) if f.flushes != flushes) {
         *state = BandFilterState::Unknown;
     }
     if matches!(state, BandFilterState::Unknown) {
@@ -502,7 +504,7 @@ fn band_filter<'s>(
         *state = if keys as usize > BandFilter::MAX_KEYS {
             BandFilterState::TooLarge
         } else {
-            let mut f = BandFilter::new(keys as usize, through);
+            let mut f = BandFilter::new(keys as usize, flushes);
             let mut stmt = conn.prepare("SELECT key FROM item_bands")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
@@ -1122,7 +1124,8 @@ impl Store {
     /// On database failure; the keys are then written by a later flush.
     pub fn flush_bands(&mut self) -> Result<usize, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let through = bands_through(&tx)?;
+        let through = meta(&tx, "bands_through")?;
+        let flushes = meta(&tx, "band_flushes")?;
         let last: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM items", [], |r| r.get(0))?;
         let mut keys: Vec<(i64, i64)> = Vec::new();
         if self.unflushed_complete {
@@ -1150,13 +1153,14 @@ impl Store {
             }
         }
         set_meta(&tx, "bands_through", last)?;
+        set_meta(&tx, "band_flushes", flushes + 1)?;
         tx.commit()?;
         // The filter takes the new keys if it had all the others and has room; else it
         // is built again, larger, when next needed.
         self.band_filter = match std::mem::replace(&mut self.band_filter, BandFilterState::Unknown) {
-            BandFilterState::Built(mut f) if f.through == through && f.keys + keys.len() <= f.capacity => {
+            BandFilterState::Built(mut f) if f.flushes == flushes && f.keys + keys.len() <= f.capacity => {
                 keys.iter().for_each(|(k, _)| f.insert(*k));
-                f.through = last;
+                f.flushes = flushes + 1;
                 BandFilterState::Built(f)
             }
             BandFilterState::TooLarge => BandFilterState::TooLarge,
