@@ -324,6 +324,9 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                 if trim_at.is_some() && batches.is_empty() =>
             {
                 trim_at = None;
+                if let Err(e) = pipeline.store.release_memory().await {
+                    tracing::warn!("releasing the store's caches failed: {}", crate::error_chain(&e));
+                }
                 release_free_memory();
                 continue;
             }
