@@ -461,6 +461,11 @@ fn minhash(shingles: &[u64]) -> Signature {
 }
 
 /// Lowers each slot of `sig` to the least of its permutation's values over `shingles`.
+/// The same loop is compiled three times, and the widest the CPU runs is used: with
+/// only SSE2 the 64-bit multiplies take two lanes at a time, with AVX2 four, with
+/// AVX-512 DQ eight, natively (on the 600x20 bench corpus normalising went from
+/// 275 ms to 235 ms with AVX2 and to 222 ms with AVX-512). Integer arithmetic: every
+/// version gives the same signature.
 fn minhash_into(sig: &mut Signature, shingles: &[u64]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512dq") {
