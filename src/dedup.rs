@@ -180,7 +180,7 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
 }
 
 /// splitmix64's finaliser: spreads the bits of `x`.
-fn mix(mut x: u64) -> u64 {
+const fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
@@ -282,14 +282,6 @@ impl Sentences {
     /// Each sentence's hash.
     pub fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
         self.ends.iter().map(|(h, _)| *h)
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
     }
 }
 
@@ -397,50 +389,26 @@ fn numbers_disagree(a: &[u32], b: &[u32]) -> bool {
     smaller >= 2 && common * 2 < smaller
 }
 
-/// Per-permutation multipliers (odd) and offsets of the universal hashes
-/// `(a * x + b) >> 32`, fixed forever: they are part of the stored fingerprints.
-const PERMS: [(u64, u64); SIG_LEN] = {
-    let mut out = [(0u64, 0u64); SIG_LEN];
+/// Per-permutation multipliers (odd, in `.0`) and offsets (in `.1`) of the universal
+/// hashes `(a * x + b) >> 32`: successive splitmix64 outputs from a fixed seed, fixed
+/// forever, as they are part of the stored fingerprints. Two arrays rather than one
+/// of pairs: the compiler turns a loop over them into vector arithmetic over all
+/// permutations at once.
+const PERMS: ([u64; SIG_LEN], [u64; SIG_LEN]) = {
+    let (mut a, mut b) = ([0u64; SIG_LEN], [0u64; SIG_LEN]);
     let mut state: u64 = 0x5eed_f00d_cafe_d00d;
     let mut i = 0;
     while i < SIG_LEN {
-        // splitmix64 steps, in a const context.
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut a = state;
-        a = (a ^ (a >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        a = (a ^ (a >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        a ^= a >> 31;
+        a[i] = mix(state) | 1;
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut b = state;
-        b = (b ^ (b >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        b = (b ^ (b >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        b ^= b >> 31;
-        out[i] = (a | 1, b);
+        b[i] = mix(state);
         i += 1;
     }
-    out
+    (a, b)
 };
-
-/// [`PERMS`]' multipliers and offsets as two arrays, which the compiler turns into
-/// vector arithmetic over all permutations at once.
-const PERM_A: [u64; SIG_LEN] = {
-    let mut out = [0u64; SIG_LEN];
-    let mut i = 0;
-    while i < SIG_LEN {
-        out[i] = PERMS[i].0;
-        i += 1;
-    }
-    out
-};
-const PERM_B: [u64; SIG_LEN] = {
-    let mut out = [0u64; SIG_LEN];
-    let mut i = 0;
-    while i < SIG_LEN {
-        out[i] = PERMS[i].1;
-        i += 1;
-    }
-    out
-};
+const PERM_A: [u64; SIG_LEN] = PERMS.0;
+const PERM_B: [u64; SIG_LEN] = PERMS.1;
 
 /// MinHash signatures of the word 3-shingles of the first `lead_words` words and of
 /// all of them, in one pass: each shingle's permuted values are computed once.
@@ -582,7 +550,7 @@ mod tests {
             let mut sig = [u32::MAX; SIG_LEN];
             for win in words.windows(3) {
                 let shingle = mix(win[0] ^ mix(win[1] ^ mix(win[2])));
-                for (slot, (a, b)) in sig.iter_mut().zip(PERMS.iter()) {
+                for (slot, (a, b)) in sig.iter_mut().zip(PERM_A.iter().zip(&PERM_B)) {
                     *slot = (*slot).min((a.wrapping_mul(shingle).wrapping_add(*b) >> 32) as u32);
                 }
             }
@@ -703,7 +671,7 @@ mod tests {
         let keys = band_keys(&f);
         assert_eq!(keys.len(), BANDS);
         assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
-        assert_eq!(sentences("One two. Three four!\nFive six").len(), 3);
+        assert_eq!(sentences("One two. Three four!\nFive six").hashes().count(), 3);
         assert_eq!(fnv64(b"a"), 0xaf63_dc4c_8601_ec8c, "stable across versions");
     }
 
