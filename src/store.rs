@@ -494,13 +494,12 @@ impl BandFilter {
     }
 }
 
-/// A counter in `meta` (0 if never set).
-fn meta(conn: &Connection, key: &str) -> Result<i64, StoreError> {
+/// A value in `meta`, if it was ever set ([`set_meta`]).
+fn meta(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
+        .optional()?)
 }
 
 /// The filter for the band keys `item_bands` holds now, built from the table if
@@ -513,7 +512,7 @@ fn band_filter<'s>(
     items: usize,
     worth: usize,
 ) -> Result<Option<&'s BandFilter>, StoreError> {
-    let flushes = meta(conn, "band_flushes")?;
+    let flushes = meta(conn, "band_flushes")?.unwrap_or(0);
     if matches!(state, BandFilterState::Built(f) if f.flushes != flushes) {
         *state = BandFilterState::Unknown;
     }
@@ -1161,8 +1160,8 @@ impl Store {
     /// On database failure; the keys are then written by a later flush.
     pub fn flush_bands(&mut self) -> Result<usize, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let through = meta(&tx, "bands_through")?;
-        let flushes = meta(&tx, "band_flushes")?;
+        let through = meta(&tx, "bands_through")?.unwrap_or(0);
+        let flushes = meta(&tx, "band_flushes")?.unwrap_or(0);
         let last: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM items", [], |r| r.get(0))?;
         let mut keys: Vec<(i64, i64)> = Vec::new();
         if self.unflushed_complete {
@@ -1269,10 +1268,7 @@ impl Store {
     }
 
     pub fn last_prune(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'last_prune'", [], |r| r.get(0))
-            .optional()?)
+        meta(&self.conn, "last_prune")
     }
 
     /// SQLite's `PRAGMA integrity_check`: `"ok"` for a sound database.
