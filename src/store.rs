@@ -181,6 +181,21 @@ INSERT INTO items_fts (items_fts, rank) VALUES ('automerge', 16);
 ALTER TABLE items ADD COLUMN base TEXT;
 ALTER TABLE items ADD COLUMN sanitized INTEGER NOT NULL DEFAULT 1;
 "#,
+    r#"
+-- The full-text index keeps no copy of the text it indexes: that copy was a third of
+-- the database and of what each commit wrote. Items keep their markup, and
+-- `topic preview` extracts the text again for the few rows it highlights. Deleting
+-- rows from an index without content needs `contentless_delete` (SQLite 3.43).
+CREATE VIRTUAL TABLE items_fts_new USING fts5(
+    title, summary, content, categories,
+    tokenize = 'unicode61 remove_diacritics 2', content = '', contentless_delete = 1
+);
+INSERT INTO items_fts_new (rowid, title, summary, content, categories)
+    SELECT rowid, title, summary, content, categories FROM items_fts;
+DROP TABLE items_fts;
+ALTER TABLE items_fts_new RENAME TO items_fts;
+INSERT INTO items_fts (items_fts, rank) VALUES ('automerge', 16);
+"#,
 ];
 
 pub fn ts(d: DateTime<Utc>) -> i64 {
@@ -641,6 +656,11 @@ impl Store {
             return Err(StoreError::TooNew { path: self.path.clone(), found: version, known });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            if version > 0 {
+                // A fresh database is no news; an upgrade can take minutes (a
+                // rebuilt index), so say what is happening.
+                tracing::info!(database = %self.path.display(), "upgrading the schema to version {}", i + 1);
+            }
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
@@ -1297,8 +1317,7 @@ impl Store {
             Some(q) => {
                 (
                     format!(
-                        "SELECT i.id, i.feed_id, i.link, -bm25(items_fts), highlight(items_fts, 0, '[', ']'),
-                                snippet(items_fts, -1, '[', ']', '…', 16), COALESCE(i.published, i.first_seen),
+                        "SELECT i.id, i.feed_id, i.link, -bm25(items_fts), i.title, '', COALESCE(i.published, i.first_seen),
                                 (SELECT count(*) FROM items o WHERE o.story_id = i.story_id), i.story_id
                          FROM items_fts JOIN items i ON i.id = items_fts.rowid
                          WHERE items_fts MATCH ?1 {} AND ?3 > 0
@@ -1324,7 +1343,7 @@ impl Store {
         let mut stmt = self.conn.prepare(&sql)?;
         let ex = if fts.is_none() { filter.exclude.clone() } else { None };
         let mut p: Vec<Box<dyn rusqlite::ToSql>> =
-            vec![Box::new(fts), Box::new(feeds), Box::new(limit as i64)];
+            vec![Box::new(fts.clone()), Box::new(feeds), Box::new(limit as i64)];
         if ex.is_some() {
             p.push(Box::new(ex));
         }
@@ -1353,7 +1372,61 @@ impl Store {
                 }
             }
         }
+        if let Some(expr) = &fts {
+            self.highlight(expr, &mut out)?;
+        }
         Ok(out)
+    }
+
+    /// Marks the terms `expr` matches in each row's title, and picks its best passage
+    /// as the snippet. The index keeps no copy of the text (see the migration that made
+    /// it contentless), so this indexes the text of these few rows again, extracted
+    /// from their stored markup as the poll extracted it, in a temporary table (which
+    /// a read-only connection may write). A row whose text no longer matches keeps its
+    /// plain title and no snippet.
+    fn highlight(&self, expr: &str, rows: &mut [PreviewRow]) -> Result<(), StoreError> {
+        self.conn.execute_batch(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.preview_fts USING fts5(
+                 title, summary, content, categories, tokenize = 'unicode61 remove_diacritics 2'
+             );
+             DELETE FROM temp.preview_fts;",
+        )?;
+        {
+            let mut get =
+                self.conn.prepare("SELECT title, summary, content, categories FROM items WHERE id = ?1")?;
+            let mut put = self.conn.prepare(
+                "INSERT INTO temp.preview_fts (rowid, title, summary, content, categories)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for row in rows.iter() {
+                let (title, summary, content, categories) = get.query_row([row.item_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?;
+                let text =
+                    |h: Option<String>| h.as_deref().map(crate::parse::html_to_text).unwrap_or_default();
+                let categories = serde_json::from_str::<Vec<String>>(&categories).unwrap_or_default();
+                put.execute(params![row.item_id, title, text(summary), text(content), categories.join(" ")])?;
+            }
+        }
+        let mut marked = self.conn.prepare(
+            "SELECT rowid, highlight(preview_fts, 0, '[', ']'), snippet(preview_fts, -1, '[', ']', '…', 16)
+             FROM temp.preview_fts WHERE preview_fts MATCH ?1",
+        )?;
+        let marked: HashMap<i64, (String, String)> = marked
+            .query_map([expr], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+            .collect::<Result<_, _>>()?;
+        for row in rows {
+            if let Some((title, snippet)) = marked.get(&row.item_id) {
+                row.title.clone_from(title);
+                row.snippet.clone_from(snippet);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -2306,6 +2379,72 @@ mod tests {
         s.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(s);
         assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn an_index_with_its_own_copy_of_the_text_loses_the_copy_not_the_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let before = MIGRATIONS.iter().position(|m| m.contains("content = ''")).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..before] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before as i64).unwrap();
+            conn.execute(
+                "INSERT INTO items_fts (rowid, title, summary, content, categories)
+                 VALUES (7, 'Operation Tidewater', 'Arrests at sea', 'Smugglers were held', 'crime')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let hits = |q: &str| -> Vec<i64> {
+            s.conn
+                .prepare("SELECT rowid FROM items_fts WHERE items_fts MATCH ?1")
+                .unwrap()
+                .query_map([q], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(hits("tidewater"), [7]);
+        assert_eq!(hits("content:smugglers AND categories:crime"), [7]);
+        let copy: Option<String> =
+            s.conn.query_row("SELECT title FROM items_fts WHERE rowid = 7", [], |r| r.get(0)).unwrap();
+        assert_eq!(copy, None, "no copy of the text");
+        s.conn.execute("DELETE FROM items_fts WHERE rowid = 7", []).unwrap();
+        assert!(hits("tidewater").is_empty(), "rows can still be deleted");
+    }
+
+    #[test]
+    fn preview_marks_matches_in_the_title_and_the_text_the_poll_indexed() {
+        let now = Utc::now();
+        let mut s = Store::open_in_memory().unwrap();
+        s.sync_feeds([("a", "https://a/")]).unwrap();
+        let mut border = new_item("Border security news", "");
+        border.item.summary = None;
+        border.item.content = Some(format!("<p>{}</p><p>Operation <b>Tide</b>water &amp; more.</p>", TEXT));
+        border.content_text = crate::parse::html_to_text(border.item.content.as_deref().unwrap());
+        border.summary_text = String::new();
+        let other = new_item("Weather", "Rain is expected over the hills all week, with sun at the weekend.");
+        s.ingest_group(&[&job("a", vec![border, other], now)]).unwrap();
+        let preview = |q: &str| {
+            let filter = TopicFilter { fts: Some(q.into()), exclude: None, feeds: None };
+            s.preview(&filter, 10).unwrap()
+        };
+        let rows = preview("border");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].title, "[Border] security news");
+        assert_eq!(rows[0].snippet, "[Border] security news");
+        let rows = preview("smuggling AND tidewater");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].title, "Border security news", "nothing to mark in the title");
+        assert!(rows[0].snippet.contains("[migrant smuggling]") || rows[0].snippet.contains("[smuggling]"));
+        assert!(!rows[0].snippet.contains('<'), "text, not markup: {}", rows[0].snippet);
+        let rows = preview("tidewater");
+        assert!(rows[0].snippet.contains("[Tidewater]"), "{}", rows[0].snippet);
     }
 
     fn new_item(key: &str, text: &str) -> NewItem {
