@@ -473,8 +473,6 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     })
 }
 
-/// Sanitises items, extracts the text the index gets, and fingerprints it (leaving
-/// out the feed's `boilerplate` sentences).
 /// An item's text: of its summary and content (markup, scripts and style sheets
 /// removed, entities decoded) and the main one split into sentences.
 struct ItemText {
