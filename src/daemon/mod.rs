@@ -254,7 +254,8 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
         .map(|every| tokio::spawn(watchdog(handle.clone(), every / 2, shutdown.clone())));
 
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
-    tokio::spawn(watch_config(pipeline.config.path.clone(), state.clone(), changed_tx, shutdown.clone()));
+    let (watching, watching_rx) = tokio::sync::watch::channel(pipeline.config.daemon.watch_config);
+    tokio::spawn(watch_config(pipeline.config.path.clone(), watching_rx, changed_tx, shutdown.clone()));
 
     let rows = handle.call(|s| s.feed_states()).await?;
     let mut sched = Scheduler::new(&pipeline.config, &rows, clock.now());
@@ -273,6 +274,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                     Some(()) => {
                         if let Some(p) = reload(&pipeline, &state, &mut sched, &clock).await {
                             pipeline = p;
+                            watching.send_replace(pipeline.config.daemon.watch_config);
                         }
                     }
                     None => reload_open = false,
@@ -283,6 +285,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                 tracing::info!("{} changed", pipeline.config.path.display());
                 if let Some(p) = reload(&pipeline, &state, &mut sched, &clock).await {
                     pipeline = p;
+                    watching.send_replace(pipeline.config.daemon.watch_config);
                 }
                 continue;
             }
@@ -480,13 +483,14 @@ async fn reload_inner(
 /// How often the config file's modification time is looked at with `watch_config`.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
-/// With `watch_config = true` (read from the running config each time, so a reload
-/// can turn it on or off), asks for a reload when the config file's modification
-/// time or size changes and then stays the same for one more look (an editor's
-/// save in several writes triggers one reload).
+/// With `watch_config = true` (`watching`, which a reload can turn on or off), asks
+/// for a reload when the config file's modification time or size changes and then
+/// stays the same for one more look (an editor's save in several writes triggers one
+/// reload). Turned off, it sleeps until a reload turns it on: an idle daemon has no
+/// timer but the next due feed's.
 async fn watch_config(
     path: std::path::PathBuf,
-    state: Arc<AppState>,
+    mut watching: tokio::sync::watch::Receiver<bool>,
     changed: mpsc::Sender<()>,
     stop: CancellationToken,
 ) {
@@ -494,17 +498,26 @@ async fn watch_config(
     let mut seen = stamp(&path);
     let mut pending: Option<Option<(Option<std::time::SystemTime>, u64)>> = None;
     loop {
+        let enabled = *watching.borrow_and_update();
+        if !enabled {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = watching.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            // Changes made while not watching are not news.
+            seen = stamp(&path);
+            pending = None;
+            continue;
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(WATCH_EVERY) => {}
         }
-        let enabled = state.config.read().map(|c| c.daemon.watch_config).unwrap_or(false);
         let now = stamp(&path);
-        if !enabled {
-            seen = now;
-            pending = None;
-            continue;
-        }
         match pending.take() {
             Some(prev) if prev == now => {
                 seen = now;

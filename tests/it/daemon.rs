@@ -294,6 +294,34 @@ fn the_binary_talks_to_systemd_and_obeys_signals() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A reload that turns `watch_config` on starts the watching, which sleeps while it
+/// is off (an idle daemon has no timer but the next due feed's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_turns_watch_config_on_starts_watching() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/relevant", "topic/relevant.xml");
+    let env = Env::with_daemon("timeout = \"5s\"", &CONFIG.replace("URL", &server.url("")));
+    let d = start(&env).await;
+    d.until("/topics/border.json", "the first poll", |b| items(b) == 8).await;
+    let text = std::fs::read_to_string(&env.config_path)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"5s\"\nwatch_config = true");
+    std::fs::write(&env.config_path, &text).unwrap();
+    d.reload.send(()).await.unwrap();
+    d.until("/metrics", "the requested reload", |m| {
+        m.contains("feedsieve_config_reloads_total{result=\"ok\"} 1")
+    })
+    .await;
+    std::fs::write(&env.config_path, format!("{text}\n[[topic]]\nid = \"more\"\nquery = 'smuggling'\n"))
+        .unwrap();
+    d.until("/metrics", "the automatic reload", |m| {
+        m.contains("feedsieve_config_reloads_total{result=\"ok\"} 2")
+    })
+    .await;
+    assert_eq!(d.get("/topics/more.atom", &[]).await.status(), 200);
+    d.stop().await;
+}
+
 /// Issue 5: with `watch_config = true` the daemon reloads by itself when the file
 /// changes, with the same keep-the-old-config-on-error rule as SIGHUP.
 #[tokio::test(flavor = "multi_thread")]
