@@ -643,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
         log("nice -n 19 cargo build --release --locked --bin feedsieve")
         sh(["nice", "-n", "19", "cargo", "build", "--release", "--locked", "--bin", "feedsieve"],
            cwd=REPO)
+    # Recorded now, from the binary just built: the source may change during the run.
+    built = {k: v for k, v in versions(bin_fs, Path("/nonexistent")).items()
+             if k in ("feedsieve", "rustc", "nginx")}
     t_gen = time.monotonic()
     cdir, man = corpus(args)
     gen_runtime = time.monotonic() - t_gen
@@ -725,8 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         except sqlite3.Error as e:
             log(f"  dbstat unavailable: {e}")
     res["machine"] = machine()
-    res["versions"] = {k: v for k, v in versions(bin_fs, Path("/nonexistent")).items()
-                       if k in ("feedsieve", "rustc", "nginx")}
+    res["versions"] = built
     sampler.stop.set()
     save()
     print(write_report(res, args.results))
