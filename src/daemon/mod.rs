@@ -517,6 +517,9 @@ async fn watch_config(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(WATCH_EVERY) => {}
         }
+        if !*watching.borrow() {
+            continue; // turned off while asleep
+        }
         let now = stamp(&path);
         match pending.take() {
             Some(prev) if prev == now => {
