@@ -647,6 +647,13 @@ pub fn sanitize_field(html: Option<&str>, base: Option<&str>) -> Option<String> 
     html.map(|h| sanitize_html(h, base)).filter(|h| !h.trim().is_empty())
 }
 
+/// The text the full-text index gets of an item's summary or content: [`html_to_text`]
+/// of it, empty when the item has none. The poll indexes it and `topic preview`
+/// extracts it again to highlight, so both go through here.
+pub fn index_text(html: Option<&str>) -> String {
+    html.map(html_to_text).unwrap_or_default()
+}
+
 /// The text of an HTML fragment, for the full-text index: tags removed, the contents
 /// of `script` and `style` dropped, common entities decoded, whitespace collapsed.
 pub fn html_to_text(html: &str) -> String {

@@ -893,19 +893,18 @@ impl Store {
         }
         {
             let mut delete = tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO items_fts (rowid, title, summary, content, categories) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
+            let mut insert = tx.prepare_cached(&index_insert("items_fts"))?;
             for op in &fts {
                 match op {
-                    FtsOp::Delete(id) => delete.execute([id])?,
-                    FtsOp::Insert(id, n) => insert.execute(params![
-                        id,
-                        n.item.title,
-                        n.summary_text,
-                        n.content_text,
-                        n.item.categories.join(" ")
-                    ])?,
+                    FtsOp::Delete(id) => delete.execute([id]).map(drop)?,
+                    FtsOp::Insert(id, n) => index_row(
+                        &mut insert,
+                        *id,
+                        &n.item.title,
+                        &n.summary_text,
+                        &n.content_text,
+                        &n.item.categories,
+                    )?,
                 };
             }
         }
@@ -1391,19 +1390,16 @@ impl Store {
     /// a read-only connection may write). A row whose text no longer matches keeps its
     /// plain title and no snippet.
     fn highlight(&self, expr: &str, rows: &mut [PreviewRow]) -> Result<(), StoreError> {
-        self.conn.execute_batch(
+        self.conn.execute_batch(&format!(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.preview_fts USING fts5(
-                 title, summary, content, categories, tokenize = 'unicode61 remove_diacritics 2'
+                 title, summary, content, categories, {INDEX_TOKENIZER}
              );
-             DELETE FROM temp.preview_fts;",
-        )?;
+             DELETE FROM temp.preview_fts;"
+        ))?;
         {
             let mut get =
                 self.conn.prepare("SELECT title, summary, content, categories FROM items WHERE id = ?1")?;
-            let mut put = self.conn.prepare(
-                "INSERT INTO temp.preview_fts (rowid, title, summary, content, categories)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
+            let mut put = self.conn.prepare(&index_insert("temp.preview_fts"))?;
             for row in rows.iter() {
                 let (title, summary, content, categories) = get.query_row([row.item_id], |r| {
                     Ok((
@@ -1413,10 +1409,15 @@ impl Store {
                         r.get::<_, String>(3)?,
                     ))
                 })?;
-                let text =
-                    |h: Option<String>| h.as_deref().map(crate::parse::html_to_text).unwrap_or_default();
-                let categories = serde_json::from_str::<Vec<String>>(&categories).unwrap_or_default();
-                put.execute(params![row.item_id, title, text(summary), text(content), categories.join(" ")])?;
+                let text = |h: Option<String>| crate::parse::index_text(h.as_deref());
+                index_row(
+                    &mut put,
+                    row.item_id,
+                    &title,
+                    &text(summary),
+                    &text(content),
+                    &json_list(&categories),
+                )?;
             }
         }
         let mut marked = self.conn.prepare(
@@ -1707,8 +1708,34 @@ fn safe_html(
     Ok(crate::parse::sanitize_field(h.as_deref(), base.as_deref()))
 }
 
+/// A list stored as a JSON array (authors, categories); empty if it is not one.
+fn json_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// How the full-text index splits text (see the migrations); `topic preview`'s
+/// temporary index must split it the same way.
+const INDEX_TOKENIZER: &str = "tokenize = 'unicode61 remove_diacritics 2'";
+
+/// The statement that adds one item's row to a full-text index `table`.
+fn index_insert(table: &str) -> String {
+    format!("INSERT INTO {table} (rowid, title, summary, content, categories) VALUES (?1, ?2, ?3, ?4, ?5)")
+}
+
+/// One item's row in a full-text index: its title, the text of its summary and
+/// content ([`crate::parse::index_text`]) and its categories.
+fn index_row(
+    insert: &mut rusqlite::Statement<'_>,
+    id: i64,
+    title: &str,
+    summary: &str,
+    content: &str,
+    categories: &[String],
+) -> rusqlite::Result<()> {
+    insert.execute(params![id, title, summary, content, categories.join(" ")]).map(drop)
+}
+
 fn stored_item(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredItem> {
-    let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
     Ok(StoredItem {
         id: r.get(at)?,
         feed_id: r.get(at + 1)?,
@@ -1720,8 +1747,8 @@ fn stored_item(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredItem>
         title: r.get(at + 7)?,
         summary: safe_html(r, at + 8, at + 16, at + 17)?,
         content: safe_html(r, at + 9, at + 16, at + 17)?,
-        authors: json_list(r.get(at + 10)?),
-        categories: json_list(r.get(at + 11)?),
+        authors: json_list(&r.get::<_, String>(at + 10)?),
+        categories: json_list(&r.get::<_, String>(at + 11)?),
         published: r.get(at + 12)?,
         updated: r.get(at + 13)?,
         first_seen: r.get(at + 14)?,
@@ -2432,6 +2459,16 @@ mod tests {
     }
 
     #[test]
+    fn the_preview_index_splits_text_as_the_stored_index_does() {
+        let s = Store::open_in_memory().unwrap();
+        let sql: String = s
+            .conn
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'items_fts'", [], |r| r.get(0))
+            .unwrap();
+        assert!(sql.contains(INDEX_TOKENIZER), "{sql}");
+    }
+
+    #[test]
     fn preview_marks_matches_in_the_title_and_the_text_the_poll_indexed() {
         let now = Utc::now();
         let mut s = Store::open_in_memory().unwrap();
@@ -2439,7 +2476,7 @@ mod tests {
         let mut border = new_item("Border security news", "");
         border.item.summary = None;
         border.item.content = Some(format!("<p>{}</p><p>Operation <b>Tide</b>water &amp; more.</p>", TEXT));
-        border.content_text = crate::parse::html_to_text(border.item.content.as_deref().unwrap());
+        border.content_text = crate::parse::index_text(border.item.content.as_deref());
         border.summary_text = String::new();
         let other = new_item("Weather", "Rain is expected over the hills all week, with sun at the weekend.");
         s.ingest_group(&[&job("a", vec![border, other], now)]).unwrap();

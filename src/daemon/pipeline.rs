@@ -483,8 +483,8 @@ struct ItemText {
 
 impl ItemText {
     fn of(item: &crate::model::Item) -> ItemText {
-        let text = |h: &Option<String>| h.as_deref().map(parse::html_to_text).unwrap_or_default();
-        let (summary, content) = (text(&item.summary), text(&item.content));
+        let (summary, content) =
+            (parse::index_text(item.summary.as_deref()), parse::index_text(item.content.as_deref()));
         let sentences = dedup::sentences(if content.is_empty() { &summary } else { &content });
         ItemText { summary, content, sentences }
     }
