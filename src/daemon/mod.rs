@@ -272,9 +272,8 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
             msg = control.reload.recv(), if reload_open => {
                 match msg {
                     Some(()) => {
-                        if let Some(p) = reload(&pipeline, &state, &mut sched, &clock).await {
+                        if let Some(p) = reload(&pipeline, &state, &watching, &mut sched, &clock).await {
                             pipeline = p;
-                            watching.send_replace(pipeline.config.daemon.watch_config);
                         }
                     }
                     None => reload_open = false,
@@ -283,9 +282,8 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
             }
             Some(()) = changed.recv() => {
                 tracing::info!("{} changed", pipeline.config.path.display());
-                if let Some(p) = reload(&pipeline, &state, &mut sched, &clock).await {
+                if let Some(p) = reload(&pipeline, &state, &watching, &mut sched, &clock).await {
                     pipeline = p;
-                    watching.send_replace(pipeline.config.daemon.watch_config);
                 }
                 continue;
             }
@@ -403,10 +401,12 @@ fn topic_ids(config: &Config) -> Vec<&str> {
 
 /// Reads the config file again. An invalid file is reported problem by problem and
 /// the running config kept; a valid one is swapped in: feeds added and removed,
-/// topics whose definition changed backfilled, outputs refreshed.
+/// topics whose definition changed backfilled, outputs refreshed, and the config
+/// watcher told whether to watch (`watching`).
 async fn reload(
     current: &Arc<Pipeline>,
     state: &Arc<AppState>,
+    watching: &tokio::sync::watch::Sender<bool>,
     sched: &mut Scheduler,
     clock: &Clock,
 ) -> Option<Arc<Pipeline>> {
@@ -417,7 +417,10 @@ async fn reload(
     notify(&[sd_notify::NotifyState::Ready]);
     current.metrics.reloaded(result.is_ok());
     match result {
-        Ok(p) => Some(p),
+        Ok(p) => {
+            watching.send_replace(p.config.daemon.watch_config);
+            Some(p)
+        }
         Err(e) => {
             match e.downcast_ref::<ConfigError>() {
                 Some(ConfigError::Invalid { problems }) => {
