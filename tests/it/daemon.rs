@@ -294,15 +294,31 @@ fn the_binary_talks_to_systemd_and_obeys_signals() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A daemon on the relevant fixture with `daemon` settings, after its first poll.
+async fn started_on_relevant(daemon: &str) -> (FeedServer, Env, Running) {
+    let server = FeedServer::start().await;
+    server.put_fixture("/relevant", "topic/relevant.xml");
+    let env = Env::with_daemon(daemon, &CONFIG.replace("URL", &server.url("")));
+    let d = start(&env).await;
+    d.until("/topics/border.json", "the first poll", |b| items(b) == 8).await;
+    (server, env, d)
+}
+
+/// Writes `text` plus a new topic to the config file, waits for the automatic
+/// reload that is the `ok`th to succeed, and checks that the topic is served.
+async fn an_added_topic_is_reloaded_by_itself(d: &Running, env: &Env, text: &str, ok: usize) {
+    std::fs::write(&env.config_path, format!("{text}\n[[topic]]\nid = \"more\"\nquery = 'smuggling'\n"))
+        .unwrap();
+    let done = format!("feedsieve_config_reloads_total{{result=\"ok\"}} {ok}");
+    d.until("/metrics", "the automatic reload", |m| m.contains(&done)).await;
+    assert_eq!(d.get("/topics/more.atom", &[]).await.status(), 200);
+}
+
 /// A reload that turns `watch_config` on starts the watching, which sleeps while it
 /// is off (an idle daemon has no timer but the next due feed's).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_turns_watch_config_on_starts_watching() {
-    let server = FeedServer::start().await;
-    server.put_fixture("/relevant", "topic/relevant.xml");
-    let env = Env::with_daemon("timeout = \"5s\"", &CONFIG.replace("URL", &server.url("")));
-    let d = start(&env).await;
-    d.until("/topics/border.json", "the first poll", |b| items(b) == 8).await;
+    let (_server, env, d) = started_on_relevant("timeout = \"5s\"").await;
     let text = std::fs::read_to_string(&env.config_path)
         .unwrap()
         .replace("timeout = \"5s\"", "timeout = \"5s\"\nwatch_config = true");
@@ -312,13 +328,7 @@ async fn a_reload_that_turns_watch_config_on_starts_watching() {
         m.contains("feedsieve_config_reloads_total{result=\"ok\"} 1")
     })
     .await;
-    std::fs::write(&env.config_path, format!("{text}\n[[topic]]\nid = \"more\"\nquery = 'smuggling'\n"))
-        .unwrap();
-    d.until("/metrics", "the automatic reload", |m| {
-        m.contains("feedsieve_config_reloads_total{result=\"ok\"} 2")
-    })
-    .await;
-    assert_eq!(d.get("/topics/more.atom", &[]).await.status(), 200);
+    an_added_topic_is_reloaded_by_itself(&d, &env, &text, 2).await;
     d.stop().await;
 }
 
@@ -326,24 +336,13 @@ async fn a_reload_that_turns_watch_config_on_starts_watching() {
 /// changes, with the same keep-the-old-config-on-error rule as SIGHUP.
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_config_reloads_when_the_file_changes() {
-    let server = FeedServer::start().await;
-    server.put_fixture("/relevant", "topic/relevant.xml");
-    let env =
-        Env::with_daemon("timeout = \"5s\"\nwatch_config = true", &CONFIG.replace("URL", &server.url("")));
-    let d = start(&env).await;
-    d.until("/topics/border.json", "the first poll", |b| items(b) == 8).await;
+    let (_server, env, d) = started_on_relevant("timeout = \"5s\"\nwatch_config = true").await;
     let text = std::fs::read_to_string(&env.config_path).unwrap();
     std::fs::write(&env.config_path, text.replace("[[topic]]", "[[topic]]\ncolour = 1")).unwrap();
     d.until("/metrics", "a failed automatic reload", |m| {
         m.contains("feedsieve_config_reloads_total{result=\"failed\"} 1")
     })
     .await;
-    std::fs::write(&env.config_path, format!("{text}\n[[topic]]\nid = \"more\"\nquery = 'smuggling'\n"))
-        .unwrap();
-    d.until("/metrics", "the automatic reload", |m| {
-        m.contains("feedsieve_config_reloads_total{result=\"ok\"} 1")
-    })
-    .await;
-    assert_eq!(d.get("/topics/more.atom", &[]).await.status(), 200);
+    an_added_topic_is_reloaded_by_itself(&d, &env, &text, 1).await;
     d.stop().await;
 }
