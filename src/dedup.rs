@@ -66,13 +66,19 @@ fn is_tracking(name: &str) -> bool {
 
 /// The canonical form of an absolute http(s) link; `None` for anything else.
 pub fn canonical_link(link: &str) -> Option<String> {
-    let mut url = Url::parse(link.trim()).ok()?;
+    canonical_url(Url::parse(link.trim()).ok()?)
+}
+
+/// [`canonical_link`] of a link already parsed.
+pub fn canonical_url(mut url: Url) -> Option<String> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return None;
     }
     url.set_fragment(None);
     // The url crate already drops a port that is the scheme's default.
-    if let Some(host) = url.host_str().map(|h| h.trim_end_matches('.').to_owned()) {
+    if let Some(host) =
+        url.host_str().filter(|h| h.ends_with('.')).map(|h| h.trim_end_matches('.').to_owned())
+    {
         let _ = url.set_host(Some(&host));
     }
     let mut params: Vec<(String, String)> = url
@@ -213,21 +219,41 @@ enum Scanned {
     SentenceEnd,
 }
 
+/// Each ASCII byte lower-cased if it is a letter or a digit (a word's byte), else 0;
+/// 0 for every byte of a multi-byte character, which [`scan`] decodes instead.
+static WORD_BYTE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        if (b as u8).is_ascii_alphanumeric() {
+            table[b] = (b as u8).to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    table
+};
+
 /// One pass over a text for both [`word_hashes`] and [`sentences`]. ASCII, most of
-/// any feed's text, is handled byte by byte; other characters are decoded. The marks
-/// that end a sentence are not letters, so a word never spans two sentences.
+/// any feed's text, is handled byte by byte, a word's bytes in a loop of their own;
+/// other characters are decoded. The marks that end a sentence are not letters, so a
+/// word never spans two sentences.
 fn scan(text: &str, mut found: impl FnMut(Scanned)) {
     let bytes = text.as_bytes();
     let mut word: Option<u64> = None;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if WORD_BYTE[usize::from(b)] != 0 {
+            let mut h = word.unwrap_or(FNV_OFFSET);
+            while let Some(&l) = bytes.get(i).map(|b| &WORD_BYTE[usize::from(*b)]).filter(|l| **l != 0) {
+                h = fnv_byte(h, l);
+                i += 1;
+            }
+            word = Some(h);
+            continue;
+        }
         if b.is_ascii() {
             i += 1;
-            if b.is_ascii_alphanumeric() {
-                word = Some(fnv_byte(word.unwrap_or(FNV_OFFSET), b.to_ascii_lowercase()));
-                continue;
-            }
             if let Some(h) = word.take() {
                 found(Scanned::Word(h));
             }
@@ -292,12 +318,18 @@ pub fn sentences(text: &str) -> Sentences {
     let mut words = Vec::with_capacity(text.len() / 6);
     let mut ends = Vec::new();
     let mut start = 0;
+    // The sentence's hash so far, folded in as each word comes (not after the
+    // sentence), so that it is computed while the next word is hashed.
+    let mut sentence = FNV_OFFSET;
     scan(text, |event| match event {
-        Scanned::Word(h) => words.push(h),
+        Scanned::Word(h) => {
+            words.push(h);
+            sentence = mix(sentence ^ h);
+        }
         Scanned::SentenceEnd if words.len() > start => {
-            let h = words[start..].iter().fold(FNV_OFFSET, |acc, x| mix(acc ^ x));
-            ends.push((h, words.len()));
+            ends.push((sentence, words.len()));
             start = words.len();
+            sentence = FNV_OFFSET;
         }
         Scanned::SentenceEnd => {}
     });
@@ -348,27 +380,45 @@ pub fn fingerprint_split(text: &str, split: &Sentences, boilerplate: &HashSet<u6
 /// each), smallest first, at most [`MAX_NUMBERS`].
 pub fn number_hashes(text: &str) -> Vec<u32> {
     // Digits and separators are ASCII, and no byte of a multi-byte character is. A
-    // number's hash is FNV-1a of its digits alone, computed as they come.
+    // number's hash is FNV-1a of its digits alone.
     let bytes = text.as_bytes();
+    let digit = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_digit);
     let mut out = Vec::new();
-    let mut number: Option<u64> = None;
-    for (i, b) in bytes.iter().enumerate() {
-        if b.is_ascii_digit() {
-            number = Some(fnv_byte(number.unwrap_or(FNV_OFFSET), *b));
-        } else if (*b == b',' || *b == b'.')
-            && number.is_some()
-            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
-        {
+    let mut i = 0;
+    while let Some(first) = next_digit(bytes, i) {
+        let mut number = FNV_OFFSET;
+        i = first;
+        loop {
+            while digit(i) {
+                number = fnv_byte(number, bytes[i]);
+                i += 1;
+            }
             // A thousands or decimal separator inside a number.
-        } else if let Some(h) = number.take() {
-            out.push(h as u32);
+            if matches!(bytes.get(i), Some(b',' | b'.')) && digit(i + 1) {
+                i += 1;
+            } else {
+                break;
+            }
         }
+        out.push(number as u32);
     }
-    out.extend(number.map(|h| h as u32));
     out.sort_unstable();
     out.dedup();
     out.truncate(MAX_NUMBERS);
     out
+}
+
+/// The first ASCII digit at or after `from`. Most text has few: it is looked for 16
+/// bytes at a time, with a test the compiler makes one vector comparison.
+fn next_digit(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 16) {
+        if chunk.iter().fold(false, |any, b| any | b.is_ascii_digit()) {
+            break;
+        }
+        at += 16;
+    }
+    bytes.get(at..)?.iter().position(u8::is_ascii_digit).map(|p| at + p)
 }
 
 /// Whether two texts quote mostly different figures: each has at least two numbers
@@ -696,6 +746,93 @@ mod tests {
         );
         assert_eq!(word_hashes("Ǆ İx"), vec![771610905230046336, 5756455505507861583]);
         assert_eq!(number_hashes("2,280 and 3.5, not 2280."), vec![1070547413, 3032485333]);
+    }
+
+    /// `sentences` as its documentation defines it, a character at a time: words are
+    /// runs of alphanumeric characters, hashed lower-cased; a sentence ends at a line
+    /// break, at `.`, `!` or `?` before ASCII white space or the end, and at the end.
+    fn sentences_by_definition(text: &str) -> Vec<(u64, Vec<u64>)> {
+        let (mut out, mut words, mut word) = (Vec::new(), Vec::new(), String::new());
+        let mut end_sentence = |words: &mut Vec<u64>| {
+            if !words.is_empty() {
+                let h = words.iter().fold(FNV_OFFSET, |acc, x| mix(acc ^ x));
+                out.push((h, std::mem::take(words)));
+            }
+        };
+        let chars: Vec<char> = text.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if c.is_alphanumeric() {
+                word.extend(c.to_lowercase());
+                continue;
+            }
+            if !word.is_empty() {
+                words.push(fnv64(std::mem::take(&mut word).as_bytes()));
+            }
+            let next_is_space = chars.get(i + 1).is_none_or(char::is_ascii_whitespace);
+            if *c == '\n' || (matches!(c, '.' | '!' | '?') && next_is_space) {
+                end_sentence(&mut words);
+            }
+        }
+        if !word.is_empty() {
+            words.push(fnv64(word.as_bytes()));
+        }
+        end_sentence(&mut words);
+        out
+    }
+
+    /// `number_hashes` as first written, a byte at a time: the definition the faster
+    /// one must agree with.
+    fn number_hashes_by_definition(text: &str) -> Vec<u32> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut number: Option<u64> = None;
+        for (i, b) in bytes.iter().enumerate() {
+            if b.is_ascii_digit() {
+                number = Some(fnv_byte(number.unwrap_or(FNV_OFFSET), *b));
+            } else if (*b == b',' || *b == b'.')
+                && number.is_some()
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+            {
+            } else if let Some(h) = number.take() {
+                out.push(h as u32);
+            }
+        }
+        out.extend(number.map(|h| h as u32));
+        out.sort_unstable();
+        out.dedup();
+        out.truncate(MAX_NUMBERS);
+        out
+    }
+
+    #[test]
+    fn numbers_are_found_as_defined() {
+        let mut long = STORY.repeat(5);
+        long.push_str(" 1..2 3,,4 .5 6. 7,8,9.0 10a11 \u{e9}12\u{e9} 2026-11-30 1,234,567.89");
+        for text in ["", "7", "no digits at all in this sentence of more than sixteen bytes", &long] {
+            assert_eq!(number_hashes(text), number_hashes_by_definition(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn sentences_split_and_hash_as_defined() {
+        let texts = [
+            "",
+            "...",
+            "One two. Three four!\nFive six",
+            "Mr.Smith paid 2,280.5 EUR.Then left?  Yes!\tNo.\r\nÇA VA. Déjà-vu\u{a0}ok. 日本語のテキスト。 x",
+            "trailing word",
+            "ǅemal İstanbul ΣΊΣΥΦΟΣ straße\u{2028}next. end.",
+        ];
+        let mut long = String::new();
+        for (i, w) in STORY.split(' ').cycle().take(2_000).enumerate() {
+            long.push_str(w);
+            long.push_str([" ", ". ", "\n", "! ", ", ", ".", " \u{e9}", "?"][i % 8]);
+        }
+        for text in texts.iter().copied().chain([long.as_str()]) {
+            let split = sentences(text);
+            let got: Vec<(u64, Vec<u64>)> = split.iter().map(|(h, w)| (h, w.to_vec())).collect();
+            assert_eq!(got, sentences_by_definition(text), "{text:?}");
+        }
     }
 
     #[test]

@@ -210,8 +210,9 @@ fn convert(entry: &Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
         .iter()
         .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
         .or(entry.links.first())
-        .and_then(|l| absolute_http(&l.href, Some(&base)));
-    let canonical_link = link.as_deref().and_then(dedup::canonical_link);
+        .and_then(|l| absolute_http_url(&l.href, Some(&base)));
+    let canonical_link = link.clone().and_then(dedup::canonical_url);
+    let link = link.map(String::from);
     let title = entry.title.as_ref().map(|t| text_of(t, MAX_TITLE_CHARS)).unwrap_or_default();
     let summary = entry.summary.as_ref().map(html_of).filter(|s| !s.trim().is_empty());
     let content = entry
@@ -219,12 +220,8 @@ fn convert(entry: &Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
         .as_ref()
         .and_then(|c| {
             let body = c.body.as_deref()?;
-            let body = limit_bytes(&clean_xml_chars(body), MAX_HTML_BYTES);
-            Some(if c.content_type.essence().to_string().contains("html") || has_tag(&body) {
-                body
-            } else {
-                text_to_html(&body)
-            })
+            let body = limit_bytes(clean_xml_chars(body), MAX_HTML_BYTES);
+            Some(if is_html(&c.content_type) || has_tag(&body) { body } else { text_to_html(&body) })
         })
         .filter(|s| !s.trim().is_empty());
     let guid = Some(clean_xml_chars(entry.id.trim())).filter(|g| !g.is_empty());
@@ -293,23 +290,24 @@ fn plausible(d: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Ut
 /// An absolute http(s) URL from `href`, resolved against `base`; `None` for any
 /// other scheme (`javascript:`, `data:` …).
 fn absolute_http(href: &str, base: Option<&Url>) -> Option<String> {
+    absolute_http_url(href, base).map(String::from)
+}
+
+/// [`absolute_http`], parsed.
+fn absolute_http_url(href: &str, base: Option<&Url>) -> Option<Url> {
     let href = href.trim();
     let url = match base {
         Some(b) => b.join(href).ok()?,
         None => Url::parse(href).ok()?,
     };
-    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
+    matches!(url.scheme(), "http" | "https").then_some(url)
 }
 
 /// Plain text of a title-like field.
 fn text_of(t: &Text, max_chars: usize) -> String {
     let raw = clean_xml_chars(&t.content);
     // Decoding an HTML title can yield markup again (`&lt;script&gt;`): strip that too.
-    let text = if t.content_type.essence().to_string().contains("html") {
-        plain(&html_to_text(&raw))
-    } else {
-        plain(&raw)
-    };
+    let text = if is_html(&t.content_type) { plain(&html_to_text(&raw)) } else { plain(&raw) };
     limit_chars(&collapse_whitespace(&text), max_chars)
 }
 
@@ -345,14 +343,15 @@ fn escape_lone_lt(s: &str) -> String {
     out
 }
 
+/// Whether a media type names HTML (`text/html`, `application/xhtml+xml`, …).
+fn is_html(m: &mediatype::MediaTypeBuf) -> bool {
+    [Some(m.ty()), Some(m.subty()), m.suffix()].into_iter().flatten().any(|n| n.as_str().contains("html"))
+}
+
 /// HTML of a summary-like field (plain text is escaped into a paragraph).
 fn html_of(t: &Text) -> String {
-    let raw = limit_bytes(&clean_xml_chars(&t.content), MAX_HTML_BYTES);
-    if t.content_type.essence().to_string().contains("html") || has_tag(&raw) {
-        raw
-    } else {
-        text_to_html(&raw)
-    }
+    let raw = limit_bytes(clean_xml_chars(&t.content), MAX_HTML_BYTES);
+    if is_html(&t.content_type) || has_tag(&raw) { raw } else { text_to_html(&raw) }
 }
 
 fn text_to_html(text: &str) -> String {
@@ -421,39 +420,75 @@ impl Collapsed {
 }
 
 /// ASCII white space as `char::is_whitespace` has it (which includes U+000B).
-fn ascii_space(b: u8) -> bool {
+const fn ascii_space(b: u8) -> bool {
     b.is_ascii_whitespace() || b == 0x0b
+}
+
+/// Bytes that [`Collapsed`] copies as they come: ASCII that is not white space.
+static PLAIN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = !ascii_space(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// Bytes [`Collapsed`] looks at together when it can.
+const RUN_CHUNK: usize = 16;
+
+/// Whether the [`RUN_CHUNK`] bytes from `at` all belong to a run of ASCII words
+/// separated by single spaces that started before `at`: each is printable ASCII, or a
+/// space before printable ASCII. (Other bytes may belong to the run too; the byte at
+/// a time loop decides those.) Written without early exit or bounds checks, so that
+/// the compiler compares all the bytes at once.
+fn run_goes_on(bytes: &[u8], at: usize) -> bool {
+    let Some(w) = bytes.get(at..at + RUN_CHUNK + 1) else { return false };
+    let Ok(w) = <&[u8; RUN_CHUNK + 1]>::try_from(w) else { return false };
+    let printable = |b: u8| b.wrapping_sub(0x21) < 0x5f;
+    let mut ok = true;
+    for j in 0..RUN_CHUNK {
+        ok &= printable(w[j]) | ((w[j] == b' ') & printable(w[j + 1]));
+    }
+    ok
 }
 
 impl TextSink for Collapsed {
     fn push_str(&mut self, s: &str) {
         let bytes = s.as_bytes();
+        let plain = |i: usize| bytes.get(i).is_some_and(|b| PLAIN_BYTE[usize::from(*b)]);
         let mut i = 0;
         while i < bytes.len() {
-            // A run of ASCII words separated by single spaces is copied whole; anything
-            // else is looked at as a whole character. `i` is always on a character
-            // boundary.
+            // A run of words separated by single spaces is copied whole: its ASCII a
+            // byte at a time, any other character looked at whole (only white space
+            // ends the run). `i` is always on a character boundary.
             let start = i;
-            while i < bytes.len() && bytes[i].is_ascii() {
-                if ascii_space(bytes[i]) {
-                    let single = bytes[i] == b' '
-                        && i > start
-                        && bytes.get(i + 1).is_some_and(|b| b.is_ascii() && !ascii_space(*b));
-                    if !single {
-                        break;
+            loop {
+                if i > start {
+                    while run_goes_on(bytes, i) {
+                        i += RUN_CHUNK;
                     }
                 }
-                i += 1;
+                while plain(i) {
+                    i += 1;
+                }
+                match bytes.get(i) {
+                    Some(b' ') if i > start && plain(i + 1) => i += 1,
+                    Some(b) if !b.is_ascii() => match s[i..].chars().next() {
+                        Some(c) if !c.is_whitespace() => i += c.len_utf8(),
+                        _ => break,
+                    },
+                    _ => break,
+                }
             }
             if i > start {
                 self.word(&s[start..i]);
-            } else if ascii_space(bytes[i]) {
-                self.gap = true;
-                i += 1;
             } else {
+                // White space, ASCII or not.
                 let Some(c) = s[i..].chars().next() else { break };
                 i += c.len_utf8();
-                self.push(c);
+                self.gap = true;
             }
         }
     }
@@ -471,8 +506,11 @@ impl TextSink for Collapsed {
 /// Removes characters XML 1.0 forbids (C0 controls but tab, newline and carriage
 /// return; U+FFFE and U+FFFF), so whatever is stored can be republished as XML.
 pub fn clean_xml_chars(s: &str) -> String {
-    // Bytes first: every forbidden character is a C0 control or starts with 0xEF.
-    if !s.bytes().any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF)
+    // Bytes first, 32 at a time and without early exit within them (the compiler
+    // compares them at once): every forbidden character is a C0 control or starts
+    // with 0xEF.
+    let suspect = |b: &u8| (*b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || *b == 0xEF;
+    if !s.as_bytes().chunks(32).any(|c| c.iter().fold(false, |any, b| any | suspect(b)))
         || !s.chars().any(forbidden_in_xml)
     {
         return s.to_owned();
@@ -491,15 +529,15 @@ fn limit_chars(s: &str, max: usize) -> String {
     }
 }
 
-fn limit_bytes(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
+fn limit_bytes(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    s
 }
 
 /// A feed an HTML page advertises with `<link rel="alternate" type="…">`.
@@ -664,7 +702,7 @@ pub fn html_to_text(html: &str) -> String {
     let mut out = Collapsed::with_capacity(html.len());
     let mut text_from = 0;
     let mut at = 0;
-    while let Some(lt) = bytes[at..].iter().position(|b| *b == b'<').map(|i| at + i) {
+    while let Some(lt) = html[at..].find('<').map(|i| at + i) {
         decode_entities_into(&html[text_from..lt], &mut out);
         let name = &bytes[lt + 1..];
         // The text of scripts and style sheets is not text; a missing end tag hides
@@ -676,7 +714,7 @@ pub fn html_to_text(html: &str) -> String {
                 break;
             }
         }
-        match bytes[tag_end_from..].iter().position(|b| *b == b'>') {
+        match html[tag_end_from..].find('>') {
             Some(gt) => {
                 out.gap = true;
                 at = tag_end_from + gt + 1;
@@ -776,6 +814,8 @@ mod tests {
             "caf\u{e9}\u{a0}\u{a0}cr\u{e8}me\u{2003}br\u{fb}l\u{e9}e\u{3000}",
             "\u{2028}x\u{85}y\u{200b}z ",
             "日本語 テキスト\u{3000}です",
+            "a \u{e9}t\u{e9} \u{a0}b \u{a0} c\u{2014}d \u{2019}e\u{a0}",
+            "Word, word.  Word\u{0}\u{1f} \n\r\n w\u{85}\u{85}x \u{1680}",
         ] {
             let want = s.split_whitespace().collect::<Vec<_>>().join(" ");
             assert_eq!(collapse_whitespace(s), want, "{s:?}");
