@@ -429,8 +429,68 @@ pub struct Store {
     band_filter_from: usize,
 }
 
-/// Items by LSH band key.
-type BandMap = HashMap<i64, Vec<Banded>>;
+/// Items by LSH band key, in the order they were added. Most keys find one item, so
+/// there is no list per key: each entry links to the next one under its key. Keys are
+/// hashes of third-party text, hence a keyed hasher, but a fast one: a cold poll
+/// adds half a million keys and looks up as many.
+#[derive(Default)]
+struct BandMap {
+    /// The first and last entry under each key.
+    keys: HashMap<i64, (u32, u32), foldhash::fast::RandomState>,
+    entries: Vec<BandEntry>,
+}
+
+struct BandEntry {
+    key: i64,
+    banded: Banded,
+    /// The next entry under the same key, if any.
+    next: Option<u32>,
+}
+
+impl BandMap {
+    fn insert(&mut self, key: i64, banded: Banded) {
+        let Ok(at) = u32::try_from(self.entries.len()) else { return };
+        self.entries.push(BandEntry { key, banded, next: None });
+        match self.keys.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let (_, last) = o.get_mut();
+                self.entries[*last as usize].next = Some(at);
+                *last = at;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((at, at));
+            }
+        }
+    }
+
+    /// The items under `key`, first added first.
+    fn get(&self, key: i64) -> impl Iterator<Item = &Banded> {
+        let mut at = self.keys.get(&key).map(|(first, _)| *first);
+        std::iter::from_fn(move || {
+            let e = &self.entries[at? as usize];
+            at = e.next;
+            Some(&e.banded)
+        })
+    }
+
+    /// Distinct keys.
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Every (key, item id), in the order added.
+    fn pairs(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.entries.iter().map(|e| (e.key, e.banded.item))
+    }
+
+    fn append(&mut self, other: BandMap) {
+        self.keys.reserve(other.keys.len());
+        self.entries.reserve(other.entries.len());
+        for e in other.entries {
+            self.insert(e.key, e.banded);
+        }
+    }
+}
 
 /// An item found by a band key: its id, story and fingerprint.
 #[derive(Clone)]
@@ -565,7 +625,7 @@ impl Store {
         Store {
             conn,
             path,
-            unflushed: HashMap::new(),
+            unflushed: BandMap::default(),
             unflushed_complete: false,
             band_filter: BandFilterState::Unknown,
             band_filter_from: BandFilter::WORTH_BUILDING,
@@ -845,7 +905,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut all = Vec::with_capacity(group.len());
         // Band keys of this transaction's new items join `unflushed` only once it commits.
-        let mut fresh = BandMap::new();
+        let mut fresh = BandMap::default();
         let mut fts: Vec<FtsOp<'_>> = Vec::new();
         let items = group.iter().map(|j| j.items.len()).sum();
         let stored = StoredBands {
@@ -909,9 +969,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        for (key, stories) in fresh {
-            self.unflushed.entry(key).or_default().extend(stories);
-        }
+        self.unflushed.append(fresh);
         // The group is committed: a failed flush must not report it as failed (its
         // polls would be stored again as "unchanged"). The keys stay in memory and
         // the next flush writes them.
@@ -1190,9 +1248,7 @@ impl Store {
         let last: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM items", [], |r| r.get(0))?;
         let mut keys: Vec<(i64, i64)> = Vec::new();
         if self.unflushed_complete {
-            for (key, found) in &self.unflushed {
-                keys.extend(found.iter().map(|b| (*key, b.item)));
-            }
+            keys.extend(self.unflushed.pairs());
         } else {
             let mut stmt =
                 tx.prepare_cached("SELECT id, fingerprint FROM items WHERE id > ?1 ORDER BY id")?;
@@ -1230,7 +1286,7 @@ impl Store {
         };
         // Not `clear()`: a pass over many feeds grows the map to tens of MiB, which the
         // idle daemon should not keep.
-        self.unflushed = HashMap::new();
+        self.unflushed = BandMap::default();
         self.unflushed_complete = true;
         Ok(keys.len())
     }
@@ -1859,7 +1915,7 @@ fn find_story(
     let mut candidates: Vec<(i64, std::sync::Arc<dedup::Fingerprint>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for key in &band_keys {
-        for found in [stored.unflushed.get(key), fresh.get(key)].into_iter().flatten().flatten() {
+        for found in stored.unflushed.get(*key).chain(fresh.get(*key)) {
             // An item sharing several keys is one candidate.
             if seen.insert(found.item) {
                 candidates.push((found.story, found.fp.clone()));
@@ -1990,7 +2046,7 @@ fn upsert_item<'a>(
             if let Some(fp) = &n.fingerprint {
                 let fp = std::sync::Arc::new(fp.clone());
                 for key in dedup::band_keys(&fp) {
-                    fresh.entry(key).or_default().push(Banded { item: id, story, fp: fp.clone() });
+                    fresh.insert(key, Banded { item: id, story, fp: fp.clone() });
                 }
             }
         }
@@ -2647,6 +2703,30 @@ mod tests {
         assert_eq!(first_since(&tx, "stories", i64::MAX).unwrap() - 1, {
             tx.query_row("SELECT max(id) FROM stories", [], |r| r.get::<_, i64>(0)).unwrap()
         });
+    }
+
+    /// A band key finds every item added under it, first added first, also after one
+    /// map is appended to another (a committed group joining the unflushed keys).
+    #[test]
+    fn band_keys_find_their_items_in_the_order_added() {
+        let text = "Police in twelve countries arrested suspects during a joint operation against \
+            smuggling networks that moved people across the border in lorries";
+        let fp = std::sync::Arc::new(dedup::fingerprint(text, &std::collections::HashSet::new()).unwrap());
+        let banded = |item| Banded { item, story: item * 10, fp: fp.clone() };
+        let (mut old, mut fresh) = (BandMap::default(), BandMap::default());
+        old.insert(7, banded(1));
+        old.insert(8, banded(2));
+        fresh.insert(7, banded(3));
+        fresh.insert(9, banded(4));
+        fresh.insert(7, banded(5));
+        let items = |m: &BandMap, key| m.get(key).map(|b| (b.item, b.story)).collect::<Vec<_>>();
+        assert_eq!(items(&fresh, 7), [(3, 30), (5, 50)]);
+        old.append(fresh);
+        assert_eq!(items(&old, 7), [(1, 10), (3, 30), (5, 50)]);
+        assert_eq!(items(&old, 9), [(4, 40)]);
+        assert_eq!(items(&old, 6), []);
+        assert_eq!(old.len(), 3);
+        assert_eq!(old.pairs().collect::<Vec<_>>(), [(7, 1), (8, 2), (7, 3), (9, 4), (7, 5)]);
     }
 
     /// Forgetting items (a feed removed, retention) removes their band keys and no
