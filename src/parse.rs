@@ -536,6 +536,8 @@ fn limit_bytes(mut s: String, max: usize) -> String {
             end -= 1;
         }
         s.truncate(end);
+        // A body many times the limit would otherwise keep its whole allocation.
+        s.shrink_to_fit();
     }
     s
 }
