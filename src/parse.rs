@@ -824,6 +824,49 @@ mod tests {
         }
     }
 
+    /// Runs of plain text are taken 16 bytes at a time: texts of every length and mix,
+    /// with white space of every kind at every offset, still collapse as
+    /// `split_whitespace` has it.
+    #[test]
+    fn long_mixed_text_collapses_as_split_whitespace_does() {
+        let pieces = [
+            "word",
+            "longerword",
+            "x",
+            " ",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\r\n",
+            "\u{0b}",
+            "\u{a0}",
+            "\u{e9}",
+            "\u{2019}",
+            "\u{3000}",
+            "\u{85}",
+            "\u{1}",
+            "\u{7f}",
+            "1,280.5",
+            ".",
+            "\u{65e5}\u{672c}",
+        ];
+        // xorshift64: the same texts on every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3_000 {
+            let len = (next() % 60) as usize;
+            let s: String = (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+            let want = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(collapse_whitespace(&s), want, "{s:?}");
+        }
+    }
+
     #[test]
     fn forbidden_characters_are_found_past_the_byte_check() {
         assert_eq!(clean_xml_chars("a\u{1}b\u{fffe}c\u{ffff}d\u{feff}e"), "abcd\u{feff}e");
