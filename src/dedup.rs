@@ -233,6 +233,35 @@ static WORD_BYTE: [u8; 256] = {
     table
 };
 
+/// A character's lower-cased UTF-8 in `buf` and its length, if it is alphanumeric
+/// (part of a word); `None` if not.
+fn lower_utf8(c: char, buf: &mut [u8; 12]) -> Option<usize> {
+    if !c.is_alphanumeric() {
+        return None;
+    }
+    let mut len = 0;
+    for l in c.to_lowercase() {
+        len += l.encode_utf8(&mut buf[len..]).len();
+    }
+    Some(len)
+}
+
+/// A word character lower-cased: its UTF-8 bytes and their number.
+type Lowered = ([u8; 12], u8);
+
+/// [`lower_utf8`] of every character of two UTF-8 bytes (U+0080 to U+07FF: Latin,
+/// Greek, Cyrillic, Hebrew, Arabic …), the most common outside ASCII, computed once.
+static TWO_BYTE_LOWER: std::sync::LazyLock<Vec<Option<Lowered>>> = std::sync::LazyLock::new(|| {
+    (0x80..0x800u32)
+        .map(|c| {
+            let mut buf = [0u8; 12];
+            let c = char::from_u32(c)?;
+            let len = lower_utf8(c, &mut buf)?;
+            Some((buf, len as u8))
+        })
+        .collect()
+});
+
 /// One pass over a text for both [`word_hashes`] and [`sentences`]. ASCII, most of
 /// any feed's text, is handled byte by byte, a word's bytes in a loop of their own;
 /// other characters are decoded. The marks that end a sentence are not letters, so a
@@ -270,14 +299,25 @@ fn scan(text: &str, mut found: impl FnMut(Scanned)) {
         // `i` is on a character boundary: only ASCII bytes were stepped over singly.
         let Some(c) = text[i..].chars().next() else { break };
         i += c.len_utf8();
-        if c.is_alphanumeric() {
-            let mut acc = word.unwrap_or(FNV_OFFSET);
-            for l in c.to_lowercase() {
-                let mut buf = [0u8; 4];
-                for b in l.encode_utf8(&mut buf).bytes() {
-                    acc = fnv_byte(acc, b);
+        let lower = match TWO_BYTE_LOWER.get((c as usize).wrapping_sub(0x80)) {
+            Some(l) => l.as_ref().map(|(bytes, len)| &bytes[..usize::from(*len)]),
+            None => {
+                // Rarer characters: looked up in full each time.
+                let mut buf = [0u8; 12];
+                let len = lower_utf8(c, &mut buf);
+                if let Some(len) = len {
+                    let mut acc = word.unwrap_or(FNV_OFFSET);
+                    buf[..len].iter().for_each(|b| acc = fnv_byte(acc, *b));
+                    word = Some(acc);
+                } else if let Some(h) = word.take() {
+                    found(Scanned::Word(h));
                 }
+                continue;
             }
+        };
+        if let Some(lower) = lower {
+            let mut acc = word.unwrap_or(FNV_OFFSET);
+            lower.iter().for_each(|b| acc = fnv_byte(acc, *b));
             word = Some(acc);
         } else if let Some(h) = word.take() {
             found(Scanned::Word(h));

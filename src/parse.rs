@@ -111,9 +111,11 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
     // does not report a base set on the root element.
     let base = root_xml_base(bytes).and_then(|b| base.join(&b).ok()).unwrap_or(base);
     let mut seen = std::collections::HashSet::new();
-    for entry in &feed.entries {
+    let entries = feed.entries.len();
+    // By value: an entry's summary and content move into the item, not copied.
+    for entry in feed.entries {
         if out.items.len() == MAX_ITEMS {
-            out.skipped += feed.entries.len() - MAX_ITEMS;
+            out.skipped += entries - MAX_ITEMS;
             break;
         }
         let item = convert(entry, &base, now);
@@ -203,7 +205,7 @@ fn looks_like_html(b: &[u8]) -> bool {
         || (s.starts_with("<?xml") && s.contains("<html"))
 }
 
-fn convert(entry: &Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
+fn convert(entry: Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
     let base = entry.base.as_deref().and_then(|b| feed_url.join(b).ok()).unwrap_or_else(|| feed_url.clone());
     let link = entry
         .links
@@ -214,13 +216,11 @@ fn convert(entry: &Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
     let canonical_link = link.clone().and_then(dedup::canonical_url);
     let link = link.map(String::from);
     let title = entry.title.as_ref().map(|t| text_of(t, MAX_TITLE_CHARS)).unwrap_or_default();
-    let summary = entry.summary.as_ref().map(html_of).filter(|s| !s.trim().is_empty());
+    let summary = entry.summary.map(html_of).filter(|s| !s.trim().is_empty());
     let content = entry
         .content
-        .as_ref()
         .and_then(|c| {
-            let body = c.body.as_deref()?;
-            let body = limit_bytes(clean_xml_chars(body), MAX_HTML_BYTES);
+            let body = limit_bytes(clean_xml_string(c.body?), MAX_HTML_BYTES);
             Some(if is_html(&c.content_type) || has_tag(&body) { body } else { text_to_html(&body) })
         })
         .filter(|s| !s.trim().is_empty());
@@ -322,9 +322,15 @@ pub fn plain(s: &str) -> String {
 /// Whether text holds markup: feeds often send HTML in fields typed as plain text (RSS
 /// descriptions are HTML by convention, whatever the parser infers).
 fn has_tag(s: &str) -> bool {
-    s.as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!'))
+    let bytes = s.as_bytes();
+    let mut at = 0;
+    while let Some(lt) = memchr::memchr(b'<', &bytes[at..]).map(|i| at + i) {
+        if bytes.get(lt + 1).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'/' || *b == b'!') {
+            return true;
+        }
+        at = lt + 1;
+    }
+    false
 }
 
 /// Escapes `<` that does not open a tag, so `html_to_text` keeps it as text.
@@ -349,8 +355,8 @@ fn is_html(m: &mediatype::MediaTypeBuf) -> bool {
 }
 
 /// HTML of a summary-like field (plain text is escaped into a paragraph).
-fn html_of(t: &Text) -> String {
-    let raw = limit_bytes(clean_xml_chars(&t.content), MAX_HTML_BYTES);
+fn html_of(t: Text) -> String {
+    let raw = limit_bytes(clean_xml_string(t.content), MAX_HTML_BYTES);
     if is_html(&t.content_type) || has_tag(&raw) { raw } else { text_to_html(&raw) }
 }
 
@@ -506,16 +512,21 @@ impl TextSink for Collapsed {
 /// Removes characters XML 1.0 forbids (C0 controls but tab, newline and carriage
 /// return; U+FFFE and U+FFFF), so whatever is stored can be republished as XML.
 pub fn clean_xml_chars(s: &str) -> String {
+    if has_forbidden_chars(s) { s.chars().filter(|c| !forbidden_in_xml(*c)).collect() } else { s.to_owned() }
+}
+
+/// [`clean_xml_chars`] of a string of one's own: the same string when it is clean.
+fn clean_xml_string(s: String) -> String {
+    if has_forbidden_chars(&s) { clean_xml_chars(&s) } else { s }
+}
+
+fn has_forbidden_chars(s: &str) -> bool {
     // Bytes first, 32 at a time and without early exit within them (the compiler
     // compares them at once): every forbidden character is a C0 control or starts
     // with 0xEF.
     let suspect = |b: &u8| (*b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || *b == 0xEF;
-    if !s.as_bytes().chunks(32).any(|c| c.iter().fold(false, |any, b| any | suspect(b)))
-        || !s.chars().any(forbidden_in_xml)
-    {
-        return s.to_owned();
-    }
-    s.chars().filter(|c| !forbidden_in_xml(*c)).collect()
+    s.as_bytes().chunks(32).any(|c| c.iter().fold(false, |any, b| any | suspect(b)))
+        && s.chars().any(forbidden_in_xml)
 }
 
 fn forbidden_in_xml(c: char) -> bool {
@@ -704,7 +715,7 @@ pub fn html_to_text(html: &str) -> String {
     let mut out = Collapsed::with_capacity(html.len());
     let mut text_from = 0;
     let mut at = 0;
-    while let Some(lt) = html[at..].find('<').map(|i| at + i) {
+    while let Some(lt) = memchr::memchr(b'<', &bytes[at..]).map(|i| at + i) {
         decode_entities_into(&html[text_from..lt], &mut out);
         let name = &bytes[lt + 1..];
         // The text of scripts and style sheets is not text; a missing end tag hides
@@ -716,7 +727,7 @@ pub fn html_to_text(html: &str) -> String {
                 break;
             }
         }
-        match html[tag_end_from..].find('>') {
+        match memchr::memchr(b'>', &bytes[tag_end_from..]) {
             Some(gt) => {
                 out.gap = true;
                 at = tag_end_from + gt + 1;
@@ -756,7 +767,7 @@ fn decode_entities(s: &str) -> String {
 /// dropped); anything that is not one stays as it is.
 fn decode_entities_into(s: &str, out: &mut impl TextSink) {
     let mut rest = s;
-    while let Some(amp) = rest.find('&') {
+    while let Some(amp) = memchr::memchr(b'&', rest.as_bytes()) {
         out.push_str(&rest[..amp]);
         let tail = &rest[amp..];
         // Entity names are short: look no further (text full of bare `&` stays linear).
