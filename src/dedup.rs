@@ -386,11 +386,16 @@ pub fn repeated_sentences<'a>(texts: impl IntoIterator<Item = &'a str>) -> HashS
 
 /// [`repeated_sentences`] over texts already split by [`sentences`].
 pub fn repeated_among<'a>(texts: impl IntoIterator<Item = &'a Sentences>) -> HashSet<u64> {
-    let mut counts: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    // Sentence hashes come from third-party text: a keyed hasher, but a fast one.
+    let mut counts: std::collections::HashMap<u64, u32, foldhash::fast::RandomState> = Default::default();
+    let mut unique = Vec::new();
     for t in texts {
-        let unique: HashSet<u64> = t.hashes().collect();
-        for h in unique {
-            *counts.entry(h).or_default() += 1;
+        unique.clear();
+        unique.extend(t.hashes());
+        unique.sort_unstable();
+        unique.dedup();
+        for h in &unique {
+            *counts.entry(*h).or_default() += 1;
         }
     }
     counts.into_iter().filter(|(_, n)| *n >= BOILERPLATE_REPEATS).map(|(h, _)| h).collect()
