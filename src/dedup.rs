@@ -299,21 +299,11 @@ fn scan(text: &str, mut found: impl FnMut(Scanned)) {
         // `i` is on a character boundary: only ASCII bytes were stepped over singly.
         let Some(c) = text[i..].chars().next() else { break };
         i += c.len_utf8();
+        let mut buf = [0u8; 12];
         let lower = match TWO_BYTE_LOWER.get((c as usize).wrapping_sub(0x80)) {
             Some(l) => l.as_ref().map(|(bytes, len)| &bytes[..usize::from(*len)]),
-            None => {
-                // Rarer characters: looked up in full each time.
-                let mut buf = [0u8; 12];
-                let len = lower_utf8(c, &mut buf);
-                if let Some(len) = len {
-                    let mut acc = word.unwrap_or(FNV_OFFSET);
-                    buf[..len].iter().for_each(|b| acc = fnv_byte(acc, *b));
-                    word = Some(acc);
-                } else if let Some(h) = word.take() {
-                    found(Scanned::Word(h));
-                }
-                continue;
-            }
+            // Rarer characters: looked up in full each time.
+            None => lower_utf8(c, &mut buf).map(|len| &buf[..len]),
         };
         if let Some(lower) = lower {
             let mut acc = word.unwrap_or(FNV_OFFSET);
@@ -544,11 +534,9 @@ fn minhashes_avx512(words: &[u64], lead_words: usize) -> (Signature, Signature) 
 fn minhashes_any(words: &[u64], lead_words: usize) -> (Signature, Signature) {
     // Three offset views rather than `windows(3)`, so that the compiler hashes
     // several shingles at once.
-    let (a, b, c) = match words {
-        [_, rest @ ..] => (words, rest, rest.get(1..).unwrap_or_default()),
-        [] => (words, words, words),
-    };
-    let shingles: Vec<u64> = a.iter().zip(b).zip(c).map(|((x, y), z)| mix(x ^ mix(y ^ mix(*z)))).collect();
+    let (second, third) = (words.get(1..).unwrap_or_default(), words.get(2..).unwrap_or_default());
+    let shingles: Vec<u64> =
+        words.iter().zip(second).zip(third).map(|((x, y), z)| mix(x ^ mix(y ^ mix(*z)))).collect();
     let lead_shingles = lead_words.min(words.len()).saturating_sub(2);
     let mut lead = [u32::MAX; SIG_LEN];
     minhash_into_any(&mut lead, &shingles[..lead_shingles]);

@@ -426,20 +426,9 @@ impl Collapsed {
 }
 
 /// ASCII white space as `char::is_whitespace` has it (which includes U+000B).
-const fn ascii_space(b: u8) -> bool {
+fn ascii_space(b: u8) -> bool {
     b.is_ascii_whitespace() || b == 0x0b
 }
-
-/// Bytes that [`Collapsed`] copies as they come: ASCII that is not white space.
-static PLAIN_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 128 {
-        table[b] = !ascii_space(b as u8);
-        b += 1;
-    }
-    table
-};
 
 /// Bytes [`Collapsed`] looks at together when it can.
 const RUN_CHUNK: usize = 16;
@@ -463,7 +452,8 @@ fn run_goes_on(bytes: &[u8], at: usize) -> bool {
 impl TextSink for Collapsed {
     fn push_str(&mut self, s: &str) {
         let bytes = s.as_bytes();
-        let plain = |i: usize| bytes.get(i).is_some_and(|b| PLAIN_BYTE[usize::from(*b)]);
+        // Copied as they come: ASCII that is not white space.
+        let plain = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii() && !ascii_space(*b));
         let mut i = 0;
         while i < bytes.len() {
             // A run of words separated by single spaces is copied whole: its ASCII a
@@ -512,21 +502,22 @@ impl TextSink for Collapsed {
 /// Removes characters XML 1.0 forbids (C0 controls but tab, newline and carriage
 /// return; U+FFFE and U+FFFF), so whatever is stored can be republished as XML.
 pub fn clean_xml_chars(s: &str) -> String {
-    if has_forbidden_chars(s) { s.chars().filter(|c| !forbidden_in_xml(*c)).collect() } else { s.to_owned() }
+    clean_xml_string(s.to_owned())
 }
 
 /// [`clean_xml_chars`] of a string of one's own: the same string when it is clean.
 fn clean_xml_string(s: String) -> String {
-    if has_forbidden_chars(&s) { clean_xml_chars(&s) } else { s }
-}
-
-fn has_forbidden_chars(s: &str) -> bool {
     // Bytes first, 32 at a time and without early exit within them (the compiler
     // compares them at once): every forbidden character is a C0 control or starts
     // with 0xEF.
     let suspect = |b: &u8| (*b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || *b == 0xEF;
-    s.as_bytes().chunks(32).any(|c| c.iter().fold(false, |any, b| any | suspect(b)))
+    if s.as_bytes().chunks(32).any(|c| c.iter().fold(false, |any, b| any | suspect(b)))
         && s.chars().any(forbidden_in_xml)
+    {
+        s.chars().filter(|c| !forbidden_in_xml(*c)).collect()
+    } else {
+        s
+    }
 }
 
 fn forbidden_in_xml(c: char) -> bool {

@@ -449,6 +449,7 @@ struct BandEntry {
 
 impl BandMap {
     fn insert(&mut self, key: i64, banded: Banded) {
+        // Never past u32: the keys are flushed at MAX_UNFLUSHED_KEYS, long before.
         let Ok(at) = u32::try_from(self.entries.len()) else { return };
         self.entries.push(BandEntry { key, banded, next: None });
         match self.keys.entry(key) {
