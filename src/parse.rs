@@ -22,6 +22,8 @@ use url::Url;
 use crate::dedup;
 use crate::model::{Item, ParsedFeed};
 
+mod dates;
+
 pub const MAX_ITEMS: usize = 5_000;
 pub const MAX_TITLE_CHARS: usize = 1_000;
 pub const MAX_HTML_BYTES: usize = 512 * 1024;
@@ -75,6 +77,7 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
         // and the key is derived in `dedup::item_key`.
         .id_generator(|_, _, _| String::new())
         .sanitize_content(false)
+        .timestamp_parser(dates::parse)
         .build();
     // feed-rs 3 (through quick-xml 0.42) panics on some ill-formed input, e.g. an XML
     // declaration naming another encoding in the middle of the document (found by
