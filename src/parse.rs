@@ -254,20 +254,7 @@ fn convert(entry: Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
         .collect();
     let published = plausible(entry.published, now);
     let updated = plausible(entry.updated, now);
-    let stamp = |d: Option<DateTime<Utc>>| d.map(|d| d.timestamp().to_string()).unwrap_or_default();
-    let digest = dedup::digest(&[
-        &title,
-        link.as_deref().unwrap_or(""),
-        summary.as_deref().unwrap_or(""),
-        content.as_deref().unwrap_or(""),
-        &authors.join("\u{1}"),
-        &categories.join("\u{1}"),
-        &stamp(published),
-        &stamp(updated),
-    ]);
-    let mut content_hash = [0u8; 16];
-    content_hash.copy_from_slice(&digest[..16]);
-    Item {
+    let mut item = Item {
         key,
         guid,
         link,
@@ -280,8 +267,10 @@ fn convert(entry: Entry, feed_url: &Url, now: DateTime<Utc>) -> Item {
         categories,
         published,
         updated,
-        content_hash,
-    }
+        content_hash: [0; 16],
+    };
+    item.content_hash = dedup::content_hash(&item);
+    item
 }
 
 /// Keeps dates a feed could truthfully claim: not in the future, not before 1990.

@@ -202,6 +202,12 @@ INSERT INTO items_fts (items_fts, rank) VALUES ('automerge', 16);
 -- overflow pages (8,221 matches over 1M items: 60 % of the time was copying them).
 CREATE INDEX items_match ON items(id, story_id, first_seen, published, feed_id);
 "#,
+    r#"
+-- Content hashes are XXH3-128 from here on (dedup::content_hash); the items stored
+-- before keep their SHA-256 ones, and a hash that differs is checked against the old
+-- function too (dedup::legacy_content_hash) before the item counts as changed.
+INSERT INTO meta (key, value) SELECT 'legacy_hashes_below', coalesce(max(id), 0) + 1 FROM items;
+"#,
 ];
 
 pub fn ts(d: DateTime<Utc>) -> i64 {
@@ -409,6 +415,21 @@ pub struct StoredItem {
     pub updated: Option<i64>,
     pub first_seen: i64,
     pub changed_at: i64,
+}
+
+/// An item of a feed the store holds: its content hash, and whether that is of the
+/// kind items stored before schema version 7 have ([`dedup::legacy_content_hash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub hash: [u8; 16],
+    pub legacy: bool,
+}
+
+impl Known {
+    /// Whether `item` says what the stored item said.
+    pub fn same_as(&self, item: &Item) -> bool {
+        self.hash == item.content_hash || (self.legacy && self.hash == dedup::legacy_content_hash(item))
+    }
 }
 
 pub struct Store {
@@ -850,22 +871,25 @@ impl Store {
         &self,
         feed_id: &str,
         keys: impl IntoIterator<Item = &'k str>,
-    ) -> Result<HashMap<String, Option<[u8; 16]>>, StoreError> {
+    ) -> Result<HashMap<String, Option<Known>>, StoreError> {
         let mut out = HashMap::new();
+        let legacy_below = meta(&self.conn, "legacy_hashes_below")?.unwrap_or(0);
         let mut stored =
-            self.conn.prepare_cached("SELECT content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?;
+            self.conn.prepare_cached("SELECT id, content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?;
         let mut tombstoned =
             self.conn.prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND key = ?2")?;
         for key in keys {
             if out.contains_key(key) {
                 continue;
             }
-            if let Some(hash) = stored.query_row([feed_id, key], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+            let row =
+                stored.query_row([feed_id, key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)));
+            if let Some((id, hash)) = row.optional()? {
                 let mut h = [0u8; 16];
                 if hash.len() == 16 {
                     h.copy_from_slice(&hash);
                 }
-                out.insert(key.to_owned(), Some(h));
+                out.insert(key.to_owned(), Some(Known { hash: h, legacy: id < legacy_below }));
             } else if tombstoned.exists([feed_id, key])? {
                 out.insert(key.to_owned(), None);
             }
@@ -1989,6 +2013,12 @@ fn upsert_item<'a>(
     let categories = serde_json::to_string(&it.categories).unwrap_or_else(|_| "[]".into());
     let (story, outcome) = match existing {
         Some((_, hash)) if hash == it.content_hash => return Ok(Upsert::Unchanged),
+        Some((id, hash))
+            if id < meta(tx, "legacy_hashes_below")?.unwrap_or(0)
+                && hash == dedup::legacy_content_hash(it) =>
+        {
+            return Ok(Upsert::Unchanged);
+        }
         // A correction keeps its story (the conflict clause below leaves story_id alone).
         Some(_) => (0, Upsert::Updated),
         None => {
@@ -2586,28 +2616,71 @@ mod tests {
 
     fn new_item(key: &str, text: &str) -> NewItem {
         let fingerprint = dedup::fingerprint(text, &std::collections::HashSet::new());
-        let mut content_hash = [0u8; 16];
-        content_hash.copy_from_slice(&dedup::digest(&[key, text])[..16]);
-        NewItem {
-            item: Item {
-                key: key.into(),
-                guid: None,
-                link: None,
-                canonical_link: None,
-                title: key.into(),
-                summary: Some(text.into()),
-                content: None,
-                base: None,
-                authors: vec![],
-                categories: vec![],
-                published: None,
-                updated: None,
-                content_hash,
-            },
-            summary_text: text.into(),
-            content_text: String::new(),
-            fingerprint,
+        let mut item = Item {
+            key: key.into(),
+            guid: None,
+            link: None,
+            canonical_link: None,
+            title: key.into(),
+            summary: Some(text.into()),
+            content: None,
+            base: None,
+            authors: vec![],
+            categories: vec![],
+            published: None,
+            updated: None,
+            content_hash: [0; 16],
+        };
+        item.content_hash = dedup::content_hash(&item);
+        NewItem { item, summary_text: text.into(), content_text: String::new(), fingerprint }
+    }
+
+    /// Items stored before content hashes were XXH3 keep their SHA-256 hashes: seen
+    /// again unchanged, they are unchanged (not "updated" once after the upgrade), and
+    /// changed, they are updated. Only items below the watermark get the second look.
+    #[test]
+    fn items_hashed_before_the_upgrade_are_not_taken_for_changed() {
+        let now = Utc::now();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let as_before = |key: &str, text: &str| {
+            let mut n = new_item(key, text);
+            n.item.content_hash = dedup::legacy_content_hash(&n.item);
+            n
+        };
+        let (a1, a2, a3) = (
+            "A first story with words enough to fingerprint.",
+            "A second story, and more words.",
+            "A third story told after the upgrade.",
+        );
+        {
+            // A database of schema version 6 (its content hashes the old kind).
+            let mut s = Store::open(&path).unwrap();
+            s.sync_feeds([("a", "https://a/")]).unwrap();
+            s.ingest(&job("a", vec![as_before("a1", a1), as_before("a2", a2)], now)).unwrap();
+            s.conn.execute("DELETE FROM meta WHERE key = 'legacy_hashes_below'", []).unwrap();
+            s.conn.pragma_update(None, "user_version", 6).unwrap();
         }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(meta(&s.conn, "legacy_hashes_below").unwrap(), Some(3));
+        s.ingest(&job("a", vec![as_before("a3", a3)], now)).unwrap();
+
+        let known = s.known_keys("a", ["a1", "a2", "a3"]).unwrap();
+        let (k1, k3) = (known["a1"].unwrap(), known["a3"].unwrap());
+        assert!(k1.legacy && !k3.legacy, "{known:?}");
+        assert!(k1.same_as(&new_item("a1", a1).item));
+        assert!(!k1.same_as(&new_item("a1", "A first story, corrected.").item));
+        // Stored after the watermark, an old-style hash is just a different hash.
+        assert!(!k3.same_as(&new_item("a3", a3).item));
+
+        let counts = s
+            .ingest(&job(
+                "a",
+                vec![new_item("a1", a1), new_item("a2", "A second story, corrected."), new_item("a3", a3)],
+                now,
+            ))
+            .unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 2, 1), "{counts:?}");
     }
 
     fn job(feed: &str, items: Vec<NewItem>, now: DateTime<Utc>) -> IngestJob {
@@ -2664,7 +2737,11 @@ mod tests {
             .unwrap();
         let known = s.known_keys("a", ["a1", "old", "new", "b1", "a1"]).unwrap();
         assert_eq!(known.len(), 2, "only listed keys of this feed: {known:?}");
-        assert_eq!(known["a1"], Some(expected), "stored, with its content hash");
+        assert_eq!(
+            known["a1"],
+            Some(Known { hash: expected, legacy: false }),
+            "stored, with its content hash"
+        );
         assert_eq!(known["old"], None, "tombstoned");
     }
 

@@ -411,7 +411,7 @@ async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome,
     let is_candidate = |i: &crate::model::Item| match known.get(&i.key) {
         None => true,
         Some(None) => false, // tombstoned
-        Some(Some(h)) => *h != i.content_hash,
+        Some(Some(k)) => !k.same_as(i),
     };
     let total = parsed.items.len();
     let wanted: Vec<bool> = parsed.items.iter().map(is_candidate).collect();
