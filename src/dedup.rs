@@ -579,8 +579,12 @@ fn minhashes_any(words: &[u64], lead_words: usize) -> (Signature, Signature) {
     // Three offset views rather than `windows(3)`, so that the compiler hashes
     // several shingles at once.
     let (second, third) = (words.get(1..).unwrap_or_default(), words.get(2..).unwrap_or_default());
-    let shingles: Vec<u64> =
-        words.iter().zip(second).zip(third).map(|((x, y), z)| mix(x ^ mix(y ^ mix(*z)))).collect();
+    // A loop over a zeroed vector, not `collect()`: that calls a generic function
+    // compiled once, without this function's CPU features, and did not vectorise.
+    let mut shingles = vec![0u64; third.len()];
+    for (s, ((x, y), z)) in shingles.iter_mut().zip(words.iter().zip(second).zip(third)) {
+        *s = mix(x ^ mix(y ^ mix(*z)));
+    }
     let lead_shingles = lead_words.min(words.len()).saturating_sub(2);
     let mut lead = [u32::MAX; SIG_LEN];
     minhash_into_any(&mut lead, &shingles[..lead_shingles]);
