@@ -128,8 +128,8 @@ pub fn content_hash(item: &Item) -> [u8; 16] {
     h.digest128().to_le_bytes()
 }
 
-/// The content hash of items stored before schema version 7 (the
-/// `legacy_hashes_below` watermark in the store): the first half of [`digest`] of the same parts.
+/// The content hash of items stored before schema version 7 (the store's
+/// `legacy_hashes_below` watermark): the first half of [`digest`] of the same parts.
 /// Checked only where the new hash differs, so such an item is not taken for changed.
 pub fn legacy_content_hash(item: &Item) -> [u8; 16] {
     let mut h = Sha256::new();
