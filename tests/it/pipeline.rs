@@ -107,6 +107,38 @@ async fn a_second_poll_is_conditional_and_stores_nothing() {
     assert_eq!(env.store().item_count().unwrap(), 5);
 }
 
+/// A database from before content hashes were XXH3 (schema version 6, SHA-256
+/// hashes): after the upgrade, the same items sent again are not "updated".
+#[tokio::test(flavor = "multi_thread")]
+async fn items_stored_before_the_hash_changed_are_not_updated_by_the_upgrade() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/feed", "formats/rss20.xml");
+    let env = Env::new(&format!("{}{TOPIC}", feed("f", &server.url("/feed"))));
+    assert_eq!(env.poll().await.new_items, 5);
+    {
+        let db = rusqlite::Connection::open(env.config().daemon.database).unwrap();
+        let url = url::Url::parse(&server.url("/feed")).unwrap();
+        let parsed =
+            feedsieve::parse::parse_feed(&fixture("formats/rss20.xml"), &url, chrono::Utc::now()).unwrap();
+        for item in &parsed.items {
+            let old = feedsieve::dedup::legacy_content_hash(item);
+            let n = db
+                .execute(
+                    "UPDATE items SET content_hash = ?1 WHERE key = ?2",
+                    rusqlite::params![&old[..], item.key],
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{}", item.key);
+        }
+        db.execute("DELETE FROM meta WHERE key = 'legacy_hashes_below'", []).unwrap();
+        db.pragma_update(None, "user_version", 6).unwrap();
+    }
+    // Sent again unconditionally (one more byte, so not the same body).
+    server.put("/feed", [fixture("formats/rss20.xml"), b"\n".to_vec()].concat(), "application/rss+xml");
+    let again = env.poll().await;
+    assert_eq!((again.fetched, again.new_items, again.updated_items), (1, 0, 0), "{again:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrected_item_updates_in_place() {
     let server = FeedServer::start().await;
