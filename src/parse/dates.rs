@@ -21,12 +21,13 @@ pub fn parse(text: &str) -> Option<DateTime<Utc>> {
 /// What feeds write instead of the standards:
 /// - RFC 3339 with a space for `T`, no seconds, an offset without its colon or no
 ///   offset at all, or a date alone (midnight UTC);
-/// - RFC 2822 with a wrong, long or missing weekday, long month names, the month
-///   before the day, one-digit hours, an hour of 24 (taken as 0, as feeds that write it
-///   did not move the day on), "UTC", or no zone at all.
+/// - RFC 2822 with a weekday that is wrong, long, in another language or missing,
+///   long month names, the month before the day, one-digit hours, an hour of 24
+///   (taken as 0, as feeds that write it did not move the day on), "UTC", or no zone.
 ///
-/// A date without a zone is taken as UTC. Anything else in the text (a word that is no
-/// month, weekday or zone) makes it unreadable: better no date than a wrong one.
+/// A date without a zone is taken as UTC. A word that is no English month, weekday or
+/// zone (other than a weekday before the first comma, in any language) makes the text
+/// unreadable: better no date than a wrong one.
 fn lenient(t: &str) -> Option<DateTime<Utc>> {
     if t.len() >= 10 && t.as_bytes().get(4) == Some(&b'-') { iso(t) } else { written(t) }
 }
@@ -49,6 +50,12 @@ fn iso(t: &str) -> Option<DateTime<Utc>> {
 
 /// RFC 2822's order and its variants: words and numbers split at spaces and commas.
 fn written(t: &str) -> Option<DateTime<Utc>> {
+    // A word before the first comma is the weekday: it says nothing the date does not,
+    // and is often in another language ("Lun,"), so whatever it is, it is skipped.
+    let t = match t.split_once(',') {
+        Some((word, rest)) if !word.is_empty() && word.chars().all(char::is_alphabetic) => rest,
+        _ => t,
+    };
     let (mut day, mut month, mut year, mut time, mut offset) = (None, None, None, None, None);
     for word in t.split([' ', '\t', ',']).filter(|w| !w.is_empty()) {
         let first = word.as_bytes()[0];
@@ -211,6 +218,7 @@ mod tests {
             ("Tue, 30 Nov 2026 10:15:00 GMT", "2026-11-30T10:15:00Z"), // wrong weekday
             ("Monday, 30 Nov 2026 10:15:00 GMT", "2026-11-30T10:15:00Z"),
             ("Thurs, 26 Nov 2026 10:15:00 GMT", "2026-11-26T10:15:00Z"),
+            ("Lundi, 30 Nov 2026 10:15:00 +0100", "2026-11-30T09:15:00Z"),
             ("Mon, 30 November 2026 10:15:00 +0000", "2026-11-30T10:15:00Z"),
             ("Wed, 30 Sept 2026 10:15:00 +0000", "2026-09-30T10:15:00Z"),
             ("Mon, Nov 30 2026 10:15:00 +0000", "2026-11-30T10:15:00Z"),
@@ -287,7 +295,7 @@ mod tests {
     #[test]
     fn every_date_feed_rs_reads_is_read_the_same() {
         let mut texts = Vec::new();
-        for weekday in ["", "Mon, ", "Tue, ", "Monday, ", "Thurs, "] {
+        for weekday in ["", "Mon, ", "Tue, ", "Monday, ", "Thurs, ", "Lun, "] {
             for (day, month) in [("30", "Nov"), ("3", "November"), ("03", "Sept"), ("29", "Feb")] {
                 for date in [format!("{day} {month}"), format!("{month} {day}")] {
                     for year in ["2026", "2024", "26"] {
