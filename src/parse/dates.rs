@@ -58,6 +58,9 @@ fn written(t: &str) -> Option<DateTime<Utc>> {
     };
     let (mut day, mut month, mut year, mut time, mut offset) = (None, None, None, None, None);
     for word in t.split([' ', '\t', ',']).filter(|w| !w.is_empty()) {
+        if word.starts_with('(') && word.ends_with(')') {
+            continue; // a comment, such as the zone's name after its offset
+        }
         let first = word.as_bytes()[0];
         if word.contains(':') && first.is_ascii_digit() && time.is_none() {
             time = Some(clock(word)?);
@@ -105,6 +108,8 @@ fn clock(t: &str) -> Option<NaiveTime> {
     if parts.next().is_some() {
         return None;
     }
+    // A leap second is chrono's second 59 with a second's worth of nanoseconds more.
+    let (second, nanos) = if second == 60 { (59, nanos + 1_000_000_000) } else { (second, nanos) };
     NaiveTime::from_hms_nano_opt(if hour == 24 { 0 } else { hour }, minute, second, nanos)
 }
 
@@ -136,6 +141,8 @@ fn zone(t: &str) -> Option<FixedOffset> {
         "CST" | "MDT" => hours(-6),
         "MST" | "PDT" => hours(-7),
         "PST" => hours(-8),
+        // RFC 2822: military zones are too often wrong to trust, and read as -0000.
+        m if m.len() == 1 && m != "J" && m.bytes().all(|b| b.is_ascii_uppercase()) => hours(0),
         _ => None,
     }
 }
@@ -164,13 +171,16 @@ const MONTHS: [&str; 12] = [
     "december",
 ];
 
-/// 1–12 for an English month name: its first three letters, or more of it ("Sept", "June").
+/// 1–12 for a month name that starts as the English one does: "Nov", "November",
+/// "Sept", also "Novembre" or "Juni" (the first three letters decide; weekdays never
+/// start like a month).
 fn month_of(word: &str) -> Option<u32> {
     let w = word.trim_end_matches('.').to_ascii_lowercase();
-    if w.len() < 3 {
+    let (head, rest) = (w.get(..3)?, w.get(3..)?);
+    if !rest.chars().all(char::is_alphabetic) {
         return None;
     }
-    MONTHS.iter().position(|m| m.starts_with(&w)).and_then(|i| u32::try_from(i + 1).ok())
+    MONTHS.iter().position(|m| m.starts_with(head)).and_then(|i| u32::try_from(i + 1).ok())
 }
 
 /// An English weekday name, short or long or in between ("Thu", "Thurs", "Thursday").
@@ -219,6 +229,10 @@ mod tests {
             ("Monday, 30 Nov 2026 10:15:00 GMT", "2026-11-30T10:15:00Z"),
             ("Thurs, 26 Nov 2026 10:15:00 GMT", "2026-11-26T10:15:00Z"),
             ("Lundi, 30 Nov 2026 10:15:00 +0100", "2026-11-30T09:15:00Z"),
+            ("30 Novembre 2026 10:15:00 +0100", "2026-11-30T09:15:00Z"),
+            ("30 Nov 2026 9:15 +0100 (CET)", "2026-11-30T08:15:00Z"),
+            ("30 Nov 2026 9:15 A", "2026-11-30T09:15:00Z"), // military zones read as -0000
+            ("30 Nov 2026 23:59:60 +05:30", "2026-11-30T18:29:60Z"), // a leap second
             ("Mon, 30 November 2026 10:15:00 +0000", "2026-11-30T10:15:00Z"),
             ("Wed, 30 Sept 2026 10:15:00 +0000", "2026-09-30T10:15:00Z"),
             ("Mon, Nov 30 2026 10:15:00 +0000", "2026-11-30T10:15:00Z"),
@@ -295,12 +309,39 @@ mod tests {
     #[test]
     fn every_date_feed_rs_reads_is_read_the_same() {
         let mut texts = Vec::new();
-        for weekday in ["", "Mon, ", "Tue, ", "Monday, ", "Thurs, ", "Lun, "] {
-            for (day, month) in [("30", "Nov"), ("3", "November"), ("03", "Sept"), ("29", "Feb")] {
-                for date in [format!("{day} {month}"), format!("{month} {day}")] {
-                    for year in ["2026", "2024", "26"] {
-                        for time in ["10:15:00", "9:15:00", "24:15:00", "10:15", ""] {
-                            for zone in ["GMT", "+0100", "-0000", "UTC", "Z", "EST", "+01:00", ""] {
+        let weekdays =
+            ["", "Mon, ", "mon, ", "MON, ", "Tue, ", "Monday, ", "Thurs, ", "Lun, ", "Sat. ", "Mon ", "Thu,"];
+        let days = [
+            ("30", "Nov"),
+            ("3", "November"),
+            ("03", "Sept"),
+            ("29", "Feb"),
+            ("30", "nov"),
+            ("30", "NOV"),
+            ("30", "Nov."),
+            ("30", "Novembre"),
+            ("1", "Dec"),
+        ];
+        for weekday in weekdays {
+            for (day, month) in days {
+                for date in [format!("{day} {month}"), format!("{month} {day}"), format!("{month} {day},")] {
+                    for year in ["2026", "2024", "26", " 2026"] {
+                        for time in ["10:15:00", "9:15:00", "24:15:00", "10:15", "10:15:00.5", "10:15:60", ""]
+                        {
+                            for zone in [
+                                "GMT",
+                                "gmt",
+                                "+0100",
+                                "-0000",
+                                "+01",
+                                "+05:30",
+                                "UTC",
+                                "Z",
+                                "EST",
+                                "A",
+                                "+0100 (CET)",
+                                "",
+                            ] {
                                 texts.push(format!("{weekday}{date} {year} {time} {zone}"));
                             }
                         }
@@ -308,9 +349,11 @@ mod tests {
                 }
             }
         }
-        for date in ["2026-11-30", "2026-02-30", "2026-11-30T10:15:00", "2026-11-30T10:15"] {
-            for zone in ["Z", "+01:00", "+0100", "-05", ""] {
-                texts.push(format!("{date}{zone}"));
+        for date in ["2026-11-30", "2026-02-30", "2026/11/30"] {
+            for time in ["", "T10:15", "T10:15:00", "t10:15:00.123", " 10:15:00", "T10:15:00,5"] {
+                for zone in ["", "Z", "z", "+01", "+0100", "+01:00", "-05", " +01:00", " UTC", "GMT"] {
+                    texts.push(format!("{date}{time}{zone}"));
+                }
             }
         }
         let mut read = 0;
@@ -321,7 +364,8 @@ mod tests {
                 assert_eq!(parse(text), theirs, "{text:?}");
             }
         }
-        // The comparison means something only if feed-rs read a good share of them.
-        assert!(read > texts.len() / 4, "feed-rs read {read} of {}", texts.len());
+        // Most of the combinations are no date to feed-rs either; the comparison means
+        // something only if it read a good share (11,020 of 99,972 when written).
+        assert!(read > texts.len() / 10, "feed-rs read {read} of {}", texts.len());
     }
 }
