@@ -57,9 +57,13 @@ fn written(t: &str) -> Option<DateTime<Utc>> {
         _ => t,
     };
     let (mut day, mut month, mut year, mut time, mut offset) = (None, None, None, None, None);
+    let mut in_comment = false;
     for word in t.split([' ', '\t', ',']).filter(|w| !w.is_empty()) {
-        if word.starts_with('(') && word.ends_with(')') {
-            continue; // a comment, such as the zone's name after its offset
+        // A comment, such as the zone's name after its offset: "(CET)", "(Central
+        // European Time)".
+        if in_comment || word.starts_with('(') {
+            in_comment = !word.ends_with(')');
+            continue;
         }
         let first = word.as_bytes()[0];
         if word.contains(':') && first.is_ascii_digit() && time.is_none() {
@@ -113,8 +117,8 @@ fn clock(t: &str) -> Option<NaiveTime> {
     NaiveTime::from_hms_nano_opt(if hour == 24 { 0 } else { hour }, minute, second, nanos)
 }
 
-/// A zone: nothing or `Z` (UTC), a name RFC 2822 knows or "UTC", or `±HH`, `±HHMM`,
-/// `±HH:MM`.
+/// A zone: nothing or `Z` (UTC), a name RFC 2822 knows (its one-letter military zones
+/// read as -0000, as it says) or "UTC", or `±HH`, `±HHMM`, `±HH:MM`.
 fn zone(t: &str) -> Option<FixedOffset> {
     let t = t.trim_start_matches('(').trim_end_matches(')');
     let hours = |h: i32| FixedOffset::east_opt(h * 3600);
@@ -141,7 +145,7 @@ fn zone(t: &str) -> Option<FixedOffset> {
         "CST" | "MDT" => hours(-6),
         "MST" | "PDT" => hours(-7),
         "PST" => hours(-8),
-        // RFC 2822: military zones are too often wrong to trust, and read as -0000.
+        // Military zones are too often wrong to trust.
         m if m.len() == 1 && m != "J" && m.bytes().all(|b| b.is_ascii_uppercase()) => hours(0),
         _ => None,
     }
@@ -231,6 +235,7 @@ mod tests {
             ("Lundi, 30 Nov 2026 10:15:00 +0100", "2026-11-30T09:15:00Z"),
             ("30 Novembre 2026 10:15:00 +0100", "2026-11-30T09:15:00Z"),
             ("30 Nov 2026 9:15 +0100 (CET)", "2026-11-30T08:15:00Z"),
+            ("30 Nov 2026 9:15 +0100 (Central European Time)", "2026-11-30T08:15:00Z"),
             ("30 Nov 2026 9:15 A", "2026-11-30T09:15:00Z"), // military zones read as -0000
             ("30 Nov 2026 23:59:60 +05:30", "2026-11-30T18:29:60Z"), // a leap second
             ("Mon, 30 November 2026 10:15:00 +0000", "2026-11-30T10:15:00Z"),
