@@ -426,6 +426,11 @@ pub struct Known {
 }
 
 impl Known {
+    /// Stored row `id`'s content `hash`; `legacy_below` is [`legacy_hashes_below`].
+    fn of(id: i64, hash: &[u8], legacy_below: i64) -> Known {
+        Known { hash: <[u8; 16]>::try_from(hash).unwrap_or_default(), legacy: id < legacy_below }
+    }
+
     /// Whether `item` says what the stored item said.
     pub fn same_as(&self, item: &Item) -> bool {
         self.hash == item.content_hash || (self.legacy && self.hash == dedup::legacy_content_hash(item))
@@ -873,7 +878,7 @@ impl Store {
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<HashMap<String, Option<Known>>, StoreError> {
         let mut out = HashMap::new();
-        let legacy_below = meta(&self.conn, "legacy_hashes_below")?.unwrap_or(0);
+        let legacy_below = legacy_hashes_below(&self.conn)?;
         let mut stored =
             self.conn.prepare_cached("SELECT id, content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?;
         let mut tombstoned =
@@ -885,11 +890,7 @@ impl Store {
             let row =
                 stored.query_row([feed_id, key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)));
             if let Some((id, hash)) = row.optional()? {
-                let mut h = [0u8; 16];
-                if hash.len() == 16 {
-                    h.copy_from_slice(&hash);
-                }
-                out.insert(key.to_owned(), Some(Known { hash: h, legacy: id < legacy_below }));
+                out.insert(key.to_owned(), Some(Known::of(id, &hash, legacy_below)));
             } else if tombstoned.exists([feed_id, key])? {
                 out.insert(key.to_owned(), None);
             }
@@ -1700,6 +1701,12 @@ fn fold_matches(rows: &mut HashMap<i64, TopicRow>, m: &[Match]) {
 /// (about 2,000 items' worth, a few MiB): bounds memory in a pass over many feeds.
 const MAX_UNFLUSHED_KEYS: usize = 48_000;
 
+/// Items with ids below this were stored before schema version 7: their content
+/// hashes are [`dedup::legacy_content_hash`]es.
+fn legacy_hashes_below(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(meta(conn, "legacy_hashes_below")?.unwrap_or(0))
+}
+
 fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -2008,17 +2015,15 @@ fn upsert_item<'a>(
         .prepare_cached("SELECT id, content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?
         .query_row(params![feed_id, it.key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    let existing = match existing {
+        Some((id, hash)) => Some(Known::of(id, &hash, legacy_hashes_below(tx)?)),
+        None => None,
+    };
     let authors = serde_json::to_string(&it.authors).unwrap_or_else(|_| "[]".into());
     let fp_bytes = n.fingerprint.as_ref().map(dedup::signature_bytes);
     let categories = serde_json::to_string(&it.categories).unwrap_or_else(|_| "[]".into());
     let (story, outcome) = match existing {
-        Some((_, hash)) if hash == it.content_hash => return Ok(Upsert::Unchanged),
-        Some((id, hash))
-            if id < meta(tx, "legacy_hashes_below")?.unwrap_or(0)
-                && hash == dedup::legacy_content_hash(it) =>
-        {
-            return Ok(Upsert::Unchanged);
-        }
+        Some(known) if known.same_as(it) => return Ok(Upsert::Unchanged),
         // A correction keeps its story (the conflict clause below leaves story_id alone).
         Some(_) => (0, Upsert::Updated),
         None => {
@@ -2662,7 +2667,7 @@ mod tests {
             s.conn.pragma_update(None, "user_version", 6).unwrap();
         }
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(meta(&s.conn, "legacy_hashes_below").unwrap(), Some(3));
+        assert_eq!(legacy_hashes_below(&s.conn).unwrap(), 3);
         s.ingest(&job("a", vec![as_before("a3", a3)], now)).unwrap();
 
         let known = s.known_keys("a", ["a1", "a2", "a3"]).unwrap();
