@@ -77,8 +77,8 @@ fn written(t: &str) -> Option<DateTime<Utc>> {
                 4 if year.is_none() => year = Some(n),
                 _ => return None,
             }
-        } else if month.is_none() && month_of(word).is_some() {
-            month = month_of(word);
+        } else if let Some(m) = month.is_none().then(|| month_of(word)).flatten() {
+            month = Some(m);
         } else if day.is_none() && month.is_none() && is_weekday(word) {
             // Extraneous, and often wrong or in another spelling: ignored.
         } else if offset.is_none() {
