@@ -255,6 +255,70 @@ pub struct IngestJob {
     pub now: DateTime<Utc>,
 }
 
+/// Parts of storing that a build with the `bench-bounds` feature leaves out, so that
+/// `bench/run.py --bounds` can time what each part of a cold poll costs: the
+/// environment variable `FEEDSIEVE_BENCH_SKIP` lists them, comma-separated. `fts`: no
+/// full-text rows; `bands`: no near-duplicate search keys written; `store`: nothing of
+/// a successful poll stored at all (its items are counted as new). Such a build keeps
+/// an incomplete database: it measures, it is never a feedsieve to run. Without the
+/// feature every answer is a constant `false`.
+#[cfg(feature = "bench-bounds")]
+mod skip {
+    use std::sync::OnceLock;
+
+    #[derive(Default)]
+    struct Skip {
+        fts: bool,
+        bands: bool,
+        store: bool,
+    }
+
+    fn skip() -> &'static Skip {
+        static SKIP: OnceLock<Skip> = OnceLock::new();
+        SKIP.get_or_init(|| {
+            let mut s = Skip::default();
+            let list = std::env::var("FEEDSIEVE_BENCH_SKIP").unwrap_or_default();
+            for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match part {
+                    "fts" => s.fts = true,
+                    "bands" => s.bands = true,
+                    "store" => s.store = true,
+                    other => eprintln!("FEEDSIEVE_BENCH_SKIP: no part {other:?} (fts, bands, store)"),
+                }
+            }
+            eprintln!("bench-bounds build: skipping fts {}, bands {}, store {}", s.fts, s.bands, s.store);
+            s
+        })
+    }
+
+    pub fn fts() -> bool {
+        skip().fts
+    }
+
+    pub fn bands() -> bool {
+        skip().bands
+    }
+
+    pub fn store() -> bool {
+        skip().store
+    }
+}
+
+#[cfg(not(feature = "bench-bounds"))]
+mod skip {
+    pub const fn fts() -> bool {
+        false
+    }
+
+    pub const fn bands() -> bool {
+        false
+    }
+
+    pub const fn store() -> bool {
+        false
+    }
+}
+
 /// A full-text index write, deferred to the end of the transaction.
 enum FtsOp<'a> {
     Delete(i64),
@@ -928,6 +992,12 @@ impl Store {
     /// # Errors
     /// On database failure, after which nothing of the group is stored.
     pub fn ingest_group(&mut self, group: &[&IngestJob]) -> Result<Vec<IngestCounts>, StoreError> {
+        if skip::store() {
+            return Ok(group
+                .iter()
+                .map(|j| IngestCounts { new: j.items.len(), ..IngestCounts::default() })
+                .collect());
+        }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut all = Vec::with_capacity(group.len());
         // Band keys of this transaction's new items join `unflushed` only once it commits.
@@ -976,6 +1046,9 @@ impl Store {
                 record.next_due.map(ts),
             ])?;
             all.push(counts);
+        }
+        if skip::fts() {
+            fts.clear();
         }
         {
             let mut delete = tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?;
@@ -1286,6 +1359,9 @@ impl Store {
                     keys.extend(dedup::band_keys(&fp).into_iter().map(|k| (k, id)));
                 }
             }
+        }
+        if skip::bands() {
+            keys.clear();
         }
         keys.sort_unstable();
         {
