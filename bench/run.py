@@ -729,7 +729,7 @@ def write_results(args, man: dict, results: dict, mach: dict, vers: dict,
               + "; ".join(f"{LABEL[p]} {m} {w} s" + (f", {pk} MiB" if pk else "")
                           for (p, m), (w, pk) in QUOTED.items()) + "."]
     if bnd:
-        L += [""] + bounds_section(args, bnd, results)
+        L += [""] + bounds_section(bnd, results)
     text = "\n".join(L) + "\n"
     args.results.write_text(text)
     (args.out / "results.json").write_text(json.dumps(
@@ -739,7 +739,7 @@ def write_results(args, man: dict, results: dict, mach: dict, vers: dict,
     return text
 
 
-def bounds_section(args, bnd: dict, results: dict) -> list[str]:
+def bounds_section(bnd: dict, results: dict) -> list[str]:
     meds = [(what, skip, median_run(bnd[skip])) for what, skip in BOUNDS if bnd.get(skip)]
     runs = max(len(bnd[skip]) for _, skip, _ in meds)
     limits = [(peer, div, median_run(results[peer]["cold"])["wall"] / div)
@@ -770,7 +770,7 @@ def bounds_section(args, bnd: dict, results: dict) -> list[str]:
               + "; ".join(f"1/{div} of {LABEL[p]} = {lim:.2f} s" for p, div, lim in limits)
               + ". " + " ".join(
                   f"Leaving out {what}: {fmt_s(m['wall'])} s, "
-                  + ("within both limits." if all(m["wall"] <= lim for _, _, lim in limits)
+                  + ("within every limit." if all(m["wall"] <= lim for _, _, lim in limits)
                      else "over " + " and ".join(
                          f"1/{div} of {p}" for p, div, lim in limits if m["wall"] > lim) + ".")
                   for what, _, m in meds[1:])]
