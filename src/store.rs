@@ -258,8 +258,10 @@ pub struct IngestJob {
 /// Parts of storing that a build with the `bench-bounds` feature leaves out, so that
 /// `bench/run.py --bounds` can time what each part of a cold poll costs: the
 /// environment variable `FEEDSIEVE_BENCH_SKIP` lists them, comma-separated. `fts`: no
-/// full-text rows; `bands`: no near-duplicate search keys written; `store`: nothing of
-/// a successful poll stored at all (its items are counted as new). Such a build keeps
+/// full-text rows (so topics match nothing, and filing into them costs nothing
+/// either); `bands`: no near-duplicate search keys written (they are still looked up,
+/// and the keys of the pass still in memory still find copies); `store`: nothing of a
+/// successful poll stored at all (its items are counted as new). Such a build keeps
 /// an incomplete database: it measures, it is never a feedsieve to run. Without the
 /// feature every answer is a constant `false`.
 #[cfg(feature = "bench-bounds")]
