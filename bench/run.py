@@ -752,8 +752,8 @@ def bounds_section(bnd: dict, results: dict) -> list[str]:
          "the one above it; Δ is what that saves (this row less the one above): what the "
          "full-text index costs, what the band keys cost, and what the rest of storing "
          "costs (item and story rows, their indexes, the log and its checkpoints). "
-         "Without the full-text index topics match nothing, so its Δ includes filing into "
-         "the topic; without band keys written, they are still looked up.",
+         "Without the full-text index the topic's query matches nothing, so its Δ includes "
+         "filing into the topic; without band keys written, they are still looked up.",
          "",
          "| left out | FEEDSIEVE_BENCH_SKIP | wall s (runs) | CPU s | Δ wall s | Δ CPU s | "
          "peak MiB | stored |"

@@ -258,66 +258,42 @@ pub struct IngestJob {
 /// Parts of storing that a build with the `bench-bounds` feature leaves out, so that
 /// `bench/run.py --bounds` can time what each part of a cold poll costs: the
 /// environment variable `FEEDSIEVE_BENCH_SKIP` lists them, comma-separated. `fts`: no
-/// full-text rows (so topics match nothing, and filing into them costs nothing
-/// either); `bands`: no near-duplicate search keys written (they are still looked up,
+/// full-text rows (so topic queries match nothing, and filing into those topics
+/// costs nothing either); `bands`: no near-duplicate search keys written (they are still looked up,
 /// and the keys of the pass still in memory still find copies); `store`: nothing of a
 /// successful poll stored at all (its items are counted as new). Such a build keeps
 /// an incomplete database: it measures, it is never a feedsieve to run. Without the
-/// feature every answer is a constant `false`.
-#[cfg(feature = "bench-bounds")]
+/// feature, [`skip::parts`] is a constant "nothing" and the environment is not read.
 mod skip {
     use std::sync::OnceLock;
 
     #[derive(Default)]
-    struct Skip {
-        fts: bool,
-        bands: bool,
-        store: bool,
+    pub struct Parts {
+        pub fts: bool,
+        pub bands: bool,
+        pub store: bool,
     }
 
-    fn skip() -> &'static Skip {
-        static SKIP: OnceLock<Skip> = OnceLock::new();
-        SKIP.get_or_init(|| {
-            let mut s = Skip::default();
+    pub fn parts() -> &'static Parts {
+        static NOTHING: Parts = Parts { fts: false, bands: false, store: false };
+        static PARTS: OnceLock<Parts> = OnceLock::new();
+        if !cfg!(feature = "bench-bounds") {
+            return &NOTHING;
+        }
+        PARTS.get_or_init(|| {
+            let mut p = Parts::default();
             let list = std::env::var("FEEDSIEVE_BENCH_SKIP").unwrap_or_default();
             for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match part {
-                    "fts" => s.fts = true,
-                    "bands" => s.bands = true,
-                    "store" => s.store = true,
+                    "fts" => p.fts = true,
+                    "bands" => p.bands = true,
+                    "store" => p.store = true,
                     other => eprintln!("FEEDSIEVE_BENCH_SKIP: no part {other:?} (fts, bands, store)"),
                 }
             }
-            eprintln!("bench-bounds build: skipping fts {}, bands {}, store {}", s.fts, s.bands, s.store);
-            s
+            eprintln!("bench-bounds build: skipping fts {}, bands {}, store {}", p.fts, p.bands, p.store);
+            p
         })
-    }
-
-    pub fn fts() -> bool {
-        skip().fts
-    }
-
-    pub fn bands() -> bool {
-        skip().bands
-    }
-
-    pub fn store() -> bool {
-        skip().store
-    }
-}
-
-#[cfg(not(feature = "bench-bounds"))]
-mod skip {
-    pub const fn fts() -> bool {
-        false
-    }
-
-    pub const fn bands() -> bool {
-        false
-    }
-
-    pub const fn store() -> bool {
-        false
     }
 }
 
@@ -994,7 +970,7 @@ impl Store {
     /// # Errors
     /// On database failure, after which nothing of the group is stored.
     pub fn ingest_group(&mut self, group: &[&IngestJob]) -> Result<Vec<IngestCounts>, StoreError> {
-        if skip::store() {
+        if skip::parts().store {
             return Ok(group
                 .iter()
                 .map(|j| IngestCounts { new: j.items.len(), ..IngestCounts::default() })
@@ -1049,7 +1025,7 @@ impl Store {
             ])?;
             all.push(counts);
         }
-        if skip::fts() {
+        if skip::parts().fts {
             fts.clear();
         }
         {
@@ -1362,7 +1338,7 @@ impl Store {
                 }
             }
         }
-        if skip::bands() {
+        if skip::parts().bands {
             keys.clear();
         }
         keys.sort_unstable();
