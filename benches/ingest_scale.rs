@@ -56,33 +56,22 @@ fn text(rng: &mut Rng, vocab: &[String], words: usize) -> String {
 fn item(run: usize, n: usize, body: &str) -> NewItem {
     let feed = n % FEEDS;
     let link = format!("https://site{feed}.example/news/{run}/{n}");
-    let mut hash = [0u8; 16];
-    hash.copy_from_slice(&dedup::digest(&[body])[..16]);
     let fingerprint = if NO_FINGERPRINTS.load(std::sync::atomic::Ordering::Relaxed) {
         None
     } else {
         dedup::fingerprint(body, &HashSet::new())
     };
-    NewItem {
-        item: Item {
-            key: format!("g:{run}:{n}"),
-            guid: Some(n.to_string()),
-            link: Some(link.clone()),
-            canonical_link: Some(link),
-            title: body.split('.').next().unwrap_or("").to_owned(),
-            summary: Some(format!("<p>{body}</p>")),
-            content: None,
-            base: None,
-            authors: vec![],
-            categories: vec![],
-            published: None,
-            updated: None,
-            content_hash: hash,
-        },
-        summary_text: body.to_owned(),
-        content_text: String::new(),
-        fingerprint,
-    }
+    let mut item = Item {
+        key: format!("g:{run}:{n}"),
+        guid: Some(n.to_string()),
+        link: Some(link.clone()),
+        canonical_link: Some(link),
+        title: body.split('.').next().unwrap_or("").to_owned(),
+        summary: Some(format!("<p>{body}</p>")),
+        ..Item::default()
+    };
+    item.content_hash = dedup::content_hash(&item);
+    NewItem { item, summary_text: body.to_owned(), content_text: String::new(), fingerprint }
 }
 
 struct Gen {

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 /// Text fields are already cleaned of characters XML forbids. `summary` and `content`
 /// hold HTML as the source sent it (relative URLs not yet resolved, not sanitised):
 /// sanitising is a full HTML parse, so the store does it when an item is first
-/// published (see [`crate::store::Store::sanitize_published`]).
-#[derive(Debug, Clone, PartialEq)]
+/// published (see [`crate::store::Store::sanitize_published`]). `Default` is an empty
+/// item, for tests and benches to fill in what they need; it has no key to store by.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Item {
     /// The identity of the item within its feed: guid, else canonical link, else a
     /// hash of title and content (see [`crate::dedup::item_key`]).

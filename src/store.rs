@@ -2675,21 +2675,8 @@ mod tests {
 
     fn new_item(key: &str, text: &str) -> NewItem {
         let fingerprint = dedup::fingerprint(text, &std::collections::HashSet::new());
-        let mut item = Item {
-            key: key.into(),
-            guid: None,
-            link: None,
-            canonical_link: None,
-            title: key.into(),
-            summary: Some(text.into()),
-            content: None,
-            base: None,
-            authors: vec![],
-            categories: vec![],
-            published: None,
-            updated: None,
-            content_hash: [0; 16],
-        };
+        let mut item =
+            Item { key: key.into(), title: key.into(), summary: Some(text.into()), ..Item::default() };
         item.content_hash = dedup::content_hash(&item);
         NewItem { item, summary_text: text.into(), content_text: String::new(), fingerprint }
     }
