@@ -90,7 +90,7 @@ TARGETS = [
 ]
 PEAK_TARGET_MIB = 64
 # --bounds: cold polls of a build with the bench-bounds feature, each leaving more
-# of storing out (FEEDSIEVE_BENCH_SKIP, see `mod skip` in src/store.rs), so that the
+# of storing out (FEEDSIEVE_BENCH_SKIP, see src/store/skip.rs), so that the
 # table shows what each part of a cold poll costs. (what is left out, value)
 BOUNDS = [
     ("nothing (the poll as shipped)", ""),
@@ -747,7 +747,7 @@ def bounds_section(bnd: dict, results: dict) -> list[str]:
     L = ["## Where a cold poll's time goes", "",
          "Cold polls, as above, of the same source built with the `bench-bounds` feature "
          "(`cargo build --release --features bench-bounds`): the environment variable "
-         "`FEEDSIEVE_BENCH_SKIP` makes storing leave parts out (`mod skip` in src/store.rs). "
+         "`FEEDSIEVE_BENCH_SKIP` makes storing leave parts out (src/store/skip.rs). "
          f"The modes took turns, {runs} runs each; medians. Each row leaves out more than "
          "the one above it; Δ is what that saves (this row less the one above): what the "
          "full-text index costs, what the band keys cost, and what the rest of storing "

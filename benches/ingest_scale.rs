@@ -26,7 +26,8 @@ use chrono::{TimeZone, Utc};
 use common::Rng;
 use feedsieve::dedup;
 use feedsieve::model::Item;
-use feedsieve::store::{FetchRecord, IngestJob, NewItem, Store, StoryRule};
+use feedsieve::model::{FetchRecord, IngestJob, NewItem, StoryRule};
+use feedsieve::store::Store;
 
 const FEEDS: usize = 1000;
 /// `--no-fingerprints`: store items without fingerprints, to see what near-duplicate

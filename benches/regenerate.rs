@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use feedsieve::curate;
 use feedsieve::daemon::render_topic;
+use feedsieve::model::Scope;
 use feedsieve::publish::{self, Format, TopicMeta};
-use feedsieve::store::{Scope, Store};
+use feedsieve::store::Store;
 
 const TOPIC: &str = "bench-topic";
 /// Four words of the synthetic vocabulary (benches/ingest_scale.rs), each in about
@@ -59,7 +60,7 @@ fn main() {
         "[daemon]\ndatabase = {db:?}\n\n[[topic]]\nid = \"{TOPIC}\"\ntitle = \"Bench topic\"\nquery = {query:?}\nlimit = {limit}\n",
         db = db.display().to_string(),
     );
-    let config = feedsieve::daemon::validate_config_text(&toml, &dir.path().join("feedsieve.toml"))
+    let config = feedsieve::config::parse(&toml, &dir.path().join("feedsieve.toml"))
         .unwrap_or_else(|e| panic!("config: {e:#}\n{toml}"));
     let topic = config.topic(TOPIC).expect("topic");
     let filter = curate::filter_for(&config, topic);
@@ -73,7 +74,7 @@ fn main() {
     eprintln!(
         "{}: {items} items ({pending} were pending), query {}",
         db.display(),
-        filter.fts.as_deref().unwrap_or("-")
+        filter.query.as_ref().map_or("-".to_string(), ToString::to_string)
     );
 
     let steps = [

@@ -15,10 +15,10 @@ use std::hint::black_box;
 use chrono::Utc;
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use feedsieve::model::{EntryRow, StoredItem};
 use feedsieve::model::{Item, ParsedFeed};
 use feedsieve::parse;
 use feedsieve::publish::{self, Format, TopicMeta};
-use feedsieve::store::{EntryRow, StoredItem};
 use url::Url;
 
 /// `n` entries of items spread over the whole corpus, newest first.

@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,12 +22,13 @@ use axum::http::{Request, StatusCode, header};
 use chrono::Utc;
 use common::Rng;
 use criterion::{Criterion, criterion_group, criterion_main};
-use feedsieve::daemon::{RenderedTopic, render_topic};
+use feedsieve::daemon::render_topic;
 use feedsieve::dedup;
 use feedsieve::metrics::Metrics;
-use feedsieve::model::Item;
+use feedsieve::model::{FetchRecord, IngestJob, Item, NewItem, StoryRule};
+use feedsieve::publish::RenderedTopic;
 use feedsieve::serve::{AppState, router};
-use feedsieve::store::{FetchRecord, IngestJob, NewItem, Store, StoryRule};
+use feedsieve::store::{Store, StoreHandle};
 use tower::ServiceExt;
 
 const FEEDS: usize = 20;
@@ -106,7 +107,7 @@ fn state() -> (Arc<AppState>, tempfile::TempDir) {
          query = '\"border security\" OR \"migrant smuggling\"'\nlimit = 50\n"
     ));
     let path = dir.path().join("feedsieve.toml");
-    let config = feedsieve::daemon::validate_config_text(&toml, &path).expect("config");
+    let config = feedsieve::config::parse(&toml, &path).expect("config");
     let db = config.daemon.database.clone();
     let mut store = Store::open(&db).expect("open");
     let ids: Vec<(String, String)> = config.feeds.iter().map(|f| (f.id.clone(), f.url.to_string())).collect();
@@ -133,11 +134,13 @@ fn state() -> (Arc<AppState>, tempfile::TempDir) {
         .into_iter()
         .map(|(_, r)| r)
         .collect();
-    drop(store);
+    // The server reads through the writer's read pool; the writer thread lives as
+    // long as the bench.
+    let (store, _writer) = StoreHandle::spawn(store).expect("writer");
     let state = Arc::new(AppState {
         config: RwLock::new(Arc::new(config)),
         feeds: RwLock::new(HashMap::new()),
-        reader: Mutex::new(Store::open_read_only(&db).expect("reader")),
+        store,
         metrics: Arc::new(Metrics::default()),
     });
     state.update_topics(vec![RenderedTopic { id: TOPIC.into(), outputs }], &[TOPIC]);

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
-use feedsieve::store::{FetchRecord, IngestJob, NewItem, Store, StoryRule};
+use feedsieve::model::{FetchRecord, IngestJob, NewItem, StoryRule};
+use feedsieve::store::Store;
 
 /// Items in the store when measuring.
 const PRELOAD: usize = 10_000;

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::model::Item;
+pub use crate::model::{Fingerprint, SIG_LEN, Signature};
 
 /// Query parameters that only track the reader, never select content.
 const TRACKING_PARAMS: &[&str] = &[
@@ -182,8 +183,6 @@ pub fn entry_id(feed_id: &str, key: &str) -> String {
     format!("urn:uuid:{}-{}-5{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
 }
 
-/// Permutations in one MinHash signature.
-pub const SIG_LEN: usize = 32;
 /// LSH rows per band of the lead signature: 16 bands of 2 rows make a pair whose
 /// leads are 0.5 alike a candidate with probability 0.99 (0.3 alike: 0.78), which is
 /// what finds summaries of a full article and lightly edited wire copies.
@@ -200,23 +199,9 @@ pub const LEAD_WORDS: usize = 60;
 pub const MIN_WORDS: usize = 12;
 /// Default similarity (estimated Jaccard of word 3-shingles) from which two items are
 /// one story.
-pub const DEFAULT_THRESHOLD: f64 = 0.5;
+pub const DEFAULT_THRESHOLD: f64 = crate::model::StoryRule::DEFAULT.threshold;
 /// A sentence repeated in this many items of one feed is that feed's boilerplate.
 pub const BOILERPLATE_REPEATS: u32 = 3;
-
-/// A MinHash signature.
-pub type Signature = [u32; SIG_LEN];
-
-/// The two signatures of an item's text, and the numbers it mentions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint {
-    pub lead: Signature,
-    pub full: Signature,
-    /// Hashes of the distinct numbers in the text (the [`MAX_NUMBERS`] smallest):
-    /// copies of one report quote the same figures, while two events written from
-    /// one template ("N arrests in M countries") differ in them.
-    pub numbers: Vec<u32>,
-}
 
 /// Numbers kept per fingerprint.
 pub const MAX_NUMBERS: usize = 16;

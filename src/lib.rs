@@ -16,7 +16,8 @@
 //!                                                                          sanitize)
 //! ```
 //!
-//! - [`model`]: the plain types the stages pass to each other.
+//! - [`model`]: the plain types the stages pass to each other (and the store takes and
+//!   returns); it imports nothing of the crate.
 //! - [`config`]: the TOML schema, loading with line/column errors, validation; editing
 //!   the file in place and OPML (submodules `edit`, `opml`).
 //! - [`schedule`]: cron / `@hourly` / `every 20m`, next-due times, backoff.
@@ -24,8 +25,11 @@
 //! - [`parse`]: feed-rs to [`model::Item`]; dates, links, text, HTML sanitising (run
 //!   by the store when an item is first published); the feeds an HTML page advertises.
 //! - [`dedup`]: item keys, canonical links, near-duplicate fingerprints (MinHash, LSH).
-//! - [`store`]: SQLite schema, migrations, every SQL statement, the writer thread.
-//! - [`curate`]: topic queries (our own parser, rendered for FTS5), matching, backfill.
+//! - [`store`]: one backend-neutral face ([`store::Store`], the writer thread and its
+//!   read pool) over an engine that only stores and finds: `store/sqlite/` holds the
+//!   schema, migrations and every SQL statement of SQLite.
+//! - [`curate`]: topic queries (our own parser; each engine renders the tree for its
+//!   full-text search), matching, backfill.
 //! - [`publish`]: topic feeds as bytes with their validators.
 //! - [`serve`]: the HTTP server: topic feeds, index page, OPML, health, metrics.
 //! - [`metrics`]: counters for `/metrics`.

@@ -1,9 +1,14 @@
 //! Plain types shared by every stage of the pipeline.
 //!
-//! Nothing here does I/O. Stages talk to each other only through these types, so a
-//! test can build any of them by hand and drive one stage alone.
+//! Nothing here does I/O, and nothing here imports the rest of the crate: this is the
+//! bottom of the house. Stages talk to each other only through these types, so a test
+//! can build any of them by hand and drive one stage alone. The store takes and
+//! returns them too (a feed's state row, a topic's entries, matches, ingest jobs),
+//! whichever engine is behind it.
 
-use chrono::{DateTime, Utc};
+use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
 
 /// One entry of a feed after parsing and normalisation, before it is stored.
 ///
@@ -94,4 +99,317 @@ impl PollSummary {
             }
         }
     }
+}
+
+/// A time as the store keeps it: Unix seconds.
+pub fn ts(d: DateTime<Utc>) -> i64 {
+    d.timestamp()
+}
+
+/// A stored time back as a date (the epoch for one out of range).
+pub fn from_ts(t: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(t, 0).single().unwrap_or_default()
+}
+
+/// Permutations in one MinHash signature.
+pub const SIG_LEN: usize = 32;
+
+/// A MinHash signature.
+pub type Signature = [u32; SIG_LEN];
+
+/// The two signatures of an item's text, and the numbers it mentions: what finds
+/// copies of a story in other feeds (computed by [`crate::dedup::fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub lead: Signature,
+    pub full: Signature,
+    /// Hashes of the distinct numbers in the text (the `dedup::MAX_NUMBERS` smallest):
+    /// copies of one report quote the same figures, while two events written from
+    /// one template ("N arrests in M countries") differ in them.
+    pub numbers: Vec<u32>,
+}
+
+/// An item ready to store: its text extracted, with the plain text the full-text
+/// index gets.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub item: Item,
+    pub summary_text: String,
+    pub content_text: String,
+    /// For finding near-duplicate copies in other feeds; `None` for texts too short.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// How items join stories: near-duplicates first seen within `window` seconds whose
+/// resemblance (`dedup::resemblance`) reaches `threshold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoryRule {
+    pub threshold: f64,
+    pub window: i64,
+}
+
+impl StoryRule {
+    /// The config's defaults (`dedup_threshold`, `dedup_window`).
+    pub const DEFAULT: StoryRule = StoryRule { threshold: 0.5, window: 7 * 86_400 };
+}
+
+impl Default for StoryRule {
+    fn default() -> Self {
+        StoryRule::DEFAULT
+    }
+}
+
+/// One successful poll of one feed, as the store ingests it.
+#[derive(Debug, Clone)]
+pub struct IngestJob {
+    pub feed_id: String,
+    /// Only items that are new or changed (the caller counts the rest as unchanged);
+    /// one whose key and hash are already stored is counted as unchanged here too, and
+    /// a tombstoned key is skipped.
+    pub items: Vec<NewItem>,
+    pub record: FetchRecord,
+    pub rule: StoryRule,
+    pub now: DateTime<Utc>,
+}
+
+/// What the feed row records after a successful fetch.
+#[derive(Debug, Clone, Default)]
+pub struct FetchRecord {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub title: Option<String>,
+    pub site_link: Option<String>,
+    pub moved_to: Option<String>,
+    pub next_due: Option<DateTime<Utc>>,
+    /// Sentence hashes newly found to be this feed's boilerplate.
+    pub boilerplate: Vec<u64>,
+}
+
+/// A poll that stored no items, as the feed row records it.
+#[derive(Debug, Clone)]
+pub enum FeedRecord {
+    /// The feed answered 304 (or the like): fetched, nothing new.
+    NotModified {
+        feed_id: String,
+        status: u16,
+        now: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+        moved_to: Option<String>,
+    },
+    /// The poll failed: the error, the HTTP status if any, one more failure.
+    /// Validators and items are left as they were.
+    Failure {
+        feed_id: String,
+        status: Option<u16>,
+        error: String,
+        now: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+    },
+}
+
+/// The counts of one feed's ingest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestCounts {
+    pub new: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// A feed's stored state: validators for the next request and health for `status`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FeedRow {
+    pub id: String,
+    pub url: String,
+    pub title: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_fetch: Option<i64>,
+    pub last_status: Option<i64>,
+    pub error: Option<String>,
+    pub failures: i64,
+    pub next_due: Option<i64>,
+    pub moved_to: Option<String>,
+    pub items: i64,
+}
+
+/// `rows` by feed id (lookups per configured feed stay linear in the feed count).
+pub fn rows_by_id(rows: &[FeedRow]) -> std::collections::HashMap<&str, &FeedRow> {
+    rows.iter().map(|r| (r.id.as_str(), r)).collect()
+}
+
+/// One item matched by a topic query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match {
+    pub item_id: i64,
+    pub story_id: i64,
+    /// Higher is better (the full-text engine's relevance; 0 for topics without a
+    /// query).
+    pub score: f64,
+    pub sort_date: i64,
+}
+
+/// Which items a topic query looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Items stored or corrected since the last curation.
+    Pending,
+    /// Every stored item (backfill).
+    All,
+}
+
+/// A topic as the store selects it: the query tree (each engine renders it for its
+/// own full-text search), the exclude tree, and the feeds it draws from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicFilter {
+    /// `None` takes every item.
+    pub query: Option<Query>,
+    pub exclude: Option<Query>,
+    /// Only items of these feeds; `None`: every feed.
+    pub feeds: Option<Vec<String>>,
+}
+
+/// A story as it appears in a topic output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub story_id: i64,
+    pub score: f64,
+    pub item: StoredItem,
+    /// Other items of the same story: `(feed id, feed title, link)`.
+    pub also: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// A stored item as publishing reads it (its HTML sanitised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredItem {
+    pub id: i64,
+    pub feed_id: String,
+    pub feed_title: Option<String>,
+    pub feed_url: String,
+    pub feed_site: Option<String>,
+    pub key: String,
+    pub link: Option<String>,
+    pub title: String,
+    pub summary: Option<String>,
+    pub content: Option<String>,
+    pub authors: Vec<String>,
+    pub categories: Vec<String>,
+    pub published: Option<i64>,
+    pub updated: Option<i64>,
+    pub first_seen: i64,
+    pub changed_at: i64,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCounts {
+    pub items: usize,
+    pub stories: usize,
+}
+
+/// One line of `topic preview`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PreviewRow {
+    pub item_id: i64,
+    pub feed_id: String,
+    pub link: Option<String>,
+    pub score: f64,
+    /// Title with matched terms in `[brackets]`.
+    pub title: String,
+    /// The best passage with matched terms in `[brackets]`.
+    pub snippet: String,
+    pub date: i64,
+    /// Items in the same story, this one included.
+    pub sources: i64,
+    pub story_id: i64,
+}
+
+/// Columns of the full-text index, in index order (what `title:` and the like name).
+pub const COLUMNS: [&str; 4] = ["title", "summary", "content", "categories"];
+
+/// A topic query, parsed (`curate::query` parses it; each store engine renders it).
+/// Its text form ([`fmt::Display`]) is the canonical query, fully parenthesised with
+/// every term quoted: topics are identified by it, so it never changes for a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// A word or a quoted phrase; `prefix` for a trailing `*`.
+    Term {
+        text: String,
+        prefix: bool,
+    },
+    /// `NEAR(a b c, 10)`: the terms within `distance` tokens of each other.
+    Near {
+        terms: Vec<(String, bool)>,
+        distance: Option<u32>,
+    },
+    /// `title: expr` or `{title summary}: expr`.
+    Columns {
+        columns: Vec<String>,
+        expr: Box<Query>,
+    },
+    And(Box<Query>, Box<Query>),
+    Or(Box<Query>, Box<Query>),
+    /// `a NOT b`: matches of `a` that do not match `b`.
+    Not(Box<Query>, Box<Query>),
+}
+
+/// NEAR's distance when the query gives none (as in SQLite FTS5).
+pub const NEAR_DEFAULT: u32 = 10;
+
+impl Query {
+    /// Every term of the query (for highlighting what matched), excluding the right
+    /// side of `NOT`.
+    pub fn positive_terms(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_terms(&mut out);
+        out
+    }
+
+    fn collect_terms(&self, out: &mut Vec<String>) {
+        match self {
+            Query::Term { text, prefix } => out.push(term_label(text, *prefix)),
+            Query::Near { terms, .. } => out.extend(terms.iter().map(|(t, p)| term_label(t, *p))),
+            Query::Columns { expr, .. } => expr.collect_terms(out),
+            Query::And(a, b) | Query::Or(a, b) => {
+                a.collect_terms(out);
+                b.collect_terms(out);
+            }
+            Query::Not(a, _) => a.collect_terms(out),
+        }
+    }
+}
+
+fn term_label(text: &str, prefix: bool) -> String {
+    if prefix { format!("{text}*") } else { text.to_owned() }
+}
+
+/// The canonical text: `"border security"`, `("a" OR "b"*)`, `{title} : ("x")`,
+/// `NEAR("a" "b", 5)`, which is also SQLite FTS5 syntax.
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Query::Term { text, prefix } => write_term(f, text, *prefix),
+            Query::Near { terms, distance } => {
+                f.write_str("NEAR(")?;
+                for (i, (text, prefix)) in terms.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    write_term(f, text, *prefix)?;
+                }
+                if let Some(d) = distance {
+                    write!(f, ", {d}")?;
+                }
+                f.write_str(")")
+            }
+            Query::Columns { columns, expr } => write!(f, "{{{}}} : ({expr})", columns.join(" ")),
+            Query::And(a, b) => write!(f, "({a} AND {b})"),
+            Query::Or(a, b) => write!(f, "({a} OR {b})"),
+            Query::Not(a, b) => write!(f, "({a} NOT {b})"),
+        }
+    }
+}
+
+fn write_term(f: &mut fmt::Formatter<'_>, text: &str, prefix: bool) -> fmt::Result {
+    write!(f, "\"{}\"{}", text.replace('"', "\"\""), if prefix { "*" } else { "" })
 }

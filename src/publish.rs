@@ -16,8 +16,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 use url::Url;
 
 use crate::dedup;
+use crate::model::{EntryRow, from_ts};
 use crate::parse::escape_html;
-use crate::store::{EntryRow, from_ts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -68,6 +68,13 @@ impl TopicMeta<'_> {
             |u| u.to_string(),
         )
     }
+}
+
+/// One topic in every format, as the pipeline hands it to the server.
+#[derive(Debug, Clone)]
+pub struct RenderedTopic {
+    pub id: String,
+    pub outputs: Vec<Rendered>,
 }
 
 /// A rendered topic feed.

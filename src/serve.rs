@@ -1,8 +1,8 @@
 //! The HTTP server: topic feeds, the index page, OPML, health and metrics.
 //!
 //! Input: topic outputs rendered by the pipeline (cached here as bytes, plain and
-//! gzipped, until the topic changes) and a read-only database connection for the
-//! index page, `/healthz` and `/metrics`. Output: HTTP answers. Nothing here writes
+//! gzipped, until the topic changes) and the store's read pool for the index page,
+//! `/healthz` and `/metrics`. Output: HTTP answers. Nothing here writes
 //! to the database.
 //!
 //! Topic feeds carry `ETag`, `Last-Modified` and `Cache-Control`, answer
@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -23,11 +23,11 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::daemon::RenderedTopic;
 use crate::metrics::{Metrics, Sizes};
+use crate::model::{from_ts, rows_by_id};
 use crate::parse::escape_html;
-use crate::publish::{Format, Rendered};
-use crate::store::{Store, StoreError, from_ts};
+use crate::publish::{Format, Rendered, RenderedTopic};
+use crate::store::{Store, StoreError, StoreHandle};
 
 /// How long readers may reuse a topic feed without asking again.
 const CACHE_CONTROL: &str = "public, max-age=300";
@@ -68,8 +68,8 @@ pub struct AppState {
     pub config: RwLock<Arc<Config>>,
     /// Topic id → outputs by extension.
     pub feeds: RwLock<HashMap<String, HashMap<&'static str, Arc<CachedFeed>>>>,
-    /// A read-only connection; queries run on the blocking pool.
-    pub reader: Mutex<Store>,
+    /// The store, read through its read pool (queries run on the blocking pool).
+    pub store: StoreHandle,
     pub metrics: Arc<Metrics>,
 }
 
@@ -146,19 +146,12 @@ impl IntoResponse for ServeError {
     }
 }
 
-/// Runs a read query on the blocking pool.
+/// Runs a read query on a read connection of the store.
 async fn read<R: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
 ) -> Result<R, ServeError> {
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let store = state.reader.lock().unwrap_or_else(|e| e.into_inner());
-        f(&store)
-    })
-    .await
-    .map_err(|_| ServeError::Internal)?
-    .map_err(ServeError::from)
+    Ok(state.store.read(f).await?)
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
@@ -326,7 +319,7 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, ServeErro
         h.push_str("</p></li>\n");
     }
     h.push_str("</ul>\n<h2>Sources</h2>\n<table>\n<thead><tr><th>feed</th><th>last fetch</th><th>status</th><th>items</th><th>last 30 days</th><th>error</th></tr></thead>\n<tbody>\n");
-    let by_id = crate::store::rows_by_id(&rows);
+    let by_id = rows_by_id(&rows);
     for f in &config.feeds {
         let r = by_id.get(f.id.as_str()).map(|r| (*r).clone()).unwrap_or_default();
         let name = r.title.clone().unwrap_or_else(|| f.id.clone());

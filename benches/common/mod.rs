@@ -25,9 +25,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use criterion::Criterion;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use feedsieve::model::NewItem;
 use feedsieve::model::{Item, ParsedFeed};
 use feedsieve::parse;
-use feedsieve::store::NewItem;
 use url::Url;
 
 /// The feeds the generated corpus has by default.

@@ -13,9 +13,9 @@ use url::Url;
 use super::{UsageError, load, open_for_reading, progress_bar, runtime, write_feeds_json};
 use crate::config::edit::{ConfigEdit, NewFeed, NewTopic, derive_id};
 use crate::config::{self, Config, opml};
-use crate::daemon::validate_config_text;
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
-use crate::store::{Store, from_ts};
+use crate::model::{from_ts, rows_by_id};
+use crate::store::Store;
 use crate::{dedup, parse};
 
 #[derive(Debug, Subcommand)]
@@ -126,7 +126,7 @@ fn add(
     let id = id.unwrap_or_else(|| derive_id(title.as_deref(), &url_text, &taken));
     let mut edit = ConfigEdit::open(path)?;
     edit.add_feed(&NewFeed { id: id.clone(), url: url_text.clone(), tags, schedule, enabled: true });
-    edit.save(validate_config_text)?;
+    edit.save(config::parse)?;
     println!(
         "added feed '{id}' ({url_text}){} to {}",
         title.map(|t| format!(" \"{t}\"")).unwrap_or_default(),
@@ -211,7 +211,7 @@ fn remove(path: &Path, id: &str, purge: bool) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    edit.save(validate_config_text)?;
+    edit.save(config::parse)?;
     println!("removed feed '{id}' from {}", path.display());
     if purge {
         let db = &config.daemon.database;
@@ -232,7 +232,7 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(s) => s.feeds()?,
         None => Vec::new(),
     };
-    let by_id = crate::store::rows_by_id(&rows);
+    let by_id = rows_by_id(&rows);
     let row = |id: &str| by_id.get(id).map(|r| (*r).clone()).unwrap_or_default();
     let schedule =
         |f: &config::FeedConfig| f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string();
@@ -319,7 +319,7 @@ fn import(path: &Path, file: &Path) -> anyhow::Result<ExitCode> {
         b.finish_and_clear();
     }
     if added > 0 {
-        edit.save(validate_config_text)?;
+        edit.save(config::parse)?;
     }
     println!(
         "imported {added} feeds from {} into {} ({duplicates} already configured or repeated, {} broken outlines skipped)",
@@ -381,7 +381,7 @@ pub fn topic_add(path: &Path, a: TopicAddArgs) -> anyhow::Result<ExitCode> {
     });
     // An invalid topic (a bad query, an unknown feed) is reported as `check` would,
     // pointing into the would-be file, and nothing is written.
-    edit.save(validate_config_text)?;
+    edit.save(config::parse)?;
     println!(
         "added topic '{}' to {}; its feed will be /topics/{}.atom (.rss, .json)",
         a.id,
@@ -400,7 +400,7 @@ pub fn topic_remove(path: &Path, id: &str) -> anyhow::Result<ExitCode> {
     if !edit.remove_topic(id) {
         return Err(UsageError(format!("no topic '{id}' in {}", path.display())).into());
     }
-    edit.save(validate_config_text)?;
+    edit.save(config::parse)?;
     println!("removed topic '{id}' from {}", path.display());
     println!("{APPLY_HINT}");
     Ok(ExitCode::SUCCESS)

@@ -13,11 +13,15 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::{self, Config, ConfigError};
-use crate::curate::{self, query::Expr};
+use crate::curate::{
+    self,
+    query::{self, Query},
+};
 use crate::daemon::{self, Pipeline};
 use crate::model::PollOutcome;
+use crate::model::{FeedRow, TopicFilter, from_ts, rows_by_id};
 use crate::publish::Format;
-use crate::store::{Store, StoreHandle, TopicFilter, from_ts};
+use crate::store::{Store, StoreHandle};
 
 mod manage;
 
@@ -411,7 +415,7 @@ fn export(config: &Config, topic: &str, format: &str) -> anyhow::Result<ExitCode
 fn write_feeds_json(
     out: &mut impl Write,
     config: &Config,
-    row: impl Fn(&str) -> crate::store::FeedRow,
+    row: impl Fn(&str) -> FeedRow,
 ) -> std::io::Result<()> {
     out.write_all(b"[")?;
     for (i, f) in config.feeds.iter().enumerate() {
@@ -424,7 +428,7 @@ fn write_feeds_json(
 }
 
 /// A feed and its stored health as `status --json` and `feed list --json` show it.
-fn feed_json(config: &Config, f: &crate::config::FeedConfig, r: &crate::store::FeedRow) -> serde_json::Value {
+fn feed_json(config: &Config, f: &crate::config::FeedConfig, r: &FeedRow) -> serde_json::Value {
     json!({
         "id": f.id, "url": f.url.as_str(), "tags": f.tags,
         "schedule": f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string(), "enabled": f.enabled,
@@ -451,7 +455,7 @@ fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(s) => s.item_count()?,
         None => 0,
     };
-    let by_id = crate::store::rows_by_id(&rows);
+    let by_id = rows_by_id(&rows);
     let row = |id: &str| by_id.get(id).map(|r| (*r).clone()).unwrap_or_default();
     if as_json {
         let topics: Vec<_> = config
@@ -522,8 +526,8 @@ fn topic_list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Parses a query given on the command line, pointing at the error.
-fn parse_cli_query(flag: &str, q: &str) -> anyhow::Result<Expr> {
-    Expr::parse(q).map_err(|e| {
+fn parse_cli_query(flag: &str, q: &str) -> anyhow::Result<Query> {
+    query::parse(q).map_err(|e| {
         let caret = format!("{}^", " ".repeat(e.offset));
         UsageError(format!("bad {flag}: {}\n  {q}\n  {caret}", e.message)).into()
     })
@@ -535,15 +539,14 @@ fn preview(config: &Config, args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             let Some(t) = config.topic(id) else {
                 return Err(UsageError(format!("no topic '{id}' in {}", config.path.display())).into());
             };
-            let terms = t.query.as_ref().map(Expr::positive_terms).unwrap_or_default();
+            let terms = t.query.as_ref().map(Query::positive_terms).unwrap_or_default();
             (id.clone(), curate::filter_for(config, t), terms)
         }
         (None, Some(q)) => {
             let expr = parse_cli_query("--query", q)?;
             let exclude = args.exclude.as_deref().map(|e| parse_cli_query("--exclude", e)).transpose()?;
-            let filter =
-                TopicFilter { fts: Some(expr.to_fts5()), exclude: exclude.map(|e| e.to_fts5()), feeds: None };
-            (format!("--query {q}"), filter, expr.positive_terms())
+            let terms = expr.positive_terms();
+            (format!("--query {q}"), TopicFilter { query: Some(expr), exclude, feeds: None }, terms)
         }
         (None, None) => return Err(UsageError("give a topic id or --query".into()).into()),
     };

@@ -2,8 +2,8 @@
 //!
 //! Input: the path of a TOML file. Output: a validated [`Config`], or *every* problem
 //! found, each with its file, line and column. Loading has no side effects: it touches
-//! neither the network nor the database (the FTS5 check of topic queries against
-//! SQLite is [`crate::curate::check_queries`], which callers run after this).
+//! neither the network nor the database: topic queries are checked by their own
+//! parser ([`crate::curate::query`]), which accepts only what every store can run.
 //!
 //! The file is read into `toml`'s spanned document tree rather than a serde struct
 //! with `deny_unknown_fields`: serde stops at the first error, and `feedsieve check`
@@ -23,7 +23,7 @@ use url::Url;
 pub mod edit;
 pub mod opml;
 
-use crate::curate::query::Expr;
+use crate::curate::query::{self, Query};
 use crate::schedule::{Schedule, parse_duration};
 
 /// A validated configuration. Relative paths are already resolved against the
@@ -112,8 +112,8 @@ pub struct TopicConfig {
     pub title: String,
     pub description: Option<String>,
     /// `None`: every item of the selected feeds (a merged feed).
-    pub query: Option<Expr>,
-    pub exclude: Option<Expr>,
+    pub query: Option<Query>,
+    pub exclude: Option<Query>,
     /// Only items from these feeds (empty: no restriction by id).
     pub feeds: Vec<String>,
     /// Only items from feeds with any of these tags (empty: no restriction by tag).
@@ -422,10 +422,10 @@ impl<'a> Reader<'a> {
         self.position(start + skip)
     }
 
-    fn query(&mut self, table: &DeTable<'a>, key: &str, topic: &str) -> (Option<Expr>, Option<Position>) {
+    fn query(&mut self, table: &DeTable<'a>, key: &str, topic: &str) -> (Option<Query>, Option<Position>) {
         let Some((q, span)) = self.string(table, key) else { return (None, None) };
         let at = self.position_in_string(&span, 0);
-        match Expr::parse(&q) {
+        match query::parse(&q) {
             Ok(e) => (Some(e), Some(at)),
             Err(e) => {
                 let at = self.position_in_string(&span, e.offset);

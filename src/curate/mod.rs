@@ -1,67 +1,42 @@
 //! Curation: which stories belong to which topic.
 //!
 //! Input: the validated topics and the items the last polls stored or corrected (the
-//! store's `pending` queue). Output: rows of `topic_stories`, each with the bm25 score
-//! of its best match. A topic is compiled to a [`TopicFilter`] (an FTS5 expression
-//! rendered from our own query tree, plus the feeds it draws from); its signature is
-//! stored, so a topic that is new or whose definition changed is backfilled over every
-//! stored item, and an unchanged one only looks at pending items.
+//! store's pending queue). Output: each topic's stories, each with the score of its
+//! best match. A topic is compiled to a [`TopicFilter`] (our own query tree, which the
+//! store renders for its full-text search, plus the feeds it draws from); its
+//! signature is stored, so a topic that is new or whose definition changed is
+//! backfilled over every stored item, and an unchanged one only looks at pending
+//! items.
 
 pub mod query;
 
-use crate::config::{Config, Problem, TopicConfig};
+use crate::config::{Config, TopicConfig};
 use crate::dedup;
-use crate::store::{Scope, Store, StoreError, TopicFilter, Writer};
+use crate::model::{Scope, TopicFilter};
+use crate::store::{StoreError, Writer};
 
 /// The store's view of a topic.
 pub fn filter_for(config: &Config, topic: &TopicConfig) -> TopicFilter {
     TopicFilter {
-        fts: topic.query.as_ref().map(|q| q.to_fts5()),
-        exclude: topic.exclude.as_ref().map(|q| q.to_fts5()),
+        query: topic.query.clone(),
+        exclude: topic.exclude.clone(),
         feeds: Config::restricts_feeds(topic)
             .then(|| config.topic_feeds(topic).map(|f| f.id.clone()).collect()),
     }
 }
 
-/// Identifies a topic's definition: when it changes, the topic is backfilled.
+/// Identifies a topic's definition: when it changes, the topic is backfilled. Made
+/// of the canonical text of its queries, the same whichever store holds it.
 pub fn signature(filter: &TopicFilter) -> String {
     let feeds = filter.feeds.as_ref().map(|f| f.join("\u{1}"));
+    let text = |q: &Option<crate::model::Query>| q.as_ref().map(ToString::to_string);
+    let (query, exclude) = (text(&filter.query), text(&filter.exclude));
     let d = dedup::digest(&[
-        filter.fts.as_deref().unwrap_or("\u{0}"),
-        filter.exclude.as_deref().unwrap_or("\u{0}"),
+        query.as_deref().unwrap_or("\u{0}"),
+        exclude.as_deref().unwrap_or("\u{0}"),
         feeds.as_deref().unwrap_or("\u{0}"),
     ]);
     dedup::hex(&d[..16])
-}
-
-/// Compiles every topic query and exclude against SQLite's FTS5, reporting those it
-/// rejects at their place in the config file. Our parser already accepts only FTS5
-/// syntax; this is the check that the store agrees.
-pub fn check_queries(config: &Config) -> Vec<Problem> {
-    let store = match Store::open_in_memory() {
-        Ok(s) => s,
-        Err(e) => {
-            return vec![Problem {
-                file: config.path.clone(),
-                at: crate::config::Position { line: 1, col: 1 },
-                message: format!("cannot check topic queries: {e}"),
-            }];
-        }
-    };
-    let mut problems = Vec::new();
-    for t in &config.topics {
-        for (what, expr, at) in [("query", &t.query, t.query_at), ("exclude", &t.exclude, t.exclude_at)] {
-            let (Some(expr), Some(at)) = (expr, at) else { continue };
-            if let Err(e) = store.check_fts(&expr.to_fts5()) {
-                problems.push(Problem {
-                    file: config.path.clone(),
-                    at,
-                    message: format!("topic '{}': SQLite rejects the {what}: {e}", t.id),
-                });
-            }
-        }
-    }
-    problems
 }
 
 /// What one curation pass did to a topic.

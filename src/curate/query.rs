@@ -2,9 +2,10 @@
 //!
 //! Parsing ourselves (instead of handing the string to SQLite) gives errors that point
 //! at the offending character, lets `topic preview` name the terms that matched, and
-//! keeps the store behind the query replaceable: [`Expr::to_fts5`] renders the tree
-//! for SQLite, always fully parenthesised and with every term quoted, so what SQLite
-//! sees is exactly what we parsed.
+//! keeps the store behind the query replaceable: the tree ([`Query`], in `model`) is
+//! what topics carry, and each store engine renders it for its own full-text search
+//! (FTS5 MATCH on SQLite, tsquery on PostgreSQL). So that every engine can run what
+//! this accepts, the grammar is checked here alone, with no database to ask.
 //!
 //! Grammar (FTS5's, minus the `^` anchor and `+` phrase joins):
 //! ```text
@@ -20,31 +21,7 @@
 
 use std::fmt;
 
-/// Columns of the full-text index, in index order.
-pub const COLUMNS: [&str; 4] = ["title", "summary", "content", "categories"];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expr {
-    /// A word or a quoted phrase; `prefix` for a trailing `*`.
-    Term {
-        text: String,
-        prefix: bool,
-    },
-    /// `NEAR(a b c, 10)`: the terms within `distance` tokens of each other.
-    Near {
-        terms: Vec<(String, bool)>,
-        distance: Option<u32>,
-    },
-    /// `title: expr` or `{title summary}: expr`.
-    Columns {
-        columns: Vec<String>,
-        expr: Box<Expr>,
-    },
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
-    /// `a NOT b`: matches of `a` that do not match `b`.
-    Not(Box<Expr>, Box<Expr>),
-}
+pub use crate::model::{COLUMNS, Query};
 
 /// A query that does not parse: where (a character offset into the query) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,109 +32,22 @@ pub struct QueryError {
     pub message: String,
 }
 
-impl Expr {
-    /// Parses a query.
-    ///
-    /// # Errors
-    /// A [`QueryError`] pointing at the first character that does not fit the grammar.
-    pub fn parse(input: &str) -> Result<Expr, QueryError> {
-        let tokens = lex(input)?;
-        let mut p = Parser { tokens, pos: 0, end: input.chars().count() };
-        if p.tokens.is_empty() {
-            return Err(QueryError { offset: 0, message: "empty query".into() });
-        }
-        let expr = p.or()?;
-        match p.peek() {
-            None => Ok(expr),
-            Some(t) => Err(p.error_at(t.offset, format!("unexpected {}", t.kind))),
-        }
+/// Parses a query. Every query it accepts is one every store engine can run: there
+/// is no second check against a database.
+///
+/// # Errors
+/// A [`QueryError`] pointing at the first character that does not fit the grammar.
+pub fn parse(input: &str) -> Result<Query, QueryError> {
+    let tokens = lex(input)?;
+    let mut p = Parser { tokens, pos: 0, end: input.chars().count() };
+    if p.tokens.is_empty() {
+        return Err(QueryError { offset: 0, message: "empty query".into() });
     }
-
-    /// Renders the tree as an FTS5 MATCH expression.
-    pub fn to_fts5(&self) -> String {
-        let mut out = String::new();
-        self.render(&mut out);
-        out
+    let expr = p.or()?;
+    match p.peek() {
+        None => Ok(expr),
+        Some(t) => Err(p.error_at(t.offset, format!("unexpected {}", t.kind))),
     }
-
-    fn render(&self, out: &mut String) {
-        match self {
-            Expr::Term { text, prefix } => push_term(out, text, *prefix),
-            Expr::Near { terms, distance } => {
-                out.push_str("NEAR(");
-                for (i, (text, prefix)) in terms.iter().enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    push_term(out, text, *prefix);
-                }
-                if let Some(d) = distance {
-                    out.push_str(&format!(", {d}"));
-                }
-                out.push(')');
-            }
-            Expr::Columns { columns, expr } => {
-                out.push('{');
-                out.push_str(&columns.join(" "));
-                out.push_str("} : (");
-                expr.render(out);
-                out.push(')');
-            }
-            Expr::And(a, b) => binary(out, a, "AND", b),
-            Expr::Or(a, b) => binary(out, a, "OR", b),
-            Expr::Not(a, b) => binary(out, a, "NOT", b),
-        }
-    }
-
-    /// Every term of the query (for highlighting what matched), excluding the right
-    /// side of `NOT`.
-    pub fn positive_terms(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        self.collect_terms(&mut out);
-        out
-    }
-
-    fn collect_terms(&self, out: &mut Vec<String>) {
-        match self {
-            Expr::Term { text, prefix } => out.push(term_label(text, *prefix)),
-            Expr::Near { terms, .. } => out.extend(terms.iter().map(|(t, p)| term_label(t, *p))),
-            Expr::Columns { expr, .. } => expr.collect_terms(out),
-            Expr::And(a, b) | Expr::Or(a, b) => {
-                a.collect_terms(out);
-                b.collect_terms(out);
-            }
-            Expr::Not(a, _) => a.collect_terms(out),
-        }
-    }
-}
-
-impl fmt::Display for Expr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_fts5())
-    }
-}
-
-fn term_label(text: &str, prefix: bool) -> String {
-    if prefix { format!("{text}*") } else { text.to_owned() }
-}
-
-fn push_term(out: &mut String, text: &str, prefix: bool) {
-    out.push('"');
-    out.push_str(&text.replace('"', "\"\""));
-    out.push('"');
-    if prefix {
-        out.push('*');
-    }
-}
-
-fn binary(out: &mut String, a: &Expr, op: &str, b: &Expr) {
-    out.push('(');
-    a.render(out);
-    out.push(' ');
-    out.push_str(op);
-    out.push(' ');
-    b.render(out);
-    out.push(')');
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -320,17 +210,17 @@ impl Parser {
         }
     }
 
-    fn or(&mut self) -> Result<Expr, QueryError> {
+    fn or(&mut self) -> Result<Query, QueryError> {
         let mut left = self.and()?;
         while matches!(self.peek(), Some(Token { kind: Kind::Or, .. })) {
             self.pos += 1;
             let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            left = Query::Or(Box::new(left), Box::new(right));
         }
         Ok(left)
     }
 
-    fn and(&mut self) -> Result<Expr, QueryError> {
+    fn and(&mut self) -> Result<Query, QueryError> {
         let mut left = self.not()?;
         loop {
             match self.peek().map(|t| &t.kind) {
@@ -339,21 +229,21 @@ impl Parser {
                 _ => return Ok(left),
             }
             let right = self.not()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            left = Query::And(Box::new(left), Box::new(right));
         }
     }
 
-    fn not(&mut self) -> Result<Expr, QueryError> {
+    fn not(&mut self) -> Result<Query, QueryError> {
         let mut left = self.primary()?;
         while matches!(self.peek(), Some(Token { kind: Kind::Not, .. })) {
             self.pos += 1;
             let right = self.primary()?;
-            left = Expr::Not(Box::new(left), Box::new(right));
+            left = Query::Not(Box::new(left), Box::new(right));
         }
         Ok(left)
     }
 
-    fn primary(&mut self) -> Result<Expr, QueryError> {
+    fn primary(&mut self) -> Result<Query, QueryError> {
         let Some(tok) = self.next() else {
             return Err(self.error_at(self.end, "the query ends where a term was expected".into()));
         };
@@ -367,7 +257,7 @@ impl Parser {
                 self.pos += 1;
                 let columns = vec![check_column(&w, tok.offset)?];
                 let expr = self.primary()?;
-                Ok(Expr::Columns { columns, expr: Box::new(expr) })
+                Ok(Query::Columns { columns, expr: Box::new(expr) })
             }
             Kind::LBrace => {
                 let mut columns = Vec::new();
@@ -392,7 +282,7 @@ impl Parser {
                 }
                 self.expect(Kind::Colon, "':' after the column list")?;
                 let expr = self.primary()?;
-                Ok(Expr::Columns { columns, expr: Box::new(expr) })
+                Ok(Query::Columns { columns, expr: Box::new(expr) })
             }
             Kind::Near => {
                 self.expect(Kind::LParen, "'(' after NEAR")?;
@@ -429,11 +319,11 @@ impl Parser {
                 if terms.len() < 2 {
                     return Err(self.error_at(tok.offset, "NEAR needs at least two terms".into()));
                 }
-                Ok(Expr::Near { terms, distance })
+                Ok(Query::Near { terms, distance })
             }
             Kind::Word(text) | Kind::Phrase(text) => {
                 let prefix = self.star();
-                Ok(Expr::Term { text, prefix })
+                Ok(Query::Term { text, prefix })
             }
             kind @ (Kind::And | Kind::Or | Kind::Not) => Err(self.error_at(
                 tok.offset,
@@ -469,7 +359,7 @@ mod tests {
     use super::*;
 
     fn fts(q: &str) -> String {
-        Expr::parse(q).map(|e| e.to_fts5()).unwrap_or_else(|e| panic!("{q}: {e}"))
+        parse(q).map(|e| e.to_string()).unwrap_or_else(|e| panic!("{q}: {e}"))
     }
 
     #[test]
@@ -489,7 +379,7 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_offending_character() {
-        let err = |q: &str| Expr::parse(q).expect_err(q);
+        let err = |q: &str| parse(q).expect_err(q);
         assert_eq!(err("border-security").offset, 6);
         assert_eq!(err(r#"a OR "unclosed"#).offset, 5);
         assert_eq!(err("a OR").offset, 4);
@@ -506,7 +396,7 @@ mod tests {
 
     #[test]
     fn positive_terms_skip_negations() {
-        let e = Expr::parse(r#""border security" OR smuggl* NOT vacancy"#).unwrap();
+        let e = parse(r#""border security" OR smuggl* NOT vacancy"#).unwrap();
         assert_eq!(e.positive_terms(), vec!["border security", "smuggl*"]);
     }
 }

@@ -14,7 +14,7 @@ mod pipeline;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,15 +25,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use pipeline::{
-    Clock, PRUNE_EVERY, PassResult, Pipeline, RenderedTopic, curate_and_publish, maintain, normalise, poll,
-    render_topic, sync_feeds,
+    Clock, PRUNE_EVERY, PassResult, Pipeline, curate_and_publish, maintain, normalise, poll, render_topic,
+    sync_feeds,
 };
 
 use crate::config::{self, Config, ConfigError, FeedConfig};
-use crate::curate;
 use crate::metrics::Metrics;
+use crate::model::{FeedRow, from_ts, rows_by_id};
+use crate::publish::RenderedTopic;
 use crate::serve::{self, AppState};
-use crate::store::{FeedRow, Store, StoreHandle, from_ts};
+use crate::store::{Store, StoreError, StoreHandle};
 
 /// How long polls in flight may run on after a stop was asked for.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(7);
@@ -44,31 +45,18 @@ const FIRST_POLL_SPREAD: Duration = Duration::from_secs(5);
 /// Overdue feeds (the daemon was down) are spread over this window after a start.
 const OVERDUE_SPREAD: Duration = Duration::from_secs(30);
 
-/// Loads and fully validates a config file, including the FTS5 check of topic
-/// queries; warnings are logged.
+/// Loads and fully validates a config file; warnings are logged.
 ///
 /// # Errors
 /// [`ConfigError`] with every problem.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    let config = validate_config_text(&text, path)?;
+    let config = config::parse(&text, path)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
     Ok(config)
-}
-
-/// Validates config text as `check` does: the schema ([`config::parse`]) and then
-/// every topic query against SQLite's FTS5 ([`curate::check_queries`]). Edits of the
-/// config file run it before they write.
-///
-/// # Errors
-/// [`ConfigError::Invalid`] with every problem.
-pub fn validate_config_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let config = config::parse(text, path)?;
-    let problems = curate::check_queries(&config);
-    if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { problems }) }
 }
 
 /// How the outside world steers a running daemon.
@@ -109,7 +97,7 @@ impl Scheduler {
         let enabled: Vec<&FeedConfig> = config.feeds.iter().filter(|f| f.enabled).collect();
         let enabled_ids: HashSet<&str> = enabled.iter().map(|f| f.id.as_str()).collect();
         self.due.retain(|id, _| enabled_ids.contains(id.as_str()));
-        let rows = crate::store::rows_by_id(rows);
+        let rows = rows_by_id(rows);
         let n = enabled.len().max(1) as f64;
         for (i, f) in enabled.iter().enumerate() {
             if self.due.contains_key(&f.id) {
@@ -148,7 +136,7 @@ impl Scheduler {
 
     /// After a pass: the pipeline stored each feed's next due time.
     fn finished(&mut self, ids: &[String], rows: &[FeedRow], config: &Config, now: DateTime<Utc>) {
-        let rows = crate::store::rows_by_id(rows);
+        let rows = rows_by_id(rows);
         for id in ids {
             self.in_flight.remove(id);
             let Some(feed) = config.feed(id).filter(|f| f.enabled) else {
@@ -202,7 +190,6 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     // Their errors name the database (and call a damaged one corrupt).
     let store = Store::open(&db)?;
     let (handle, writer) = StoreHandle::spawn(store).context("starting the database writer")?;
-    let reader = Store::open_read_only(&db)?;
     let config = Arc::new(config);
     let mut pipeline = Arc::new(Pipeline::with(
         config.clone(),
@@ -225,14 +212,17 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
         Ok((_, topics)) => topics,
         Err(e) => {
             tracing::error!("cannot update topics: {}; serving what is stored", crate::error_chain(&e));
-            render_stored(&reader, &config, clock.now())
+            let (config, now) = (config.clone(), clock.now());
+            handle
+                .read(move |s| render_stored(s, &config, now))
+                .await
                 .with_context(|| format!("reading the database {}", db.display()))?
         }
     };
     let state = Arc::new(AppState {
         config: RwLock::new(config.clone()),
         feeds: RwLock::new(HashMap::new()),
-        reader: Mutex::new(reader),
+        store: handle.clone(),
         metrics: metrics.clone(),
     });
     state.update_topics(topics, &topic_ids(&config));
@@ -259,7 +249,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
 
     let rows = handle.call(|s| s.feed_states()).await?;
     let mut sched = Scheduler::new(&pipeline.config, &rows, clock.now());
-    let mut batches: JoinSet<(Vec<String>, Result<PassResult, crate::store::StoreError>)> = JoinSet::new();
+    let mut batches: JoinSet<(Vec<String>, Result<PassResult, StoreError>)> = JoinSet::new();
     let mut reload_open = true;
     // When to hand freed memory back (see `release_free_memory`), once passes are done.
     let mut trim_at: Option<tokio::time::Instant> = None;
@@ -385,7 +375,7 @@ fn render_stored(
     reader: &Store,
     config: &Config,
     now: DateTime<Utc>,
-) -> Result<Vec<RenderedTopic>, crate::store::StoreError> {
+) -> Result<Vec<RenderedTopic>, StoreError> {
     let mut topics = Vec::with_capacity(config.topics.len());
     for t in &config.topics {
         let outputs =

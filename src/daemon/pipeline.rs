@@ -17,10 +17,12 @@ use crate::config::{Config, FeedConfig};
 use crate::curate::{self, TopicChange};
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
 use crate::metrics::{FetchOutcome, Metrics};
-use crate::model::{PollOutcome, PollSummary};
-use crate::publish::{self, Format, TopicMeta};
+use crate::model::{
+    FeedRecord, FetchRecord, IngestJob, NewItem, PollOutcome, PollSummary, PruneCounts, StoryRule,
+};
+use crate::publish::{self, Format, RenderedTopic, TopicMeta};
 use crate::schedule;
-use crate::store::{FeedRecord, FetchRecord, IngestJob, NewItem, Store, StoreError, StoreHandle, StoryRule};
+use crate::store::{Store, StoreError, StoreHandle};
 use crate::{dedup, error_chain, parse};
 
 /// Wall-clock time that advances with tokio's clock, so that a test can pause and
@@ -121,13 +123,6 @@ pub struct PassResult {
     pub summary: PollSummary,
     pub changes: Vec<TopicChange>,
     pub topics: Vec<RenderedTopic>,
-}
-
-/// One topic in every format.
-#[derive(Debug, Clone)]
-pub struct RenderedTopic {
-    pub id: String,
-    pub outputs: Vec<publish::Rendered>,
 }
 
 /// Makes the store's feed rows match the configured feeds (see
@@ -236,7 +231,7 @@ pub const PRUNE_EVERY: i64 = 6 * 3600;
 ///
 /// # Errors
 /// When the store fails.
-pub async fn maintain(p: &Pipeline) -> Result<Option<crate::store::PruneCounts>, StoreError> {
+pub async fn maintain(p: &Pipeline) -> Result<Option<PruneCounts>, StoreError> {
     let config = p.config.clone();
     let now = p.clock.now().timestamp();
     p.store

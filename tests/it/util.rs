@@ -430,10 +430,11 @@ pub async fn served_pages(env: &Env) -> (String, String) {
     use feedsieve::serve::{AppState, router};
     use std::sync::RwLock;
     let config = Arc::new(env.config());
+    let (store, _writer) = StoreHandle::spawn(Store::open(&config.daemon.database).unwrap()).unwrap();
     let state = Arc::new(AppState {
         config: RwLock::new(config),
         feeds: RwLock::new(HashMap::new()),
-        reader: Mutex::new(env.store()),
+        store,
         metrics: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,181 @@
+//! What an engine implements: storing and finding, nothing that defines behaviour.
+//!
+//! The rules (which story a new item joins, when an item is unchanged, which item
+//! is a topic's entry, sanitising on first publication) live above, in `rules` and
+//! `ingest`, and reach an engine only as calls to these traits. The traits are
+//! synchronous and object-safe: the writer thread drives one `Box<dyn Engine>`, and
+//! each read connection is another.
+//!
+//! Transactions are objects of their own ([`IngestTx`], [`TopicTx`]) that borrow the
+//! engine: dropping one without [`IngestTx::commit`] rolls it back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::StoreError;
+use super::rules::{Known, RawHtml, Sanitized, TopicRow};
+use crate::model::{
+    EntryRow, FeedRecord, FeedRow, FetchRecord, Fingerprint, IngestJob, Match, NewItem, PreviewRow,
+    PruneCounts, Scope, TopicFilter,
+};
+
+/// Opens another connection to the same database, for reading.
+pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Engine>, StoreError> + Send + Sync>;
+
+/// One connection to a database.
+pub trait Engine: Send {
+    /// The database as errors name it: a path, or a URL without its password.
+    fn name(&self) -> &str;
+
+    /// How to open read connections to this database; `None` when only this
+    /// connection can see it (a private in-memory database).
+    fn reader(&self) -> Option<Opener>;
+
+    /// This connection is the writer's from now on (an engine may hand work such as
+    /// checkpoints to a thread of its own).
+    fn writer_started(&mut self) {}
+
+    /// The writer is done: hand back what [`Engine::writer_started`] took and leave
+    /// the database tidy for the next process.
+    fn writer_stopping(&mut self) {}
+
+    // Feeds.
+
+    /// Inserts configured feeds and updates their URLs (see `Store::sync_feeds`).
+    fn sync_feeds(&mut self, feeds: &[(&str, &str)]) -> Result<(), StoreError>;
+    /// Feed rows, all or the one with id `only`, by id; `counts`: with item counts.
+    fn feeds(&self, only: Option<&str>, counts: bool) -> Result<Vec<FeedRow>, StoreError>;
+    /// Of `keys` (distinct), those stored in `feed_id` and those tombstoned (`None`).
+    fn known_keys(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, Option<Known>>, StoreError>;
+    fn boilerplate(&self, feed_id: &str) -> Result<HashSet<u64>, StoreError>;
+    /// Polls that stored no items, on their feed rows, in one transaction.
+    fn record_group(&mut self, records: &[&FeedRecord]) -> Result<(), StoreError>;
+
+    // Storing polls.
+
+    /// A transaction for storing `group`'s polls (given so that an engine may look up
+    /// what the group needs in bulk; the calls still come item by item).
+    fn ingest_tx<'s, 'a: 's>(
+        &'s mut self,
+        group: &[&'a IngestJob],
+    ) -> Result<Box<dyn IngestTx<'a> + 's>, StoreError>;
+    /// Whether near-duplicate search keys are written later, in bulk, by
+    /// [`Engine::flush_bands`]; otherwise [`IngestTx::add_band_keys`] writes them
+    /// with the items.
+    fn defers_band_keys(&self) -> bool;
+    /// Writes the search keys of the items stored since the last flush: `pairs`
+    /// (key, item id), or when `None` (some were lost in a crash) those computed from
+    /// the stored fingerprints. Returns the number written.
+    fn flush_bands(&mut self, pairs: Option<Vec<(i64, i64)>>) -> Result<usize, StoreError>;
+
+    // Topics.
+
+    /// A curation transaction.
+    fn topic_tx(&mut self) -> Result<Box<dyn TopicTx + '_>, StoreError>;
+    fn matches(&self, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError>;
+    fn topic_entries(
+        &self,
+        topic_id: &str,
+        limit: usize,
+        since: Option<i64>,
+    ) -> Result<Vec<EntryRow>, StoreError>;
+    fn topic_output_items(
+        &self,
+        topic_id: &str,
+        limit: usize,
+        since: Option<i64>,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Of the items `ids`, those whose HTML is not sanitised yet, as stored.
+    fn unsanitized(&self, ids: &[i64]) -> Result<Vec<RawHtml>, StoreError>;
+    /// Replaces items' HTML with its sanitised form, marking them sanitised.
+    fn store_sanitized(&mut self, rows: &[Sanitized]) -> Result<(), StoreError>;
+    fn topic_sizes(&self) -> Result<HashMap<String, i64>, StoreError>;
+    fn preview(&self, filter: &TopicFilter, limit: usize) -> Result<Vec<PreviewRow>, StoreError>;
+
+    // Status.
+
+    fn item_count(&self) -> Result<i64, StoreError>;
+    fn story_count(&self) -> Result<i64, StoreError>;
+    fn items_per_day(&self, since: i64) -> Result<HashMap<String, Vec<(i64, i64)>>, StoreError>;
+    fn integrity_check(&self) -> Result<String, StoreError>;
+    fn ping(&self) -> Result<(), StoreError>;
+
+    // Maintenance.
+
+    fn prune(
+        &mut self,
+        cutoff: i64,
+        window_cutoff: i64,
+        keep: &[i64],
+        now: i64,
+    ) -> Result<PruneCounts, StoreError>;
+    fn purge_feed(&mut self, feed_id: &str) -> Result<usize, StoreError>;
+    fn meta(&self, key: &str) -> Result<Option<i64>, StoreError>;
+    fn set_meta(&mut self, key: &str, value: i64) -> Result<(), StoreError>;
+    fn release_memory(&mut self) -> Result<(), StoreError>;
+    fn checkpoint(&self) -> Result<(), StoreError>;
+}
+
+/// Storing a group of polls: `'a` is how long the group's items live.
+pub trait IngestTx<'a> {
+    fn tombstoned(&mut self, feed_id: &str, key: &str) -> Result<bool, StoreError>;
+    /// The item stored under `(feed_id, key)`, if any.
+    fn stored(&mut self, feed_id: &str, key: &str) -> Result<Option<Known>, StoreError>;
+    /// The story of the first stored item with this canonical link.
+    fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError>;
+    /// Adds to `out`, in the order they were stored, the (story, fingerprint) of
+    /// stored items first seen at or after `since` that share any of `keys`.
+    fn band_candidates(
+        &mut self,
+        keys: &[i64],
+        since: i64,
+        out: &mut Vec<(i64, Arc<Fingerprint>)>,
+    ) -> Result<(), StoreError>;
+    /// A new story first seen `now`.
+    fn new_story(&mut self, now: i64) -> Result<i64, StoreError>;
+    /// Stores a new item in `story`, or (`correction`) a stored one's new content,
+    /// leaving its story alone; indexes it and queues it for curation. Returns its id.
+    fn put_item(
+        &mut self,
+        feed_id: &str,
+        n: &'a NewItem,
+        story: i64,
+        now: i64,
+        correction: bool,
+    ) -> Result<i64, StoreError>;
+    fn add_boilerplate(&mut self, feed_id: &str, hashes: &[u64]) -> Result<(), StoreError>;
+    /// A successful fetch on the feed's row: validators, health, next due time.
+    fn record_fetch(&mut self, feed_id: &str, record: &FetchRecord, now: i64) -> Result<(), StoreError>;
+    /// Search keys (key, item id) of new items, for an engine that does not defer
+    /// them.
+    fn add_band_keys(&mut self, keys: &[(i64, i64)]) -> Result<(), StoreError>;
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A curation transaction.
+pub trait TopicTx {
+    fn topic_signature(&mut self, topic_id: &str) -> Result<Option<String>, StoreError>;
+    /// Records a topic's signature (inserting the topic if new).
+    fn set_topic(&mut self, topic_id: &str, signature: &str, now: i64) -> Result<(), StoreError>;
+    /// A topic's rows by story, all or those of `stories`.
+    fn topic_rows(
+        &mut self,
+        topic_id: &str,
+        stories: Option<&[i64]>,
+    ) -> Result<HashMap<i64, TopicRow>, StoreError>;
+    fn delete_topic_rows(&mut self, topic_id: &str, stories: &[i64]) -> Result<(), StoreError>;
+    /// Removes the topic's rows whose entry item is pending (to be filed again).
+    fn unfile_pending(&mut self, topic_id: &str) -> Result<(), StoreError>;
+    /// Inserts or replaces rows (story, row), matched at `now`.
+    fn put_topic_rows(
+        &mut self,
+        topic_id: &str,
+        now: i64,
+        rows: &[(i64, TopicRow)],
+    ) -> Result<(), StoreError>;
+    /// Forgets every topic not in `keep`.
+    fn retain_topics(&mut self, keep: &[&str]) -> Result<(), StoreError>;
+    fn matches(&mut self, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError>;
+    fn clear_pending(&mut self) -> Result<usize, StoreError>;
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,239 @@
+//! A poll group's transaction: `BEGIN IMMEDIATE`, item rows as they come, their
+//! full-text rows last, one commit.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::bands::{BandFilter, BandFilterState, band_filter};
+use super::feeds::legacy_hashes_below;
+use super::fulltext;
+use crate::dedup;
+use crate::model::{FetchRecord, Fingerprint, NewItem, ts};
+use crate::store::engine::IngestTx;
+use crate::store::rules::Known;
+use crate::store::{StoreError, skip};
+
+/// A full-text index write, deferred to the end of the transaction.
+enum FtsOp<'a> {
+    Delete(i64),
+    Insert(i64, &'a NewItem),
+}
+
+/// Full-text rows are written last, after every item row: FTS5 flushes its in-memory
+/// index at each statement that opens a savepoint, so interleaving them with item
+/// writes turned each item into its own index segment. One group is one segment.
+pub struct SqliteIngestTx<'c, 'a> {
+    tx: Transaction<'c>,
+    /// The band keys `item_bands` may hold; `None`: seek the table for every key.
+    filter: Option<&'c BandFilter>,
+    /// Ids below which content hashes are legacy ones, read once per transaction.
+    legacy_below: Option<i64>,
+    fts: Vec<FtsOp<'a>>,
+}
+
+impl<'c> SqliteIngestTx<'c, '_> {
+    /// Begins the transaction, with the band filter for a group of `items`
+    /// (built, from `worth` items on, if it was released).
+    pub fn begin(
+        conn: &'c mut Connection,
+        filter: &'c mut BandFilterState,
+        items: usize,
+        worth: usize,
+    ) -> Result<Self, StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let filter = band_filter(&tx, filter, items, worth)?;
+        Ok(SqliteIngestTx { tx, filter, legacy_below: None, fts: Vec::new() })
+    }
+}
+
+impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
+    fn tombstoned(&mut self, feed_id: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND key = ?2")?
+            .exists(params![feed_id, key])?)
+    }
+
+    fn stored(&mut self, feed_id: &str, key: &str) -> Result<Option<Known>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .tx
+            .prepare_cached("SELECT id, content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?
+            .query_row(params![feed_id, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((id, hash)) = row else { return Ok(None) };
+        let legacy_below = match self.legacy_below {
+            Some(l) => l,
+            None => *self.legacy_below.insert(legacy_hashes_below(&self.tx)?),
+        };
+        Ok(Some(Known::of(id, &hash, legacy_below)))
+    }
+
+    fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT story_id FROM items WHERE canonical_link = ?1 ORDER BY id LIMIT 1")?
+            .query_row([link], |r| r.get::<_, i64>(0))
+            .optional()?)
+    }
+
+    fn band_candidates(
+        &mut self,
+        keys: &[i64],
+        since: i64,
+        out: &mut Vec<(i64, Arc<Fingerprint>)>,
+    ) -> Result<(), StoreError> {
+        // One placeholder per key (band_keys always gives BANDS of them).
+        static BY_BANDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT i.story_id, i.fingerprint FROM items i
+                 WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN ({}))
+                   AND i.first_seen >= ? AND i.fingerprint IS NOT NULL
+                 ORDER BY i.id",
+                vec!["?"; dedup::BANDS].join(", ")
+            )
+        });
+        // Only the keys the table may hold; the statement's other placeholders repeat
+        // one of them (the IN list is a set), and no key at all skips the query.
+        let wanted: Vec<i64> =
+            keys.iter().copied().filter(|k| self.filter.is_none_or(|f| f.may_contain(*k))).collect();
+        let Some(first) = wanted.first() else { return Ok(()) };
+        let mut stmt = self.tx.prepare_cached(&BY_BANDS)?;
+        let keys = wanted.iter().chain(std::iter::repeat(first)).take(dedup::BANDS);
+        let args = keys.map(|k| k as &dyn rusqlite::ToSql).chain([&since as &dyn rusqlite::ToSql]);
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            let blob: Vec<u8> = r.get(1)?;
+            if let Some(other) = dedup::signature_from_bytes(&blob) {
+                out.push((r.get(0)?, Arc::new(other)));
+            }
+        }
+        Ok(())
+    }
+
+    fn new_story(&mut self, now: i64) -> Result<i64, StoreError> {
+        self.tx.prepare_cached("INSERT INTO stories (first_seen) VALUES (?1)")?.execute([now])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn put_item(
+        &mut self,
+        feed_id: &str,
+        n: &'a NewItem,
+        story: i64,
+        now: i64,
+        correction: bool,
+    ) -> Result<i64, StoreError> {
+        let it = &n.item;
+        let authors = serde_json::to_string(&it.authors).unwrap_or_else(|_| "[]".into());
+        let categories = serde_json::to_string(&it.categories).unwrap_or_else(|_| "[]".into());
+        let fp_bytes = n.fingerprint.as_ref().map(dedup::signature_bytes);
+        // A correction keeps its story: the conflict clause leaves story_id alone.
+        let id: i64 = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO items (feed_id, key, guid, link, canonical_link, title, summary, content, authors,
+                     categories, published, updated, first_seen, changed_at, content_hash, story_id, fingerprint,
+                     base, sanitized)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, 0)
+                 ON CONFLICT (feed_id, key) DO UPDATE SET
+                     guid = excluded.guid, link = excluded.link, canonical_link = excluded.canonical_link,
+                     title = excluded.title, summary = excluded.summary, content = excluded.content,
+                     authors = excluded.authors, categories = excluded.categories, published = excluded.published,
+                     updated = excluded.updated, changed_at = excluded.changed_at,
+                     content_hash = excluded.content_hash, fingerprint = excluded.fingerprint,
+                     base = excluded.base, sanitized = 0
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
+                    feed_id,
+                    it.key,
+                    it.guid,
+                    it.link,
+                    it.canonical_link,
+                    it.title,
+                    it.summary,
+                    it.content,
+                    authors,
+                    categories,
+                    it.published.map(ts),
+                    it.updated.map(ts),
+                    now,
+                    &it.content_hash[..],
+                    story,
+                    fp_bytes,
+                    it.base,
+                ],
+                |r| r.get(0),
+            )?;
+        if correction {
+            self.fts.push(FtsOp::Delete(id));
+        }
+        self.fts.push(FtsOp::Insert(id, n));
+        self.tx.prepare_cached("INSERT OR IGNORE INTO pending (item_id) VALUES (?1)")?.execute([id])?;
+        Ok(id)
+    }
+
+    fn add_boilerplate(&mut self, feed_id: &str, hashes: &[u64]) -> Result<(), StoreError> {
+        let mut add = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO feed_boilerplate (feed_id, hash) VALUES (?1, ?2)")?;
+        for h in hashes {
+            add.execute(params![feed_id, *h as i64])?;
+        }
+        Ok(())
+    }
+
+    fn record_fetch(&mut self, feed_id: &str, record: &FetchRecord, now: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE feeds SET etag = ?2, last_modified = ?3, last_fetch = ?4, last_success = ?4,
+                     last_status = ?5, error = NULL, failures = 0, title = COALESCE(?6, title),
+                     site_link = COALESCE(?7, site_link), moved_to = ?8, next_due = ?9
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                feed_id,
+                record.etag,
+                record.last_modified,
+                now,
+                record.status,
+                record.title,
+                record.site_link,
+                record.moved_to,
+                record.next_due.map(ts),
+            ])?;
+        Ok(())
+    }
+
+    fn add_band_keys(&mut self, _keys: &[(i64, i64)]) -> Result<(), StoreError> {
+        // Deferred: written sorted, in bulk, by the next flush (see `bands::flush`).
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        if skip::parts().fts {
+            self.fts.clear();
+        }
+        {
+            let mut delete = self.tx.prepare_cached("DELETE FROM items_fts WHERE rowid = ?1")?;
+            let mut insert = self.tx.prepare_cached(&fulltext::index_insert("items_fts"))?;
+            for op in &self.fts {
+                match op {
+                    FtsOp::Delete(id) => delete.execute([id]).map(drop)?,
+                    FtsOp::Insert(id, n) => fulltext::index_row(
+                        &mut insert,
+                        *id,
+                        &n.item.title,
+                        &n.summary_text,
+                        &n.content_text,
+                        &n.item.categories,
+                    )?,
+                };
+            }
+        }
+        self.tx.commit()?;
+        Ok(())
+    }
+}
