@@ -100,7 +100,7 @@ fn ingest<M: Measurement<Value = Duration>>(c: &mut Criterion<M>) {
     }
 
     let dir = tempfile::tempdir().expect("temporary folder");
-    let mut store = Store::open(&dir.path().join("bench.db")).expect("store");
+    let mut store = Store::open(dir.path().join("bench.db")).expect("store");
     // The feed of the measured polls.
     let live = "live";
     let sync_live = |store: &mut Store| {

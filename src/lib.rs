@@ -50,6 +50,11 @@ pub mod schedule;
 pub mod serve;
 pub mod store;
 
+/// The throwaway PostgreSQL server of the tests (shared with `tests/it`).
+#[cfg(test)]
+#[path = "../tests/support/pg.rs"]
+mod pgtest;
+
 /// An error and its causes on one line, `outer: inner: innermost`, skipping a cause
 /// whose text the previous message already contains.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

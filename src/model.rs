@@ -413,3 +413,99 @@ impl fmt::Display for Query {
 fn write_term(f: &mut fmt::Formatter<'_>, text: &str, prefix: bool) -> fmt::Result {
     write!(f, "\"{}\"{}", text.replace('"', "\"\""), if prefix { "*" } else { "" })
 }
+
+/// Where the store lives: `[daemon] database`, a path (SQLite) or a `postgres://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(std::path::PathBuf),
+    Postgres(PgTarget),
+}
+
+/// A PostgreSQL database to connect to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgTarget {
+    /// The URL as configured (`postgres://user@host:port/db?sslmode=...`); it may
+    /// hold a password, so it is only ever shown through [`PgTarget::redacted`].
+    pub url: String,
+    /// `database_password_file`, resolved: read when connecting.
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl PgTarget {
+    /// The URL without its password, for logs and errors.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// `url` with the password part of its user info (`user:secret@`) taken out.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl Database {
+    /// Whether this is a file that does not exist yet (no poll has created it). A
+    /// PostgreSQL database always exists as far as feedsieve can tell without asking.
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, Database::Sqlite(p) if !p.exists())
+    }
+}
+
+/// The path, or the URL without its password.
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(t) => f.write_str(&t.redacted()),
+        }
+    }
+}
+
+/// As [`fmt::Display`]: never the password.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
+impl fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("url", &self.redacted())
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+impl From<&std::path::Path> for Database {
+    fn from(p: &std::path::Path) -> Database {
+        Database::Sqlite(p.to_owned())
+    }
+}
+
+impl From<&std::path::PathBuf> for Database {
+    fn from(p: &std::path::PathBuf) -> Database {
+        Database::Sqlite(p.clone())
+    }
+}
+
+impl From<std::path::PathBuf> for Database {
+    fn from(p: std::path::PathBuf) -> Database {
+        Database::Sqlite(p)
+    }
+}
+
+impl From<&Database> for Database {
+    fn from(d: &Database) -> Database {
+        d.clone()
+    }
+}

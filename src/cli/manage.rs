@@ -215,10 +215,10 @@ fn remove(path: &Path, id: &str, purge: bool) -> anyhow::Result<ExitCode> {
     println!("removed feed '{id}' from {}", path.display());
     if purge {
         let db = &config.daemon.database;
-        if db.exists() {
+        if !db.is_missing_file() {
             let mut store = Store::open(db)?;
             let n = store.purge_feed(id)?;
-            println!("deleted {n} stored items of '{id}' from {}", db.display());
+            println!("deleted {n} stored items of '{id}' from {db}");
         }
     } else {
         println!("its stored items are kept (use --purge to delete them)");

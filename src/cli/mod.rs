@@ -377,7 +377,7 @@ fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
 /// The database for reading, with a hint when no poll has created it yet.
 fn open_for_reading(config: &Config) -> anyhow::Result<Option<Store>> {
     let path = &config.daemon.database;
-    if !path.exists() {
+    if path.is_missing_file() {
         return Ok(None);
     }
     Ok(Some(Store::open_read_only(path)?))
@@ -472,7 +472,7 @@ fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if store.is_none() {
-        println!("no database yet at {} (run `feedsieve poll`)", config.daemon.database.display());
+        println!("no database yet at {} (run `feedsieve poll`)", config.daemon.database);
     }
     println!("{:<24} {:>6} {:>6}  {:<20}  error", "feed", "status", "items", "last fetch");
     for f in &config.feeds {

@@ -24,6 +24,7 @@ pub mod edit;
 pub mod opml;
 
 use crate::curate::query::{self, Query};
+use crate::model::{Database, PgTarget};
 use crate::schedule::{Schedule, parse_duration};
 
 /// A validated configuration. Relative paths are already resolved against the
@@ -44,7 +45,9 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Daemon {
-    pub database: PathBuf,
+    /// A SQLite file, or a PostgreSQL database (`database = "postgres://..."`, with
+    /// `database_password_file`).
+    pub database: Database,
     pub listen: SocketAddr,
     /// Public address of the HTTP server, the prefix of every self link.
     pub base_url: Url,
@@ -71,7 +74,7 @@ impl Default for Daemon {
     fn default() -> Self {
         let listen = SocketAddr::from(([127, 0, 0, 1], 8077));
         Daemon {
-            database: PathBuf::from("feedsieve.db"),
+            database: Database::Sqlite(PathBuf::from("feedsieve.db")),
             listen,
             base_url: default_base_url(listen),
             schedule: Schedule::parse(DEFAULT_SCHEDULE).unwrap_or(Schedule::Every(Duration::from_secs(1800))),
@@ -413,6 +416,44 @@ impl<'a> Reader<'a> {
         self.dir.join(s)
     }
 
+    /// `database`: a `postgres://` (or `postgresql://`) URL, or the path of a SQLite
+    /// file. Any other URL is an error, not a file name with a colon in it.
+    fn database(&mut self, s: &str, span: Span) -> Option<Database> {
+        let s = s.trim();
+        if s.is_empty() {
+            self.error(span, "'database' must not be empty");
+            return None;
+        }
+        let Some((scheme, rest)) = s.split_once("://") else { return Some(Database::Sqlite(self.path(s))) };
+        if !scheme.eq_ignore_ascii_case("postgres") && !scheme.eq_ignore_ascii_case("postgresql") {
+            self.error(
+                span,
+                format!("'database' = '{scheme}://...' is not a database feedsieve knows: give a path (SQLite) or a postgres:// URL"),
+            );
+            return None;
+        }
+        if rest.is_empty() || rest.starts_with('/') && !rest.contains("host=") {
+            let shown = crate::model::redact_url(s);
+            self.error(span, format!("'database' = '{shown}' names no host: postgres://user@host:5432/name"));
+            return None;
+        }
+        Some(Database::Postgres(PgTarget { url: s.to_owned(), password_file: None }))
+    }
+
+    /// A file holding a secret: relative to `$CREDENTIALS_DIRECTORY` (systemd's
+    /// `LoadCredential=`) when that is set, else to the config file's folder. It must
+    /// exist now, so that `check` finds a missing one before the daemon does.
+    fn secret_file(&mut self, s: &str, span: Span) -> Option<PathBuf> {
+        let base = std::env::var_os("CREDENTIALS_DIRECTORY").map_or_else(|| self.dir.clone(), PathBuf::from);
+        let path = base.join(s);
+        if path.is_file() {
+            Some(path)
+        } else {
+            self.error(span, format!("secret file {} does not exist or is not a file", path.display()));
+            None
+        }
+    }
+
     /// The position of character `offset` inside the string value at `span`.
     fn position_in_string(&self, span: &Span, offset: usize) -> Position {
         let raw = self.text.get(span.clone()).unwrap_or("");
@@ -442,7 +483,7 @@ impl<'a> Reader<'a> {
     fn config(&mut self, doc: &DeTable<'a>) -> Config {
         self.known_keys(doc, &["daemon", "feed", "topic"], "the config file");
         let daemon = match doc.get("daemon") {
-            None => Daemon { database: self.path("feedsieve.db"), ..Daemon::default() },
+            None => Daemon { database: Database::Sqlite(self.path("feedsieve.db")), ..Daemon::default() },
             Some(v) => match v.get_ref().as_table() {
                 Some(t) => self.daemon(t),
                 None => {
@@ -525,6 +566,7 @@ impl<'a> Reader<'a> {
             t,
             &[
                 "database",
+                "database_password_file",
                 "listen",
                 "base_url",
                 "schedule",
@@ -540,13 +582,22 @@ impl<'a> Reader<'a> {
             ],
             "[daemon]",
         );
-        let mut d = Daemon { database: self.path("feedsieve.db"), ..Daemon::default() };
-        if let Some((s, span)) = self.string(t, "database") {
-            if s.trim().is_empty() {
-                self.error(span, "'database' must not be empty");
-            } else {
-                d.database = self.path(&s);
+        let mut d = Daemon { database: Database::Sqlite(self.path("feedsieve.db")), ..Daemon::default() };
+        if let Some((s, span)) = self.string(t, "database")
+            && let Some(db) = self.database(&s, span)
+        {
+            d.database = db;
+        }
+        let password_file = self.string(t, "database_password_file");
+        match (&mut d.database, password_file) {
+            (Database::Postgres(target), Some((s, span))) => {
+                target.password_file = self.secret_file(&s, span)
             }
+            (Database::Sqlite(_), Some((_, span))) => self.error(
+                span,
+                "'database_password_file' is for a PostgreSQL database (database = \"postgres://...\")",
+            ),
+            (_, None) => {}
         }
         if let Some((s, span)) = self.string(t, "listen") {
             match s.parse::<SocketAddr>() {
@@ -835,7 +886,7 @@ max_age = "7d"
             Path::new("/etc/fs/feedsieve.toml"),
         )
         .unwrap();
-        assert_eq!(c.daemon.database, PathBuf::from("/etc/fs/data/fs.db"));
+        assert_eq!(c.daemon.database, crate::model::Database::Sqlite(PathBuf::from("/etc/fs/data/fs.db")));
         assert_eq!(c.daemon.output_dir, Some(PathBuf::from("/etc/fs/public")));
         assert_eq!(c.daemon.base_url.as_str(), "https://feeds.example.org/sieve/");
         assert_eq!(c.daemon.max_feed_bytes, 512 * 1024);
@@ -851,7 +902,7 @@ max_age = "7d"
     #[test]
     fn defaults_apply_to_an_empty_file() {
         let c = parse("", Path::new("/srv/f.toml")).unwrap();
-        assert_eq!(c.daemon.database, PathBuf::from("/srv/feedsieve.db"));
+        assert_eq!(c.daemon.database, crate::model::Database::Sqlite(PathBuf::from("/srv/feedsieve.db")));
         assert_eq!(c.daemon.fetch_concurrency, 16);
         assert_eq!(c.daemon.per_host_concurrency, 2);
         assert_eq!(c.daemon.max_feed_bytes, 10 * 1024 * 1024);

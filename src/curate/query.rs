@@ -292,6 +292,7 @@ impl Parser {
                     let at = self.here();
                     match self.next().map(|t| t.kind) {
                         Some(Kind::Word(t) | Kind::Phrase(t)) => {
+                            check_term(&t, at)?;
                             let prefix = self.star();
                             terms.push((t, prefix));
                         }
@@ -322,6 +323,7 @@ impl Parser {
                 Ok(Query::Near { terms, distance })
             }
             Kind::Word(text) | Kind::Phrase(text) => {
+                check_term(&text, tok.offset)?;
                 let prefix = self.star();
                 Ok(Query::Term { text, prefix })
             }
@@ -341,6 +343,18 @@ impl Parser {
             false
         }
     }
+}
+
+/// A term must hold a word the index can find: one that splits into no token
+/// (`"_"`, `"..."`) would match nothing, silently.
+fn check_term(text: &str, offset: usize) -> Result<(), QueryError> {
+    if crate::store::tokens(text).is_empty() {
+        return Err(QueryError {
+            offset,
+            message: format!("'{text}' has no letter or digit in it, so it can match nothing"),
+        });
+    }
+    Ok(())
 }
 
 fn check_column(name: &str, offset: usize) -> Result<String, QueryError> {
@@ -392,6 +406,8 @@ mod tests {
         assert_eq!(err("NEAR(a b, x)").offset, 10);
         assert_eq!(err("").offset, 0);
         assert_eq!(err("\"\"").message, "empty phrase");
+        assert_eq!(err("a OR _").offset, 5, "a term the index splits into nothing");
+        assert_eq!(err("NEAR(a \"...\")").offset, 7);
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
             handle
                 .read(move |s| render_stored(s, &config, now))
                 .await
-                .with_context(|| format!("reading the database {}", db.display()))?
+                .with_context(|| format!("reading the database {db}"))?
         }
     };
     let state = Arc::new(AppState {
@@ -439,7 +439,7 @@ async fn reload_inner(
         tracing::warn!("'listen' changed to {}: this takes a restart", new.daemon.listen);
     }
     if new.daemon.database != old.database {
-        tracing::warn!("'database' changed to {}: this takes a restart", new.daemon.database.display());
+        tracing::warn!("'database' changed to {}: this takes a restart", new.daemon.database);
     }
     let mut new = new;
     new.daemon.database = old.database.clone();

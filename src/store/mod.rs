@@ -35,19 +35,21 @@
 mod bands;
 mod engine;
 mod ingest;
+mod postgres;
 mod rules;
+mod search;
 mod skip;
 mod sqlite;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
 pub use rules::Known;
+pub use search::tokens;
 pub use writer::StoreHandle;
 
 use crate::model::{
-    EntryRow, FeedRecord, FeedRow, IngestCounts, IngestJob, Match, PreviewRow, PruneCounts, Scope,
+    Database, EntryRow, FeedRecord, FeedRow, IngestCounts, IngestJob, Match, PreviewRow, PruneCounts, Scope,
     TopicFilter,
 };
 use bands::BandMap;
@@ -134,23 +136,31 @@ impl Store {
         Store { engine, unflushed: BandMap::default(), unflushed_complete: false }
     }
 
-    /// Opens (creating if needed) the SQLite database at `path` and brings its schema
-    /// up to date.
+    /// Opens (creating if needed) the database, SQLite file or PostgreSQL database,
+    /// and brings its schema up to date.
     ///
     /// # Errors
-    /// If the folder cannot be created, the file is not a database or is damaged
-    /// ([`StoreError::Corrupt`], and nothing is written to it), or it was written by
-    /// a newer version.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store::with(Box::new(sqlite::Sqlite::open(path)?)))
+    /// If the SQLite folder cannot be created, the file is not a database or is
+    /// damaged ([`StoreError::Corrupt`], and nothing is written to it), PostgreSQL
+    /// cannot be reached or refuses the login, or the schema was written by a newer
+    /// version.
+    pub fn open(db: impl Into<Database>) -> Result<Store, StoreError> {
+        Ok(Store::with(match db.into() {
+            Database::Sqlite(path) => Box::new(sqlite::Sqlite::open(&path)?),
+            Database::Postgres(target) => Box::new(postgres::Postgres::open(&target)?),
+        }))
     }
 
     /// Opens an existing database for reading only (status, export, preview).
     ///
     /// # Errors
-    /// If the file does not exist or is not a feedsieve database.
-    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store::with(Box::new(sqlite::Sqlite::open_read_only(path)?)))
+    /// If the file does not exist or is not a feedsieve database, or PostgreSQL
+    /// cannot be reached.
+    pub fn open_read_only(db: impl Into<Database>) -> Result<Store, StoreError> {
+        Ok(Store::with(match db.into() {
+            Database::Sqlite(path) => Box::new(sqlite::Sqlite::open_read_only(&path)?),
+            Database::Postgres(target) => Box::new(postgres::Postgres::open_read_only(&target)?),
+        }))
     }
 
     /// A private in-memory database (an empty store to render from, tests).

@@ -60,8 +60,27 @@ struct ReadPool {
 /// Read connections a writer's handle opens at most.
 const MAX_READERS: usize = 4;
 
+thread_local! {
+    /// Set while this thread does the store's own blocking work (a read on the blocking
+    /// pool): an engine may block here, whatever runtime the thread belongs to.
+    static STORE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether an engine may block this thread: no Tokio runtime drives tasks on it, or it
+/// is doing the store's own blocking work.
+pub(crate) fn may_block() -> bool {
+    tokio::runtime::Handle::try_current().is_err() || STORE_THREAD.with(std::cell::Cell::get)
+}
+
 impl ReadPool {
     fn run<R>(&self, f: impl FnOnce(&Store) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        STORE_THREAD.with(|c| c.set(true));
+        let result = self.run_here(f);
+        STORE_THREAD.with(|c| c.set(false));
+        result
+    }
+
+    fn run_here<R>(&self, f: impl FnOnce(&Store) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let store = match idle {
             Some(s) => s,

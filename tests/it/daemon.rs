@@ -228,12 +228,11 @@ async fn stops_gracefully_in_the_middle_of_a_poll() {
         "the listener is closed"
     );
     let db = env.config().daemon.database;
-    let conn = rusqlite_check(&db);
-    assert_eq!(conn, "ok");
+    assert_eq!(integrity(&db), "ok");
 }
 
-fn rusqlite_check(path: &std::path::Path) -> String {
-    feedsieve::store::Store::open_read_only(path).unwrap().integrity_check().unwrap()
+fn integrity(db: &feedsieve::model::Database) -> String {
+    feedsieve::store::Store::open_read_only(db).unwrap().integrity_check().unwrap()
 }
 
 /// The real binary under a stand-in for systemd: READY after start, WATCHDOG pings,

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::util::{Env, FeedServer, etag_of};
+use feedsieve::model::Database;
+
+use crate::util::{Engine, Env, FeedServer, etag_of};
 
 /// A small linear congruential generator (Knuth's MMIX constants): reproducible kill
 /// timings without a dependency.
@@ -121,9 +123,17 @@ struct Stored {
     last_modified: Option<String>,
 }
 
-/// Opens the database the way an inspector would (read-only, no recovery written),
-/// checks its integrity and that no key is stored twice, and reads feed `big`.
-fn inspect(db: &Path) -> Option<Stored> {
+/// Opens the database the way an inspector would, checks its integrity and that no
+/// key is stored twice, and reads feed `big`.
+fn inspect(db: &Database) -> Option<Stored> {
+    match db {
+        Database::Sqlite(path) => inspect_sqlite(path),
+        Database::Postgres(target) => on_own_thread(|| inspect_postgres(&target.url)),
+    }
+}
+
+/// [`inspect`] of a SQLite file: read-only, no recovery written.
+fn inspect_sqlite(db: &Path) -> Option<Stored> {
     if !db.exists() {
         return None;
     }
@@ -171,11 +181,53 @@ fn inspect(db: &Path) -> Option<Stored> {
     Some(Stored { items, etag, last_modified })
 }
 
+/// [`inspect`] of a PostgreSQL database: the schema's constraints hold what SQLite's
+/// integrity check and the duplicate count check there; every item has its full-text
+/// vector.
+fn inspect_postgres(url: &str) -> Option<Stored> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let exists: bool = c.query_one("SELECT to_regclass('feeds') IS NOT NULL", &[]).unwrap().get(0);
+    if !exists {
+        return None; // killed before the first migration committed
+    }
+    let unindexed: i64 =
+        c.query_one("SELECT count(*) FROM items WHERE length(search) = 0", &[]).unwrap().get(0);
+    assert_eq!(unindexed, 0, "every item has its full-text vector");
+    let items = c
+        .query("SELECT key, title FROM items WHERE feed_id = 'big'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (key, title): (String, String) = (r.get(0), r.get(1));
+            let rev =
+                title.split(' ').nth(1).and_then(|r| r.parse().ok()).unwrap_or_else(|| panic!("{title}"));
+            (key, rev)
+        })
+        .collect();
+    let (etag, last_modified) = c
+        .query_opt("SELECT etag, last_modified FROM feeds WHERE id = 'big'", &[])
+        .unwrap()
+        .map_or((None, None), |r| (r.get(0), r.get(1)));
+    Some(Stored { items, etag, last_modified })
+}
+
 /// The stored ETag of feed `big`, as a reader sees it (none before the database exists).
-fn stored_etag(db: &Path) -> Option<String> {
-    Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|c| c.query_row("SELECT etag FROM feeds WHERE id = 'big'", [], |r| r.get(0)))
-        .unwrap_or(None)
+fn stored_etag(db: &Database) -> Option<String> {
+    match db {
+        Database::Sqlite(path) => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT etag FROM feeds WHERE id = 'big'", [], |r| r.get(0)))
+            .unwrap_or(None),
+        Database::Postgres(target) => on_own_thread(|| {
+            let mut c = postgres::Client::connect(&target.url, postgres::NoTls).ok()?;
+            c.query_opt("SELECT etag FROM feeds WHERE id = 'big'", &[]).ok().flatten().and_then(|r| r.get(0))
+        }),
+    }
+}
+
+/// Runs `f` on a thread of its own (the sync PostgreSQL client must not block a
+/// runtime's worker thread).
+fn on_own_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
 }
 
 /// The invariants that must hold whenever the process dies: one revision throughout
@@ -204,14 +256,16 @@ fn assert_consistent(s: &Stored, revisions: &[(String, usize)], round: usize) {
     }
 }
 
+on_both_engines!(sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing);
+
 /// The first fault: `kill -9` at thirty seeded moments while a large feed is
 /// stored, then a poll to completion. Each revision of the feed corrects every item
 /// and adds new ones, so every poll has a large transaction to tear.
-#[tokio::test(flavor = "multi_thread")]
-async fn sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing() {
+async fn sigkill_while_storing_a_large_feed_loses_nothing_and_tears_nothing(engine: Engine) {
     const KILLS: usize = 30;
     let server = FeedServer::start().await;
-    let env = Env::with_daemon(
+    let env = Env::with_daemon_on(
+        engine,
         "timeout = \"30s\"",
         &format!("[[feed]]\nid = \"big\"\nurl = \"{}\"\n", server.url("/big")),
     );
@@ -471,7 +525,7 @@ async fn sigkill_while_writing_output_files_leaves_whole_old_or_new_files() {
 async fn a_locked_database_fails_the_pass_clearly_and_the_next_pass_succeeds() {
     let server = FeedServer::start().await;
     let env = Env::new(&format!("[[feed]]\nid = \"big\"\nurl = \"{}\"\n", server.url("/big")));
-    let db = env.config().daemon.database;
+    let db = env.sqlite_path();
     let revisions = [big_feed(0, 20), big_feed(1, 30)];
     let etags = [(etag_of(&revisions[0]), 20), (etag_of(&revisions[1]), 30)];
     server.put("/big", revisions[0].clone(), "application/rss+xml");
@@ -490,14 +544,14 @@ async fn a_locked_database_fails_the_pass_clearly_and_the_next_pass_succeeds() {
     assert!(err.contains(&db.display().to_string()), "the error names the database: {err}");
     lock.execute_batch("ROLLBACK").unwrap();
     drop(lock);
-    let stored = inspect(&db).unwrap();
+    let stored = inspect_sqlite(&db).unwrap();
     assert_consistent(&stored, &etags, 1);
     assert_eq!(stored.items.len(), 20, "nothing of the locked-out pass was stored");
 
     let cli = env.clone_path();
     let out = tokio::task::spawn_blocking(move || cli.cli(&["poll"])).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stored = inspect(&db).unwrap();
+    let stored = inspect_sqlite(&db).unwrap();
     assert_consistent(&stored, &etags, 2);
     assert_eq!(stored.items.len(), 30);
 }
@@ -622,7 +676,7 @@ async fn a_database_that_cannot_be_written_is_named_and_serving_continues() {
             server.url("/big")
         ),
     );
-    let db = env.config().daemon.database;
+    let db = env.sqlite_path();
     let revisions = [big_feed(0, 20), big_feed(1, 30)];
     let etags = [(etag_of(&revisions[0]), 20), (etag_of(&revisions[1]), 30)];
     server.put("/big", revisions[0].clone(), "application/rss+xml");
@@ -671,7 +725,7 @@ async fn a_database_that_cannot_be_written_is_named_and_serving_continues() {
     assert_eq!(d.get("/healthz").await.0, 200, "the database still answers reads");
     assert_eq!(d.topic_titles("all").await.len(), 20, "serving continues after the failed pass");
     assert!(d.stop().success());
-    let stored = inspect(&db).unwrap();
+    let stored = inspect_sqlite(&db).unwrap();
     assert_consistent(&stored, &etags, 1);
     assert_eq!(stored.items.len(), 20);
 }
@@ -684,7 +738,7 @@ async fn a_database_that_cannot_be_written_is_named_and_serving_continues() {
 #[test]
 fn a_corrupt_database_is_refused_and_left_untouched() {
     let env = Env::with_daemon("listen = \"127.0.0.1:0\"", "");
-    let db = env.config().daemon.database;
+    let db = env.sqlite_path();
     assert!(env.cli(&["poll"]).status.success());
     let real = std::fs::read(&db).unwrap();
     assert!(real.len() >= 8192, "a real database of several pages");

@@ -30,7 +30,20 @@ use feedsieve::publish::Format;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::pipeline::FORBIDDEN;
-use crate::util::{Env, FeedServer, fixture, html_start_tags, opml_feed_urls, served_pages, strings};
+use crate::util::{Engine, Env, FeedServer, fixture, html_start_tags, opml_feed_urls, served_pages, strings};
+
+// The cases that store what a hostile feed sends run on each store engine; the
+// transport cases never reach the store.
+on_both_engines!(
+    xml_cut_off_mid_item_stores_nothing_from_that_poll,
+    xml_characters_xml_forbids,
+    content_xss_corpus_in_every_field_and_format,
+    content_50000_items_in_one_feed,
+    content_a_9_mib_description_and_a_huge_title,
+    content_duplicate_guids_within_a_feed,
+    content_items_without_ids_and_ids_that_change_every_poll,
+    content_dates_in_9999_0001_feb_30_and_garbage,
+);
 
 // ---------------------------------------------------------------------------------
 // The harness
@@ -103,6 +116,11 @@ impl Scenario {
     /// Hostile feeds `(id, url)`; a `None` URL is the fixture server's `/h/{id}`, which
     /// serves the seed until the test puts something else there.
     async fn new(daemon: &str, hostile: &[(&str, Option<String>)]) -> Scenario {
+        Scenario::new_on(Engine::Sqlite, daemon, hostile).await
+    }
+
+    /// As [`Scenario::new`], on `engine`.
+    async fn new_on(engine: Engine, daemon: &str, hostile: &[(&str, Option<String>)]) -> Scenario {
         let server = FeedServer::start().await;
         server.put("/control", control(1), "application/rss+xml");
         let mut feeds = format!("[[feed]]\nid = \"control\"\nurl = \"{}\"\n\n", server.url("/control"));
@@ -121,7 +139,7 @@ impl Scenario {
             ids.join(", "),
             ids.join(", ")
         ));
-        let env = Env::with_daemon(&format!("timeout = \"2s\"\n{daemon}"), &feeds);
+        let env = Env::with_daemon_on(engine, &format!("timeout = \"2s\"\n{daemon}"), &feeds);
         let hostile = hostile.iter().map(|(id, _)| (*id).to_owned()).collect();
         Scenario { server, env, hostile }
     }
@@ -129,6 +147,11 @@ impl Scenario {
     /// A scenario with one hostile feed, served by the fixture server at `/h/{id}`.
     async fn one(id: &str) -> Scenario {
         Scenario::new("", &[(id, None)]).await
+    }
+
+    /// As [`Scenario::one`], on `engine`.
+    async fn one_on(engine: Engine, id: &str) -> Scenario {
+        Scenario::new_on(engine, "", &[(id, None)]).await
     }
 
     fn path(&self, id: &str) -> String {
@@ -726,9 +749,8 @@ async fn xml_100000_levels_of_nesting() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn xml_cut_off_mid_item_stores_nothing_from_that_poll() {
-    let s = Scenario::one("cut").await;
+async fn xml_cut_off_mid_item_stores_nothing_from_that_poll(engine: Engine) {
+    let s = Scenario::one_on(engine, "cut").await;
     s.seed().await;
     // The seed's two items, a third complete one, and a fourth cut off mid-description.
     let mut doc = rss(
@@ -828,9 +850,8 @@ async fn xml_charset_conflicts_between_http_and_the_declaration() {
 /// dropped before storing, so the topic feeds stay well-formed XML 1.0 (checked by
 /// `Scenario::output`); a reference to U+0000 or a surrogate makes the document
 /// ill-formed, and it is refused.
-#[tokio::test(flavor = "multi_thread")]
-async fn xml_characters_xml_forbids() {
-    let s = Scenario::new("", &[("ctrl", None), ("nul", None)]).await;
+async fn xml_characters_xml_forbids(engine: Engine) {
+    let s = Scenario::new_on(engine, "", &[("ctrl", None), ("nul", None)]).await;
     s.seed().await;
     s.server.put_fixture(&s.path("ctrl"), "hostile/forbidden_chars.xml");
     s.server.put_fixture(&s.path("nul"), "hostile/forbidden_refs.xml");
@@ -870,10 +891,9 @@ async fn xml_atom_xhtml_content_trying_to_close_the_entry() {
 // Content
 // ---------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn content_xss_corpus_in_every_field_and_format() {
+async fn content_xss_corpus_in_every_field_and_format(engine: Engine) {
     let ids = ["xssrss", "xssatom", "xssjson"];
-    let s = Scenario::new("", &ids.map(|id| (id, None))).await;
+    let s = Scenario::new_on(engine, "", &ids.map(|id| (id, None))).await;
     s.seed().await;
     s.server.put_fixture(&s.path("xssrss"), "xss.xml");
     s.server.put_fixture(&s.path("xssatom"), "hostile/xss_atom.xml");
@@ -900,9 +920,8 @@ async fn content_xss_corpus_in_every_field_and_format() {
 
 /// 50,000 items in one feed: the first 5,000 (`parse::MAX_ITEMS`, documented in
 /// README.md) are stored, the poll succeeds.
-#[tokio::test(flavor = "multi_thread")]
-async fn content_50000_items_in_one_feed() {
-    let s = Scenario::one("many").await;
+async fn content_50000_items_in_one_feed(engine: Engine) {
+    let s = Scenario::one_on(engine, "many").await;
     s.seed().await;
     let mut doc = String::from("<rss version=\"2.0\"><channel><title>Many</title>");
     for i in 0..50_000 {
@@ -918,9 +937,8 @@ async fn content_50000_items_in_one_feed() {
 
 /// A 9 MiB description: stored cut to `parse::MAX_HTML_BYTES` (512 KiB), titles to
 /// `parse::MAX_TITLE_CHARS`.
-#[tokio::test(flavor = "multi_thread")]
-async fn content_a_9_mib_description_and_a_huge_title() {
-    let s = Scenario::one("huge").await;
+async fn content_a_9_mib_description_and_a_huge_title(engine: Engine) {
+    let s = Scenario::one_on(engine, "huge").await;
     s.seed().await;
     let big = "word ".repeat(9 * 1024 * 1024 / 5);
     let title = format!("HUGEMARKER {}", "t".repeat(100_000));
@@ -945,9 +963,8 @@ async fn content_a_9_mib_description_and_a_huge_title() {
     assert!(html.len() > 100_000, "the first part is kept");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn content_duplicate_guids_within_a_feed() {
-    let s = Scenario::one("dups").await;
+async fn content_duplicate_guids_within_a_feed(engine: Engine) {
+    let s = Scenario::one_on(engine, "dups").await;
     s.seed().await;
     let doc = rss(
         "Dups",
@@ -967,9 +984,8 @@ async fn content_duplicate_guids_within_a_feed() {
     assert!(!text.contains("hijacked"), "a later duplicate does not overwrite the first");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn content_items_without_ids_and_ids_that_change_every_poll() {
-    let s = Scenario::new("", &[("noid", None), ("churn", None)]).await;
+async fn content_items_without_ids_and_ids_that_change_every_poll(engine: Engine) {
+    let s = Scenario::new_on(engine, "", &[("noid", None), ("churn", None)]).await;
     s.seed().await;
     let noid = b"<rss version=\"2.0\"><channel><title>No ids</title>\
         <item><title>NOIDMARKER1 no guid no link</title><description>Body one.</description></item>\
@@ -1006,9 +1022,8 @@ async fn content_items_without_ids_and_ids_that_change_every_poll() {
     assert_eq!(churned, 1, "{json}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn content_dates_in_9999_0001_feb_30_and_garbage() {
-    let s = Scenario::new("", &[("dates", None), ("atomdates", None), ("jsondates", None)]).await;
+async fn content_dates_in_9999_0001_feb_30_and_garbage(engine: Engine) {
+    let s = Scenario::new_on(engine, "", &[("dates", None), ("atomdates", None), ("jsondates", None)]).await;
     s.seed().await;
     s.server.put_fixture(&s.path("dates"), "hostile/dates.xml");
     s.server.put_fixture(&s.path("atomdates"), "hostile/dates_atom.xml");

@@ -1,5 +1,9 @@
 //! Integration tests: a real HTTP server on 127.0.0.1, a real SQLite file in a
-//! temporary folder, the real binary for command-line behaviour.
+//! temporary folder or a real PostgreSQL database (a throwaway server the tests
+//! start: `support/pg.rs`), the real binary for command-line behaviour.
+
+#[macro_use]
+mod util;
 
 mod cli;
 mod daemon;
@@ -9,5 +13,7 @@ mod fetch;
 mod fuzz;
 mod hostile;
 mod manage;
+#[path = "../support/pg.rs"]
+pub mod pg;
+mod pgharness;
 mod pipeline;
-mod util;

@@ -1,8 +1,27 @@
-//! The poll → store → curate → publish pipeline against a fixture server.
+//! The poll → store → curate → publish pipeline against a fixture server, on each
+//! store engine (but for the upgrade of SQLite's content hashes, SQLite's own).
 
 use feedsieve::publish::Format;
 
-use crate::util::{Env, FeedServer, fixture, strings, titles};
+use crate::util::{Engine, Env, FeedServer, fixture, strings, titles};
+
+on_both_engines!(
+    every_feed_format_is_stored_and_curated,
+    atom_content_urls_resolve_against_xml_base,
+    a_second_poll_is_conditional_and_stores_nothing,
+    a_corrected_item_updates_in_place,
+    a_failing_feed_is_recorded_while_the_others_succeed,
+    topics_match_exactly_the_relevant_items,
+    a_changed_topic_query_is_backfilled,
+    xss_payloads_never_reach_any_output,
+    html_is_sanitised_once_when_published_and_never_leaves_the_store_raw,
+    characters_xml_forbids_never_reach_the_output,
+    outputs_are_valid_feeds_with_self_links_and_sources,
+    one_link_in_two_feeds_is_one_story_with_both_sources,
+    a_syndicated_copy_with_another_link_joins_the_story,
+    retention_prunes_unpublished_items_and_tombstones_keep_them_out,
+    a_story_keeps_its_entry_when_a_later_copy_joins,
+);
 
 const TOPIC: &str = r#"
 [[topic]]
@@ -16,8 +35,7 @@ fn feed(id: &str, url: &str) -> String {
     format!("[[feed]]\nid = \"{id}\"\nurl = \"{url}\"\n\n")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_feed_format_is_stored_and_curated() {
+async fn every_feed_format_is_stored_and_curated(engine: Engine) {
     let server = FeedServer::start().await;
     let files = [
         ("rss091", "formats/rss091.xml", 4),
@@ -35,7 +53,7 @@ async fn every_feed_format_is_stored_and_curated() {
         cfg.push_str(&feed(id, &server.url(&format!("/{id}"))));
     }
     cfg.push_str(TOPIC);
-    let env = Env::new(&cfg);
+    let env = Env::on(engine, &cfg);
     let summary = env.poll().await;
     assert_eq!((summary.fetched, summary.failed), (6, 0), "{summary:?}");
     assert_eq!(summary.new_items, 24);
@@ -64,14 +82,13 @@ async fn every_feed_format_is_stored_and_curated() {
     assert_eq!(got, want);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn atom_content_urls_resolve_against_xml_base() {
+async fn atom_content_urls_resolve_against_xml_base(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/atom", "formats/atom.xml");
-    let env = Env::new(&format!(
-        "{}[[topic]]\nid = \"all\"\nfeeds = [\"atom\"]\n",
-        feed("atom", &server.url("/atom"))
-    ));
+    let env = Env::on(
+        engine,
+        &format!("{}[[topic]]\nid = \"all\"\nfeeds = [\"atom\"]\n", feed("atom", &server.url("/atom"))),
+    );
     env.poll().await;
     let json = String::from_utf8(env.export("all", Format::Json)).unwrap();
     assert!(json.contains("https://atom.example.org/blog/img/a.png"), "{json}");
@@ -80,11 +97,10 @@ async fn atom_content_urls_resolve_against_xml_base() {
     assert!(json.contains("\"Q&A: why the glass is whitewashed in summer\""), "no double escaping: {json}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_poll_is_conditional_and_stores_nothing() {
+async fn a_second_poll_is_conditional_and_stores_nothing(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/feed", "formats/rss20.xml");
-    let env = Env::new(&format!("{}{TOPIC}", feed("f", &server.url("/feed"))));
+    let env = Env::on(engine, &format!("{}{TOPIC}", feed("f", &server.url("/feed"))));
     let first = env.poll().await;
     assert_eq!(first.new_items, 5);
     let second = env.poll().await;
@@ -116,7 +132,8 @@ async fn items_stored_before_the_hash_changed_are_not_updated_by_the_upgrade() {
     let env = Env::new(&format!("{}{TOPIC}", feed("f", &server.url("/feed"))));
     assert_eq!(env.poll().await.new_items, 5);
     {
-        let db = rusqlite::Connection::open(env.config().daemon.database).unwrap();
+        let feedsieve::model::Database::Sqlite(path) = env.config().daemon.database else { unreachable!() };
+        let db = rusqlite::Connection::open(path).unwrap();
         let url = url::Url::parse(&server.url("/feed")).unwrap();
         let parsed =
             feedsieve::parse::parse_feed(&fixture("formats/rss20.xml"), &url, chrono::Utc::now()).unwrap();
@@ -139,14 +156,13 @@ async fn items_stored_before_the_hash_changed_are_not_updated_by_the_upgrade() {
     assert_eq!((again.fetched, again.new_items, again.updated_items), (1, 0, 0), "{again:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_corrected_item_updates_in_place() {
+async fn a_corrected_item_updates_in_place(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/gazette", "poll/v1.xml");
-    let env = Env::new(&format!(
-        "{}[[topic]]\nid = \"all\"\nfeeds = [\"g\"]\n",
-        feed("g", &server.url("/gazette"))
-    ));
+    let env = Env::on(
+        engine,
+        &format!("{}[[topic]]\nid = \"all\"\nfeeds = [\"g\"]\n", feed("g", &server.url("/gazette"))),
+    );
     env.poll().await;
     let before = String::from_utf8(env.export("all", Format::Json)).unwrap();
     assert!(before.contains("12 arrests"));
@@ -172,8 +188,7 @@ fn json_ids(body: &str) -> Vec<String> {
     ids
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failing_feed_is_recorded_while_the_others_succeed() {
+async fn a_failing_feed_is_recorded_while_the_others_succeed(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/good", "topic/relevant.xml");
     server.put_fixture("/page", "html_page.html");
@@ -189,7 +204,7 @@ async fn a_failing_feed_is_recorded_while_the_others_succeed() {
         TOPIC.to_owned(),
     ]
     .concat();
-    let env = Env::new(&cfg);
+    let env = Env::on(engine, &cfg);
     let s = env.poll().await;
     assert_eq!((s.fetched, s.failed), (1, 5), "{s:?}");
     let store = env.store();
@@ -208,15 +223,14 @@ async fn a_failing_feed_is_recorded_while_the_others_succeed() {
     assert_eq!(titles(&env.export("border", Format::Atom)).len(), 8);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn topics_match_exactly_the_relevant_items() {
+async fn topics_match_exactly_the_relevant_items(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/relevant", "topic/relevant.xml");
     server.put_fixture("/near", "topic/near_miss.xml");
     let cfg =
         [feed("relevant", &server.url("/relevant")), feed("near", &server.url("/near")), TOPIC.to_owned()]
             .concat();
-    let env = Env::new(&cfg);
+    let env = Env::on(engine, &cfg);
     env.poll().await;
     let expected = titles(&fixture("topic/relevant.xml"));
     assert_eq!(expected.len(), 8);
@@ -230,13 +244,12 @@ async fn topics_match_exactly_the_relevant_items() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_changed_topic_query_is_backfilled() {
+async fn a_changed_topic_query_is_backfilled(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/relevant", "topic/relevant.xml");
     server.put_fixture("/near", "topic/near_miss.xml");
     let feeds = [feed("relevant", &server.url("/relevant")), feed("near", &server.url("/near"))].concat();
-    let env = Env::new(&format!("{feeds}[[topic]]\nid = \"border\"\nquery = '\"border collie\"'\n"));
+    let env = Env::on(engine, &format!("{feeds}[[topic]]\nid = \"border\"\nquery = '\"border collie\"'\n"));
     env.poll().await;
     assert_eq!(titles(&env.export("border", Format::Rss)).len(), 1);
     std::fs::write(
@@ -272,11 +285,10 @@ pub const FORBIDDEN: [&str; 17] = [
     "style=",
 ];
 
-#[tokio::test(flavor = "multi_thread")]
-async fn xss_payloads_never_reach_any_output() {
+async fn xss_payloads_never_reach_any_output(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/xss", "xss.xml");
-    let env = Env::new(&format!("{}{TOPIC}", feed("xss", &server.url("/xss"))));
+    let env = Env::on(engine, &format!("{}{TOPIC}", feed("xss", &server.url("/xss"))));
     let s = env.poll().await;
     assert_eq!(s.new_items, 6);
     for format in Format::ALL {
@@ -299,8 +311,7 @@ async fn xss_payloads_never_reach_any_output() {
 
 /// HTML is stored as the feed sent it and sanitised once, when first published; what
 /// leaves the store is sanitised even where that step has not run yet.
-#[tokio::test(flavor = "multi_thread")]
-async fn html_is_sanitised_once_when_published_and_never_leaves_the_store_raw() {
+async fn html_is_sanitised_once_when_published_and_never_leaves_the_store_raw(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/xss", "xss.xml");
     server.put(
@@ -311,42 +322,33 @@ async fn html_is_sanitised_once_when_published_and_never_leaves_the_store_raw() 
             .to_vec(),
         "application/rss+xml",
     );
-    let env = Env::new(&format!(
-        "{}{}{TOPIC}",
-        feed("xss", &server.url("/xss")),
-        feed("other", &server.url("/other"))
-    ));
+    let env = Env::on(
+        engine,
+        &format!("{}{}{TOPIC}", feed("xss", &server.url("/xss")), feed("other", &server.url("/other"))),
+    );
     env.poll().await;
-    let db = rusqlite::Connection::open(env.config().daemon.database).unwrap();
-    let rows = |sql: &str| -> Vec<(String, i64, String)> {
-        let mut stmt = db.prepare(sql).unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default())))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
     // Published: sanitised in place. Never published: kept as sent, to be sanitised
     // if a topic ever shows it.
-    let stored = rows("SELECT feed_id, sanitized, summary FROM items ORDER BY id");
+    let stored = env.rows(
+        "SELECT feed_id, CASE WHEN sanitized THEN 1 ELSE 0 END, COALESCE(summary, '') FROM items ORDER BY id",
+    );
     assert_eq!(stored.len(), 7);
-    for (feed, sanitized, summary) in &stored {
+    for row in &stored {
+        let (feed, sanitized, summary) = (&row[0], &row[1], &row[2]);
         let lower = summary.to_lowercase();
         if feed == "xss" {
-            assert_eq!(*sanitized, 1, "published items are sanitised: {summary}");
+            assert_eq!(sanitized, "1", "published items are sanitised: {summary}");
             assert!(!lower.contains("<script") && !lower.contains("onerror"), "{summary}");
         } else {
-            assert_eq!(*sanitized, 0, "an item no topic shows is not sanitised");
+            assert_eq!(sanitized, "0", "an item no topic shows is not sanitised");
             assert!(lower.contains("<script"), "kept as sent: {summary}");
         }
     }
     // Undo the sanitising: reading must still never hand out raw HTML.
-    db.execute(
+    env.execute(
         "UPDATE items SET summary = '<p>xssmarker0</p><script>alert(1)</script><img src=x onerror=alert(1)>',
-             sanitized = 0 WHERE feed_id = 'xss'",
-        [],
-    )
-    .unwrap();
-    drop(db);
+             sanitized = (1 = 0) WHERE feed_id = 'xss'",
+    );
     for format in Format::ALL {
         let body = env.export("border", format);
         let raw = String::from_utf8_lossy(&body).to_lowercase();
@@ -358,14 +360,13 @@ async fn html_is_sanitised_once_when_published_and_never_leaves_the_store_raw() 
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn characters_xml_forbids_never_reach_the_output() {
+async fn characters_xml_forbids_never_reach_the_output(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/ctrl", "control_chars.json");
-    let env = Env::new(&format!(
-        "{}[[topic]]\nid = \"all\"\nfeeds = [\"ctrl\"]\n",
-        feed("ctrl", &server.url("/ctrl"))
-    ));
+    let env = Env::on(
+        engine,
+        &format!("{}[[topic]]\nid = \"all\"\nfeeds = [\"ctrl\"]\n", feed("ctrl", &server.url("/ctrl"))),
+    );
     env.poll().await;
     for format in Format::ALL {
         let body = env.export("all", format);
@@ -374,14 +375,16 @@ async fn characters_xml_forbids_never_reach_the_output() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn outputs_are_valid_feeds_with_self_links_and_sources() {
+async fn outputs_are_valid_feeds_with_self_links_and_sources(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/rss20", "formats/rss20.xml");
-    let env = Env::new(&format!(
-        "{}[[topic]]\nid = \"all\"\ntitle = \"Everything\"\nfeeds = [\"r\"]\n",
-        feed("r", &server.url("/rss20"))
-    ));
+    let env = Env::on(
+        engine,
+        &format!(
+            "{}[[topic]]\nid = \"all\"\ntitle = \"Everything\"\nfeeds = [\"r\"]\n",
+            feed("r", &server.url("/rss20"))
+        ),
+    );
     env.poll().await;
     for format in Format::ALL {
         let body = env.export("all", format);
@@ -411,8 +414,7 @@ async fn outputs_are_valid_feeds_with_self_links_and_sources() {
     assert_eq!(env.export("all", Format::Atom), env.export("all", Format::Atom));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_link_in_two_feeds_is_one_story_with_both_sources() {
+async fn one_link_in_two_feeds_is_one_story_with_both_sources(engine: Engine) {
     let server = FeedServer::start().await;
     let a = r#"<rss version="2.0"><channel><title>Agency</title><link>https://agency.example/</link>
         <item><guid>a1</guid><title>Border security pact signed</title><link>https://agency.example/news/1</link>
@@ -423,7 +425,8 @@ async fn one_link_in_two_feeds_is_one_story_with_both_sources() {
         <pubDate>Mon, 16 Nov 2026 11:00:00 GMT</pubDate></item></channel></rss>"#;
     server.put("/a", a.as_bytes().to_vec(), "application/rss+xml");
     server.put("/b", b.as_bytes().to_vec(), "application/rss+xml");
-    let env = Env::new(
+    let env = Env::on(
+        engine,
         &[feed("agency", &server.url("/a")), feed("wire", &server.url("/b")), TOPIC.to_owned()].concat(),
     );
     env.poll().await;
@@ -440,8 +443,7 @@ async fn one_link_in_two_feeds_is_one_story_with_both_sources() {
 /// Issue 3: a press release carried by two outlets under different links and
 /// headlines is one story; a different story from the same source that shares only
 /// the agency's standard footer is not.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_syndicated_copy_with_another_link_joins_the_story() {
+async fn a_syndicated_copy_with_another_link_joins_the_story(engine: Engine) {
     let body = "Police and immigration services in 31 countries arrested 212 suspects during Operation \
         Tidewater, a six-week action against migrant smuggling networks operating along sea routes in the \
         Mediterranean, the Gulf of Aden and the Bay of Bengal. Officers identified 4,100 irregular migrants, \
@@ -493,7 +495,8 @@ async fn a_syndicated_copy_with_another_link_joins_the_story() {
     let server = FeedServer::start().await;
     server.put("/agency", agency.into_bytes(), "application/rss+xml");
     server.put("/wire", wire.into_bytes(), "application/rss+xml");
-    let env = Env::new(
+    let env = Env::on(
+        engine,
         &[feed("agency", &server.url("/agency")), feed("wire", &server.url("/wire")), TOPIC.to_owned()]
             .concat(),
     );
@@ -526,13 +529,13 @@ async fn a_syndicated_copy_with_another_link_joins_the_story() {
 
 /// Issue 3: retention prunes old items that no topic shows, tombstones keep them from
 /// coming back, and topic outputs are untouched.
-#[tokio::test(flavor = "multi_thread")]
-async fn retention_prunes_unpublished_items_and_tombstones_keep_them_out() {
+async fn retention_prunes_unpublished_items_and_tombstones_keep_them_out(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/relevant", "topic/relevant.xml");
     server.put_fixture("/near", "topic/near_miss.xml");
     let topic = TOPIC.replace("exclude", "limit = 3\nexclude");
-    let env = Env::new(
+    let env = Env::on(
+        engine,
         &[feed("relevant", &server.url("/relevant")), feed("near", &server.url("/near")), topic].concat(),
     );
     env.poll().await;
@@ -562,8 +565,7 @@ async fn retention_prunes_unpublished_items_and_tombstones_keep_them_out() {
 
 /// Issue 3: the entry of a story keeps its id (and its item) when a copy arrives
 /// later from another feed; a later copy that backdates itself cannot take over.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_story_keeps_its_entry_when_a_later_copy_joins() {
+async fn a_story_keeps_its_entry_when_a_later_copy_joins(engine: Engine) {
     let body = "Police and immigration services in 31 countries arrested 212 suspects during Operation \
         Tidewater, a six-week action against migrant smuggling networks operating along sea routes in the \
         Mediterranean. Officers identified 4,100 irregular migrants and seized 27 boats, forged visas and cash.";
@@ -581,7 +583,7 @@ async fn a_story_keeps_its_entry_when_a_later_copy_joins() {
     server.put("/a", first.into_bytes(), "application/rss+xml");
     server.put("/w", copy.into_bytes(), "application/rss+xml");
     let topic = "[[topic]]\nid = \"t\"\nquery = '\"migrant smuggling\"'\n";
-    let env = Env::new(&[feed("agency", &server.url("/a")), topic.to_owned()].concat());
+    let env = Env::on(engine, &[feed("agency", &server.url("/a")), topic.to_owned()].concat());
     env.poll().await;
     let before: serde_json::Value = serde_json::from_slice(&env.export("t", Format::Json)).unwrap();
     let id = before["items"][0]["id"].clone();

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use feedsieve::config::Config;
 use feedsieve::daemon::{self, Clock, Pipeline};
-use feedsieve::model::PollSummary;
+use feedsieve::model::{Database, PollSummary};
 use feedsieve::publish::Format;
 use feedsieve::store::{Store, StoreHandle};
 
@@ -158,9 +158,34 @@ fn serve(state: &Mutex<ServerState>, req: Request<Body>) -> Response<Body> {
         .unwrap()
 }
 
-/// A config file and database in a temporary folder.
+/// The store engines a test can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs tests, each `async fn name(engine: Engine)`, on each engine: as
+/// `name::sqlite` and `name::postgres`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$name(crate::util::Engine::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$name(crate::util::Engine::Postgres).await
+            }
+        })*
+    };
+}
+
+/// A config file in a temporary folder, and its database: a SQLite file in that
+/// folder, or a fresh database on the tests' PostgreSQL server.
 pub struct Env {
-    /// Removed (with the database) when the test ends.
+    /// Removed (with a SQLite database) when the test ends.
     _dir: tempfile::TempDir,
     pub config_path: PathBuf,
 }
@@ -189,20 +214,88 @@ fn run_cli(config: &Path, args: &[&str]) -> std::process::Output {
 }
 
 impl Env {
-    /// `feeds_and_topics` is appended after a `[daemon]` table with a short timeout.
+    /// `feeds_and_topics` is appended after a `[daemon]` table with a short timeout;
+    /// the database is SQLite.
     pub fn new(feeds_and_topics: &str) -> Env {
-        Env::with_daemon("timeout = \"5s\"", feeds_and_topics)
+        Env::on(Engine::Sqlite, feeds_and_topics)
+    }
+
+    /// As [`Env::new`], on `engine`.
+    pub fn on(engine: Engine, feeds_and_topics: &str) -> Env {
+        Env::with_daemon_on(engine, "timeout = \"5s\"", feeds_and_topics)
     }
 
     /// As [`Env::new`], with more `[daemon]` settings.
     pub fn with_daemon(daemon: &str, feeds_and_topics: &str) -> Env {
+        Env::with_daemon_on(Engine::Sqlite, daemon, feeds_and_topics)
+    }
+
+    /// As [`Env::with_daemon`], on `engine`.
+    pub fn with_daemon_on(engine: Engine, daemon: &str, feeds_and_topics: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("feedsieve.toml");
+        let database = match engine {
+            Engine::Sqlite => "data/feedsieve.db".to_owned(),
+            Engine::Postgres => crate::pg::server().fresh_database("it"),
+        };
         let text = format!(
-            "[daemon]\ndatabase = \"data/feedsieve.db\"\n{daemon}\nbase_url = \"http://feeds.test/\"\n\n{feeds_and_topics}"
+            "[daemon]\ndatabase = \"{database}\"\n{daemon}\nbase_url = \"http://feeds.test/\"\n\n{feeds_and_topics}"
         );
         std::fs::write(&config_path, text).unwrap();
         Env { _dir: dir, config_path }
+    }
+
+    /// The SQLite file of a test that is SQLite's alone.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self.config().daemon.database {
+            Database::Sqlite(path) => path,
+            Database::Postgres(_) => panic!("a SQLite test on PostgreSQL"),
+        }
+    }
+
+    /// The rows of `sql` (SQL both engines take), every value as text (`NULL` for
+    /// null, integers and booleans as digits): a look inside with a connection of the
+    /// test's own.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match self.config().daemon.database {
+            Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let n = stmt.column_count();
+                stmt.query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                                rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+            }
+            Database::Postgres(target) => on_own_thread(move || {
+                let mut c = postgres::Client::connect(&target.url, postgres::NoTls).unwrap();
+                c.query(sql, &[]).unwrap().iter().map(pg_row_text).collect()
+            }),
+        }
+    }
+
+    /// Runs `sql` (SQL both engines take) with a connection of the test's own.
+    pub fn execute(&self, sql: &str) {
+        match self.config().daemon.database {
+            Database::Sqlite(path) => {
+                rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap();
+            }
+            Database::Postgres(target) => on_own_thread(move || {
+                postgres::Client::connect(&target.url, postgres::NoTls).unwrap().batch_execute(sql).unwrap();
+            }),
+        }
     }
 
     pub fn config(&self) -> Config {
@@ -453,4 +546,32 @@ pub async fn served_pages(env: &Env) -> (String, String) {
     let pages = (get("/").await, get("/topics.opml").await);
     task.abort();
     pages
+}
+
+/// Runs `f` on a thread of its own (the sync PostgreSQL client must not block a
+/// runtime's worker thread).
+fn on_own_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+/// A PostgreSQL row's values as text, as [`Env::rows`] gives them.
+fn pg_row_text(row: &postgres::Row) -> Vec<String> {
+    use postgres::types::Type;
+    (0..row.len())
+        .map(|i| {
+            let t = row.columns()[i].type_().clone();
+            let v = if t == Type::INT8 {
+                row.get::<_, Option<i64>>(i).map(|v| v.to_string())
+            } else if t == Type::INT4 {
+                row.get::<_, Option<i32>>(i).map(|v| v.to_string())
+            } else if t == Type::BOOL {
+                row.get::<_, Option<bool>>(i).map(|v| u8::from(v).to_string())
+            } else if t == Type::FLOAT8 {
+                row.get::<_, Option<f64>>(i).map(|v| v.to_string())
+            } else {
+                row.get::<_, Option<String>>(i)
+            };
+            v.unwrap_or_else(|| "NULL".to_owned())
+        })
+        .collect()
 }

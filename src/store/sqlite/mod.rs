@@ -16,6 +16,7 @@ mod fulltext;
 mod ingest;
 mod maintenance;
 mod migrations;
+pub(super) mod tokenizer;
 mod topics;
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,8 @@ use crate::model::{
     EntryRow, FeedRecord, FeedRow, IngestJob, Match, PreviewRow, PruneCounts, Scope, TopicFilter,
 };
 use bands::{BandFilter, BandFilterState};
+#[cfg(test)]
+pub(super) use fulltext::INDEX_TOKENIZER;
 use maintenance::Checkpointer;
 use migrations::MIGRATIONS;
 

@@ -1,0 +1,111 @@
+//! Feed rows, what a poll reads before storing, polls that stored nothing, `meta`.
+
+use std::collections::{HashMap, HashSet};
+
+use postgres::{Client, GenericClient};
+
+use crate::model::{FeedRecord, FeedRow, ts};
+use crate::store::StoreError;
+use crate::store::rules::Known;
+
+pub fn sync(client: &mut Client, feeds: &[(&str, &str)]) -> Result<(), StoreError> {
+    let (ids, urls): (Vec<&str>, Vec<&str>) = feeds.iter().copied().unzip();
+    client.execute(
+        "INSERT INTO feeds (id, url) SELECT * FROM unnest($1::text[], $2::text[])
+         ON CONFLICT (id) DO UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL, moved_to = NULL
+         WHERE feeds.url <> excluded.url",
+        &[&ids, &urls],
+    )?;
+    Ok(())
+}
+
+pub fn rows(client: &mut Client, only: Option<&str>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
+    let count = if counts { "(SELECT count(*) FROM items i WHERE i.feed_id = f.id)" } else { "0::BIGINT" };
+    let sql = format!(
+        "SELECT f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
+                f.failures, f.next_due, f.moved_to, {count}
+         FROM feeds f WHERE $1::text IS NULL OR f.id = $1 ORDER BY f.id"
+    );
+    Ok(client
+        .query(&sql, &[&only])?
+        .iter()
+        .map(|r| FeedRow {
+            id: r.get(0),
+            url: r.get(1),
+            title: r.get(2),
+            etag: r.get(3),
+            last_modified: r.get(4),
+            last_fetch: r.get(5),
+            last_status: r.get(6),
+            error: r.get(7),
+            failures: r.get(8),
+            next_due: r.get(9),
+            moved_to: r.get(10),
+            items: r.get(11),
+        })
+        .collect())
+}
+
+/// Of `keys`, those stored in the feed (their content hashes) and those tombstoned:
+/// two statements for the whole list, not one per key (each is a round trip).
+pub fn known_keys(
+    client: &mut impl GenericClient,
+    feed_id: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, Option<Known>>, StoreError> {
+    let mut out = HashMap::new();
+    for r in client.query(
+        "SELECT key, id, content_hash FROM items WHERE feed_id = $1 AND key = ANY($2)",
+        &[&feed_id, &keys],
+    )? {
+        let hash: Vec<u8> = r.get(2);
+        // Content hashes here are all of today's kind: PostgreSQL came after XXH3.
+        out.insert(r.get(0), Some(Known::of(r.get(1), &hash, 0)));
+    }
+    for r in
+        client.query("SELECT key FROM tombstones WHERE feed_id = $1 AND key = ANY($2)", &[&feed_id, &keys])?
+    {
+        out.entry(r.get(0)).or_insert(None);
+    }
+    Ok(out)
+}
+
+pub fn boilerplate(client: &mut Client, feed_id: &str) -> Result<HashSet<u64>, StoreError> {
+    Ok(client
+        .query("SELECT hash FROM feed_boilerplate WHERE feed_id = $1", &[&feed_id])?
+        .iter()
+        .map(|r| r.get::<_, i64>(0) as u64)
+        .collect())
+}
+
+pub fn record_group(client: &mut Client, records: &[&FeedRecord]) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    for r in records {
+        match r {
+            FeedRecord::NotModified { feed_id, status, now, next_due, moved_to } => tx.execute(
+                "UPDATE feeds SET last_fetch = $2, last_success = $2, last_status = $3, error = NULL,
+                     failures = 0, next_due = $4, moved_to = $5 WHERE id = $1",
+                &[feed_id, &ts(*now), &i64::from(*status), &next_due.map(ts), moved_to],
+            )?,
+            FeedRecord::Failure { feed_id, status, error, now, next_due } => tx.execute(
+                "UPDATE feeds SET last_fetch = $2, last_status = $3, error = $4, failures = failures + 1,
+                     next_due = $5 WHERE id = $1",
+                &[feed_id, &ts(*now), &status.map(i64::from), error, &next_due.map(ts)],
+            )?,
+        };
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn meta(client: &mut Client, key: &str) -> Result<Option<i64>, StoreError> {
+    Ok(client.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?.map(|r| r.get(0)))
+}
+
+pub fn set_meta(client: &mut impl GenericClient, key: &str, value: i64) -> Result<(), StoreError> {
+    client.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )?;
+    Ok(())
+}

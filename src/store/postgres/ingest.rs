@@ -1,0 +1,424 @@
+//! A poll group's transaction, in few round trips.
+//!
+//! Each statement is a round trip to the server, and the rules ask item by item
+//! (is this key tombstoned, stored, is there a story with this link, which stored
+//! items share these search keys). So the transaction looks up what the whole group
+//! may ask for at its start, in four statements over arrays, answers the rules'
+//! questions from that and from what the group itself has written so far, and writes
+//! the group's rows at the end, one statement per table. Ids of new items and stories
+//! are taken from their sequences in advance, one statement for the group.
+//!
+//! What the group writes is seen by its own later questions exactly as SQLite's
+//! transaction sees its rows: keys stored by an earlier feed of the group, and the
+//! canonical links of its new items (a stored item's link keeps priority: it is the
+//! older). One difference, within a group only: a correction that changes a stored
+//! item's canonical link still lends its story under the old link.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use postgres::{Client, Transaction};
+
+use super::fulltext;
+use crate::dedup;
+use crate::model::{FetchRecord, Fingerprint, IngestJob, NewItem, ts};
+use crate::store::StoreError;
+use crate::store::engine::IngestTx;
+use crate::store::rules::Known;
+
+/// A stored item as the group's questions need it.
+#[derive(Clone, Copy)]
+struct Stored {
+    id: i64,
+    story: i64,
+    hash: [u8; 16],
+}
+
+/// A stored item found by a search key.
+struct Banded {
+    item: i64,
+    story: i64,
+    first_seen: i64,
+    fp: Arc<Fingerprint>,
+}
+
+/// An item row to insert or update at commit.
+struct Row<'a> {
+    id: i64,
+    feed_id: String,
+    story: i64,
+    now: i64,
+    n: &'a NewItem,
+}
+
+pub struct PgIngestTx<'c, 'a> {
+    tx: Transaction<'c>,
+    tombstoned: HashSet<(String, String)>,
+    stored: HashMap<(String, String), Stored>,
+    /// Canonical link -> story of the first item with it (stored, then of the group).
+    links: HashMap<String, i64>,
+    bands: HashMap<i64, Vec<Banded>>,
+    /// Ids taken in advance, used from the back.
+    item_ids: Vec<i64>,
+    story_ids: Vec<i64>,
+    new_stories: Vec<(i64, i64)>,
+    inserts: Vec<Row<'a>>,
+    updates: Vec<Row<'a>>,
+    boilerplate: Vec<(String, i64)>,
+    band_keys: Vec<(i64, i64)>,
+    fetches: Vec<(String, FetchRecord, i64)>,
+}
+
+impl<'c, 'a> PgIngestTx<'c, 'a> {
+    /// Begins the transaction and looks up what `group` may ask.
+    pub fn begin(client: &'c mut Client, group: &[&'a IngestJob]) -> Result<Self, StoreError> {
+        let mut tx = client.transaction()?;
+        let (mut feeds, mut keys, mut links, mut band_keys) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for job in group {
+            for n in &job.items {
+                feeds.push(job.feed_id.as_str());
+                keys.push(n.item.key.as_str());
+                links.extend(n.item.canonical_link.as_deref());
+                if let Some(fp) = &n.fingerprint {
+                    band_keys.extend(dedup::band_keys(fp));
+                }
+            }
+        }
+        let pairs = "SELECT * FROM unnest($1::text[], $2::text[]) AS k(feed_id, key)";
+        let tombstoned = tx
+            .query(
+                &format!("SELECT t.feed_id, t.key FROM tombstones t JOIN ({pairs}) k USING (feed_id, key)"),
+                &[&feeds, &keys],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let stored = tx
+            .query(
+                &format!(
+                    "SELECT i.feed_id, i.key, i.id, i.story_id, i.content_hash FROM items i
+                     JOIN ({pairs}) k USING (feed_id, key)"
+                ),
+                &[&feeds, &keys],
+            )?
+            .iter()
+            .map(|r| {
+                let hash: &[u8] = r.get(4);
+                let stored =
+                    Stored { id: r.get(2), story: r.get(3), hash: hash.try_into().unwrap_or_default() };
+                ((r.get(0), r.get(1)), stored)
+            })
+            .collect();
+        let links = tx
+            .query(
+                "SELECT DISTINCT ON (canonical_link) canonical_link, story_id FROM items
+                 WHERE canonical_link = ANY($1) ORDER BY canonical_link, id",
+                &[&links],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        band_keys.sort_unstable();
+        band_keys.dedup();
+        let mut bands: HashMap<i64, Vec<Banded>> = HashMap::new();
+        for r in tx.query(
+            "SELECT b.key, i.id, i.story_id, i.first_seen, i.fingerprint FROM item_bands b
+             JOIN items i ON i.id = b.item_id
+             WHERE b.key = ANY($1) AND i.fingerprint IS NOT NULL ORDER BY i.id",
+            &[&band_keys],
+        )? {
+            let blob: &[u8] = r.get(4);
+            if let Some(fp) = dedup::signature_from_bytes(blob) {
+                let b = Banded { item: r.get(1), story: r.get(2), first_seen: r.get(3), fp: Arc::new(fp) };
+                bands.entry(r.get(0)).or_default().push(b);
+            }
+        }
+        let items = group.iter().map(|j| j.items.len()).sum::<usize>() as i64;
+        let take = |tx: &mut Transaction<'_>, table: &str| -> Result<Vec<i64>, StoreError> {
+            let mut ids: Vec<i64> = tx
+                .query(
+                    "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2::bigint)",
+                    &[&table, &items],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            ids.reverse();
+            Ok(ids)
+        };
+        let (item_ids, story_ids) = if items > 0 {
+            (take(&mut tx, "items")?, take(&mut tx, "stories")?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(PgIngestTx {
+            tx,
+            tombstoned,
+            stored,
+            links,
+            bands,
+            item_ids,
+            story_ids,
+            new_stories: Vec::new(),
+            inserts: Vec::new(),
+            updates: Vec::new(),
+            boilerplate: Vec::new(),
+            band_keys: Vec::new(),
+            fetches: Vec::new(),
+        })
+    }
+}
+
+fn key(feed_id: &str, key: &str) -> (String, String) {
+    (feed_id.to_owned(), key.to_owned())
+}
+
+/// An id taken in advance; running out means the group asked for more than its
+/// items, which the rules never do.
+fn next_id(ids: &mut Vec<i64>, what: &str) -> Result<i64, StoreError> {
+    ids.pop().ok_or_else(|| StoreError::Db(format!("no {what} id left for this group").into()))
+}
+
+impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
+    fn tombstoned(&mut self, feed_id: &str, key_: &str) -> Result<bool, StoreError> {
+        Ok(self.tombstoned.contains(&key(feed_id, key_)))
+    }
+
+    fn stored(&mut self, feed_id: &str, key_: &str) -> Result<Option<Known>, StoreError> {
+        // Content hashes here are all of today's kind: PostgreSQL came after XXH3.
+        Ok(self.stored.get(&key(feed_id, key_)).map(|s| Known { hash: s.hash, legacy: false }))
+    }
+
+    fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.links.get(link).copied())
+    }
+
+    fn band_candidates(
+        &mut self,
+        keys: &[i64],
+        since: i64,
+        out: &mut Vec<(i64, Arc<Fingerprint>)>,
+    ) -> Result<(), StoreError> {
+        let mut found: Vec<&Banded> = keys
+            .iter()
+            .filter_map(|k| self.bands.get(k))
+            .flatten()
+            .filter(|b| b.first_seen >= since)
+            .collect();
+        found.sort_unstable_by_key(|b| b.item);
+        found.dedup_by_key(|b| b.item);
+        out.extend(found.into_iter().map(|b| (b.story, b.fp.clone())));
+        Ok(())
+    }
+
+    fn new_story(&mut self, now: i64) -> Result<i64, StoreError> {
+        let id = next_id(&mut self.story_ids, "story")?;
+        self.new_stories.push((id, now));
+        Ok(id)
+    }
+
+    fn put_item(
+        &mut self,
+        feed_id: &str,
+        n: &'a NewItem,
+        story: i64,
+        now: i64,
+        correction: bool,
+    ) -> Result<i64, StoreError> {
+        let k = key(feed_id, &n.item.key);
+        let (id, story) = match (correction, self.stored.get(&k)) {
+            (true, Some(s)) => (s.id, s.story),
+            _ => (next_id(&mut self.item_ids, "item")?, story),
+        };
+        let row = Row { id, feed_id: feed_id.to_owned(), story, now, n };
+        if correction {
+            self.updates.push(row);
+        } else {
+            self.inserts.push(row);
+        }
+        self.stored.insert(k, Stored { id, story, hash: n.item.content_hash });
+        if let Some(link) = &n.item.canonical_link {
+            self.links.entry(link.clone()).or_insert(story);
+        }
+        Ok(id)
+    }
+
+    fn add_boilerplate(&mut self, feed_id: &str, hashes: &[u64]) -> Result<(), StoreError> {
+        self.boilerplate.extend(hashes.iter().map(|h| (feed_id.to_owned(), *h as i64)));
+        Ok(())
+    }
+
+    fn record_fetch(&mut self, feed_id: &str, record: &FetchRecord, now: i64) -> Result<(), StoreError> {
+        self.fetches.push((feed_id.to_owned(), record.clone(), now));
+        Ok(())
+    }
+
+    fn add_band_keys(&mut self, keys: &[(i64, i64)]) -> Result<(), StoreError> {
+        self.band_keys.extend_from_slice(keys);
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let mut this = *self;
+        let tx = &mut this.tx;
+        if !this.new_stories.is_empty() {
+            let (ids, seen): (Vec<i64>, Vec<i64>) = this.new_stories.iter().copied().unzip();
+            tx.execute(
+                "INSERT INTO stories (id, first_seen) SELECT * FROM unnest($1::bigint[], $2::bigint[])",
+                &[&ids, &seen],
+            )?;
+        }
+        write_items(tx, &this.inserts, false)?;
+        write_items(tx, &this.updates, true)?;
+        let queued: Vec<i64> = this.inserts.iter().chain(&this.updates).map(|r| r.id).collect();
+        if !queued.is_empty() {
+            tx.execute(
+                "INSERT INTO pending (item_id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING",
+                &[&queued],
+            )?;
+        }
+        if !this.band_keys.is_empty() {
+            this.band_keys.sort_unstable();
+            let (keys, items): (Vec<i64>, Vec<i64>) = this.band_keys.iter().copied().unzip();
+            tx.execute(
+                "INSERT INTO item_bands (key, item_id) SELECT * FROM unnest($1::bigint[], $2::bigint[])
+                 ON CONFLICT DO NOTHING",
+                &[&keys, &items],
+            )?;
+        }
+        if !this.boilerplate.is_empty() {
+            let (feeds, hashes): (Vec<String>, Vec<i64>) = this.boilerplate.iter().cloned().unzip();
+            tx.execute(
+                "INSERT INTO feed_boilerplate (feed_id, hash) SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT DO NOTHING",
+                &[&feeds, &hashes],
+            )?;
+        }
+        for (feed_id, r, now) in &this.fetches {
+            tx.execute(
+                "UPDATE feeds SET etag = $2, last_modified = $3, last_fetch = $4, last_success = $4,
+                     last_status = $5, error = NULL, failures = 0, title = COALESCE($6, title),
+                     site_link = COALESCE($7, site_link), moved_to = $8, next_due = $9
+                 WHERE id = $1",
+                &[
+                    feed_id,
+                    &r.etag,
+                    &r.last_modified,
+                    now,
+                    &i64::from(r.status),
+                    &r.title,
+                    &r.site_link,
+                    &r.moved_to,
+                    &r.next_due.map(ts),
+                ],
+            )?;
+        }
+        this.tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Inserts (or, `update`, rewrites in place) item rows, one statement for all.
+fn write_items(tx: &mut Transaction<'_>, rows: &[Row<'_>], update: bool) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut c = Columns::default();
+    for r in rows {
+        let it = &r.n.item;
+        c.id.push(r.id);
+        c.feed_id.push(r.feed_id.as_str());
+        c.key.push(it.key.as_str());
+        c.guid.push(it.guid.as_deref());
+        c.link.push(it.link.as_deref());
+        c.canonical_link.push(it.canonical_link.as_deref());
+        c.title.push(it.title.as_str());
+        c.summary.push(it.summary.as_deref());
+        c.content.push(it.content.as_deref());
+        c.authors.push(serde_json::to_string(&it.authors).unwrap_or_else(|_| "[]".into()));
+        c.categories.push(serde_json::to_string(&it.categories).unwrap_or_else(|_| "[]".into()));
+        c.published.push(it.published.map(ts));
+        c.updated.push(it.updated.map(ts));
+        c.now.push(r.now);
+        c.hash.push(&it.content_hash[..]);
+        c.story.push(r.story);
+        c.fingerprint.push(r.n.fingerprint.as_ref().map(dedup::signature_bytes));
+        c.base.push(it.base.as_deref());
+        c.search.push(fulltext::vector(&it.title, &r.n.summary_text, &r.n.content_text, &it.categories));
+    }
+    let unnest = "unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[],
+                         $14::bigint[], $15::bytea[], $16::bigint[], $17::bytea[], $18::text[], $19::text[])
+                  AS u(id, feed_id, key, guid, link, canonical_link, title, summary, content, authors,
+                       categories, published, updated, now, content_hash, story_id, fingerprint, base, search)";
+    let sql = if update {
+        format!(
+            "UPDATE items SET guid = u.guid, link = u.link, canonical_link = u.canonical_link, title = u.title,
+                 summary = u.summary, content = u.content, authors = u.authors, categories = u.categories,
+                 published = u.published, updated = u.updated, changed_at = u.now,
+                 content_hash = u.content_hash, fingerprint = u.fingerprint, base = u.base,
+                 sanitized = false, search = u.search::tsvector
+             FROM {unnest} WHERE items.id = u.id"
+        )
+    } else {
+        format!(
+            "INSERT INTO items (id, feed_id, key, guid, link, canonical_link, title, summary, content, authors,
+                 categories, published, updated, first_seen, changed_at, content_hash, story_id, fingerprint,
+                 base, sanitized, search)
+             SELECT id, feed_id, key, guid, link, canonical_link, title, summary, content, authors, categories,
+                 published, updated, now, now, content_hash, story_id, fingerprint, base, false,
+                 search::tsvector
+             FROM {unnest}"
+        )
+    };
+    tx.execute(
+        &sql,
+        &[
+            &c.id,
+            &c.feed_id,
+            &c.key,
+            &c.guid,
+            &c.link,
+            &c.canonical_link,
+            &c.title,
+            &c.summary,
+            &c.content,
+            &c.authors,
+            &c.categories,
+            &c.published,
+            &c.updated,
+            &c.now,
+            &c.hash,
+            &c.story,
+            &c.fingerprint,
+            &c.base,
+            &c.search,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Item rows as arrays, one per column (what `unnest` takes).
+#[derive(Default)]
+struct Columns<'r> {
+    id: Vec<i64>,
+    feed_id: Vec<&'r str>,
+    key: Vec<&'r str>,
+    guid: Vec<Option<&'r str>>,
+    link: Vec<Option<&'r str>>,
+    canonical_link: Vec<Option<&'r str>>,
+    title: Vec<&'r str>,
+    summary: Vec<Option<&'r str>>,
+    content: Vec<Option<&'r str>>,
+    authors: Vec<String>,
+    categories: Vec<String>,
+    published: Vec<Option<i64>>,
+    updated: Vec<Option<i64>>,
+    now: Vec<i64>,
+    hash: Vec<&'r [u8]>,
+    story: Vec<i64>,
+    fingerprint: Vec<Option<Vec<u8>>>,
+    base: Vec<Option<&'r str>>,
+    search: Vec<String>,
+}

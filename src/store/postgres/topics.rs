@@ -1,0 +1,229 @@
+//! Topic rows, the curation queue, a topic's entries, HTML sanitised on first
+//! publication.
+
+use std::collections::HashMap;
+
+use postgres::{Client, Transaction};
+
+use super::fulltext;
+use crate::model::{EntryRow, Match, Scope, StoredItem, TopicFilter};
+use crate::store::StoreError;
+use crate::store::engine::TopicTx;
+use crate::store::rules::{RawHtml, Sanitized, TopicRow, safe_html};
+
+/// A curation transaction.
+pub struct PgTopicTx<'c> {
+    tx: Transaction<'c>,
+}
+
+impl<'c> PgTopicTx<'c> {
+    pub fn begin(client: &'c mut Client) -> Result<Self, StoreError> {
+        Ok(PgTopicTx { tx: client.transaction()? })
+    }
+}
+
+impl TopicTx for PgTopicTx<'_> {
+    fn topic_signature(&mut self, topic_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.tx.query_opt("SELECT signature FROM topics WHERE id = $1", &[&topic_id])?.map(|r| r.get(0)))
+    }
+
+    fn set_topic(&mut self, topic_id: &str, signature: &str, now: i64) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO topics (id, signature, changed_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET signature = excluded.signature, changed_at = excluded.changed_at",
+            &[&topic_id, &signature, &now],
+        )?;
+        Ok(())
+    }
+
+    fn topic_rows(
+        &mut self,
+        topic_id: &str,
+        stories: Option<&[i64]>,
+    ) -> Result<HashMap<i64, TopicRow>, StoreError> {
+        let rows = self.tx.query(
+            "SELECT story_id, item_id, score, sort_date FROM topic_stories
+             WHERE topic_id = $1 AND ($2::bigint[] IS NULL OR story_id = ANY($2))",
+            &[&topic_id, &stories],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), TopicRow { item_id: r.get(1), score: r.get(2), sort_date: r.get(3) }))
+            .collect())
+    }
+
+    fn delete_topic_rows(&mut self, topic_id: &str, stories: &[i64]) -> Result<(), StoreError> {
+        if !stories.is_empty() {
+            self.tx.execute(
+                "DELETE FROM topic_stories WHERE topic_id = $1 AND story_id = ANY($2)",
+                &[&topic_id, &stories],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn unfile_pending(&mut self, topic_id: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "DELETE FROM topic_stories WHERE topic_id = $1 AND item_id IN (SELECT item_id FROM pending)",
+            &[&topic_id],
+        )?;
+        Ok(())
+    }
+
+    fn put_topic_rows(
+        &mut self,
+        topic_id: &str,
+        now: i64,
+        rows: &[(i64, TopicRow)],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let stories: Vec<i64> = rows.iter().map(|(s, _)| *s).collect();
+        let items: Vec<i64> = rows.iter().map(|(_, r)| r.item_id).collect();
+        let scores: Vec<f64> = rows.iter().map(|(_, r)| r.score).collect();
+        let dates: Vec<i64> = rows.iter().map(|(_, r)| r.sort_date).collect();
+        self.tx.execute(
+            "INSERT INTO topic_stories (topic_id, story_id, item_id, score, sort_date, matched_at)
+             SELECT $1, * , $6 FROM unnest($2::bigint[], $3::bigint[], $4::float8[], $5::bigint[])
+             ON CONFLICT (topic_id, story_id) DO UPDATE SET item_id = excluded.item_id, score = excluded.score,
+                 sort_date = excluded.sort_date, matched_at = excluded.matched_at",
+            &[&topic_id, &stories, &items, &scores, &dates, &now],
+        )?;
+        Ok(())
+    }
+
+    fn retain_topics(&mut self, keep: &[&str]) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM topic_stories WHERE topic_id <> ALL($1)", &[&keep])?;
+        self.tx.execute("DELETE FROM topics WHERE id <> ALL($1)", &[&keep])?;
+        Ok(())
+    }
+
+    fn matches(&mut self, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError> {
+        fulltext::matches(&mut self.tx, filter, scope)
+    }
+
+    fn clear_pending(&mut self) -> Result<usize, StoreError> {
+        Ok(self.tx.execute("DELETE FROM pending", &[])? as usize)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
+    }
+}
+
+pub fn output_items(
+    client: &mut Client,
+    topic_id: &str,
+    limit: usize,
+    since: Option<i64>,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(client
+        .query(
+            "SELECT item_id FROM topic_stories WHERE topic_id = $1 AND sort_date >= $2
+             ORDER BY sort_date DESC, score DESC, story_id DESC LIMIT $3",
+            &[&topic_id, &since.unwrap_or(i64::MIN), &(limit as i64)],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+pub fn entries(
+    client: &mut Client,
+    topic_id: &str,
+    limit: usize,
+    since: Option<i64>,
+) -> Result<Vec<EntryRow>, StoreError> {
+    let rows = client.query(
+        "SELECT ts.story_id, ts.score, i.id, i.feed_id, f.title, f.url, f.site_link, i.key, i.link, i.title,
+                i.summary, i.content, i.authors, i.categories, i.published, i.updated, i.first_seen,
+                i.changed_at, i.base, i.sanitized
+         FROM topic_stories ts JOIN items i ON i.id = ts.item_id JOIN feeds f ON f.id = i.feed_id
+         WHERE ts.topic_id = $1 AND ts.sort_date >= $2
+         ORDER BY ts.sort_date DESC, ts.score DESC, ts.story_id DESC
+         LIMIT $3",
+        &[&topic_id, &since.unwrap_or(i64::MIN), &(limit as i64)],
+    )?;
+    let mut entries: Vec<EntryRow> = rows
+        .iter()
+        .map(|r| {
+            let base: Option<String> = r.get(18);
+            let sanitized: bool = r.get(19);
+            let list = |i: usize| serde_json::from_str::<Vec<String>>(r.get(i)).unwrap_or_default();
+            EntryRow {
+                story_id: r.get(0),
+                score: r.get(1),
+                item: StoredItem {
+                    id: r.get(2),
+                    feed_id: r.get(3),
+                    feed_title: r.get(4),
+                    feed_url: r.get(5),
+                    feed_site: r.get(6),
+                    key: r.get(7),
+                    link: r.get(8),
+                    title: r.get(9),
+                    summary: safe_html(r.get(10), base.as_deref(), sanitized),
+                    content: safe_html(r.get(11), base.as_deref(), sanitized),
+                    authors: list(12),
+                    categories: list(13),
+                    published: r.get(14),
+                    updated: r.get(15),
+                    first_seen: r.get(16),
+                    changed_at: r.get(17),
+                },
+                also: Vec::new(),
+            }
+        })
+        .collect();
+    // The other sources of every entry's story, in one statement.
+    let stories: Vec<i64> = entries.iter().map(|e| e.story_id).collect();
+    // Story -> (item id, feed id, feed title, link).
+    type Source = (i64, String, Option<String>, Option<String>);
+    let mut also: HashMap<i64, Vec<Source>> = HashMap::new();
+    for r in client.query(
+        "SELECT i.story_id, i.id, i.feed_id, f.title, i.link FROM items i JOIN feeds f ON f.id = i.feed_id
+         WHERE i.story_id = ANY($1) ORDER BY i.first_seen, i.id",
+        &[&stories],
+    )? {
+        also.entry(r.get(0)).or_default().push((r.get(1), r.get(2), r.get(3), r.get(4)));
+    }
+    for e in &mut entries {
+        e.also = also
+            .get(&e.story_id)
+            .into_iter()
+            .flatten()
+            .filter(|(id, ..)| *id != e.item.id)
+            .map(|(_, feed, title, link)| (feed.clone(), title.clone(), link.clone()))
+            .collect();
+    }
+    Ok(entries)
+}
+
+pub fn unsanitized(client: &mut Client, ids: &[i64]) -> Result<Vec<RawHtml>, StoreError> {
+    Ok(client
+        .query("SELECT id, summary, content, base FROM items WHERE id = ANY($1) AND NOT sanitized", &[&ids])?
+        .iter()
+        .map(|r| RawHtml { id: r.get(0), summary: r.get(1), content: r.get(2), base: r.get(3) })
+        .collect())
+}
+
+pub fn store_sanitized(client: &mut Client, rows: &[Sanitized]) -> Result<(), StoreError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let summaries: Vec<Option<&str>> = rows.iter().map(|r| r.summary.as_deref()).collect();
+    let contents: Vec<Option<&str>> = rows.iter().map(|r| r.content.as_deref()).collect();
+    client.execute(
+        "UPDATE items SET summary = u.summary, content = u.content, sanitized = true
+         FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, summary, content) WHERE items.id = u.id",
+        &[&ids, &summaries, &contents],
+    )?;
+    Ok(())
+}
+
+pub fn sizes(client: &mut Client) -> Result<HashMap<String, i64>, StoreError> {
+    Ok(client
+        .query("SELECT topic_id, count(*) FROM topic_stories GROUP BY topic_id", &[])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
