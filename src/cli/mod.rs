@@ -23,6 +23,7 @@ use crate::model::{FeedRow, TopicFilter, from_ts, rows_by_id};
 use crate::publish::Format;
 use crate::store::{Store, StoreHandle};
 
+mod db;
 mod manage;
 
 use crate::daemon::load_config as load;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Subscriptions in and out as OPML 2.0.
     #[command(subcommand)]
     Opml(manage::OpmlCommand),
+    /// Whole databases: copy one store into another (SQLite or PostgreSQL).
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -225,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topic(TopicCommand::Remove { id }) => manage::topic_remove(&path, &id),
         Command::Feed(cmd) => manage::feed(&path, cmd),
         Command::Opml(cmd) => manage::opml(&path, cmd),
+        Command::Db(cmd) => db::db(cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "feedsieve", &mut std::io::stdout());

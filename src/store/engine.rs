@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::StoreError;
+use super::copy::{Loader, Table, Value};
 use super::rules::{Known, RawHtml, Sanitized, TopicRow};
 use crate::model::{
     EntryRow, FeedRecord, FeedRow, FetchRecord, Fingerprint, IngestJob, Match, NewItem, PreviewRow,
@@ -114,6 +115,23 @@ pub trait Engine: Send {
     fn set_meta(&mut self, key: &str, value: i64) -> Result<(), StoreError>;
     fn release_memory(&mut self) -> Result<(), StoreError>;
     fn checkpoint(&self) -> Result<(), StoreError>;
+
+    // Copying a store (`db copy`); not from inside an async runtime.
+
+    /// Rows in each of `tables`, in order.
+    fn row_counts(&self, tables: &[&str]) -> Result<Vec<u64>, StoreError>;
+    /// Calls `f` with every row of `table` (values in the order of its columns).
+    fn dump(
+        &self,
+        table: &Table,
+        f: &mut dyn FnMut(Vec<Value>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Runs `f` with a loader inside one transaction, committed if `f` succeeds; then
+    /// brings what the engine keeps beside the rows up to date (sequences).
+    fn copy_in(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Loader) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Storing a group of polls: `'a` is how long the group's items live.

@@ -33,6 +33,7 @@
 //!   sanitises what it returns (`rules::safe_html`).
 
 mod bands;
+pub mod copy;
 mod engine;
 mod ingest;
 mod postgres;
@@ -95,6 +96,11 @@ pub enum StoreError {
     },
     #[error("the database writer has stopped")]
     Closed,
+    /// `db copy` fills only an empty database.
+    #[error("database {at} is not empty ({rows} rows in {table}); db copy only fills an empty database")]
+    NotEmpty { at: String, table: &'static str, rows: u64 },
+    #[error("the copy of {table} has {copied} rows where the source has {rows}")]
+    CopyMismatch { table: &'static str, rows: u64, copied: u64 },
 }
 
 /// An engine's error, as a [`StoreError`] carries it.

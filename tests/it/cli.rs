@@ -1,6 +1,8 @@
 //! The binary: exit codes, `check` messages, `status --json`, `export`.
 
-use crate::util::{Env, FeedServer};
+use crate::util::{Engine, Env, FeedServer};
+
+on_both_engines!(poll_status_and_export_through_the_binary);
 
 #[test]
 fn check_reports_every_problem_with_positions_and_exits_2() {
@@ -57,15 +59,17 @@ fn a_missing_config_is_a_clear_error() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn poll_status_and_export_through_the_binary() {
+async fn poll_status_and_export_through_the_binary(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/r", "topic/relevant.xml");
-    let env = Env::new(&format!(
-        "[[feed]]\nid = \"r\"\nurl = \"{}\"\n\n[[feed]]\nid = \"gone\"\nurl = \"{}\"\n\n[[topic]]\nid = \"b\"\nquery = '\"border security\"'\n",
-        server.url("/r"),
-        server.url("/gone")
-    ));
+    let env = Env::on(
+        engine,
+        &format!(
+            "[[feed]]\nid = \"r\"\nurl = \"{}\"\n\n[[feed]]\nid = \"gone\"\nurl = \"{}\"\n\n[[topic]]\nid = \"b\"\nquery = '\"border security\"'\n",
+            server.url("/r"),
+            server.url("/gone")
+        ),
+    );
     let out = tokio::task::spawn_blocking({
         let path = env.config_path.clone();
         move || {

@@ -7,7 +7,9 @@ use feedsieve::daemon::{self, Control};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Env, FeedServer};
+use crate::util::{Engine, Env, FeedServer};
+
+on_both_engines!(serves_every_endpoint_like_a_reader_expects, stops_gracefully_in_the_middle_of_a_poll);
 
 struct Running {
     base: String,
@@ -80,11 +82,10 @@ title = "Border security"
 query = '"border security" OR "migrant smuggling" OR "human trafficking"'
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn serves_every_endpoint_like_a_reader_expects() {
+async fn serves_every_endpoint_like_a_reader_expects(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/relevant", "topic/relevant.xml");
-    let env = Env::new(&CONFIG.replace("URL", &server.url("")));
+    let env = Env::on(engine, &CONFIG.replace("URL", &server.url("")));
     let d = start(&env).await;
     d.until("/topics/border.json", "the first poll", |b| items(b) == 8).await;
 
@@ -204,12 +205,11 @@ async fn a_bad_reload_keeps_the_running_config_and_a_good_one_applies() {
     d.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stops_gracefully_in_the_middle_of_a_poll() {
+async fn stops_gracefully_in_the_middle_of_a_poll(engine: Engine) {
     let server = FeedServer::start().await;
     server.put_fixture("/relevant", "topic/relevant.xml");
     server.delay("/relevant", Duration::from_secs(2));
-    let env = Env::new(&CONFIG.replace("URL", &server.url("")));
+    let env = Env::on(engine, &CONFIG.replace("URL", &server.url("")));
     let d = start(&env).await;
     for _ in 0..200 {
         if !server.requests("/relevant").is_empty() {

@@ -7,6 +7,7 @@ mod util;
 
 mod cli;
 mod daemon;
+mod dbcopy;
 mod dedup;
 mod faults;
 mod fetch;

@@ -232,12 +232,18 @@ impl Env {
 
     /// As [`Env::with_daemon`], on `engine`.
     pub fn with_daemon_on(engine: Engine, daemon: &str, feeds_and_topics: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("feedsieve.toml");
         let database = match engine {
             Engine::Sqlite => "data/feedsieve.db".to_owned(),
             Engine::Postgres => crate::pg::server().fresh_database("it"),
         };
+        Env::at(&database, daemon, feeds_and_topics)
+    }
+
+    /// A config whose `database` is `database` (a path, relative to the config's
+    /// folder, or a URL).
+    pub fn at(database: &str, daemon: &str, feeds_and_topics: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("feedsieve.toml");
         let text = format!(
             "[daemon]\ndatabase = \"{database}\"\n{daemon}\nbase_url = \"http://feeds.test/\"\n\n{feeds_and_topics}"
         );

@@ -55,12 +55,14 @@ pub fn known_keys(
 ) -> Result<HashMap<String, Option<Known>>, StoreError> {
     let mut out = HashMap::new();
     for r in client.query(
-        "SELECT key, id, content_hash FROM items WHERE feed_id = $1 AND key = ANY($2)",
+        "SELECT key, id, content_hash, (SELECT value FROM meta WHERE key = 'legacy_hashes_below')
+         FROM items WHERE feed_id = $1 AND key = ANY($2)",
         &[&feed_id, &keys],
     )? {
         let hash: Vec<u8> = r.get(2);
-        // Content hashes here are all of today's kind: PostgreSQL came after XXH3.
-        out.insert(r.get(0), Some(Known::of(r.get(1), &hash, 0)));
+        // Items copied from a SQLite store of before XXH3 keep their old hashes.
+        let legacy_below: Option<i64> = r.get(3);
+        out.insert(r.get(0), Some(Known::of(r.get(1), &hash, legacy_below.unwrap_or(0))));
     }
     for r in
         client.query("SELECT key FROM tombstones WHERE feed_id = $1 AND key = ANY($2)", &[&feed_id, &keys])?

@@ -31,7 +31,7 @@ use crate::store::rules::Known;
 struct Stored {
     id: i64,
     story: i64,
-    hash: [u8; 16],
+    known: Known,
 }
 
 /// A stored item found by a search key.
@@ -94,6 +94,10 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // Items copied from a SQLite store of before XXH3 keep their old hashes.
+        let legacy_below: i64 = tx
+            .query_one("SELECT coalesce((SELECT value FROM meta WHERE key = 'legacy_hashes_below'), 0)", &[])?
+            .get(0);
         let stored = tx
             .query(
                 &format!(
@@ -104,9 +108,8 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
             )?
             .iter()
             .map(|r| {
-                let hash: &[u8] = r.get(4);
-                let stored =
-                    Stored { id: r.get(2), story: r.get(3), hash: hash.try_into().unwrap_or_default() };
+                let id: i64 = r.get(2);
+                let stored = Stored { id, story: r.get(3), known: Known::of(id, r.get(4), legacy_below) };
                 ((r.get(0), r.get(1)), stored)
             })
             .collect();
@@ -186,8 +189,7 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
     }
 
     fn stored(&mut self, feed_id: &str, key_: &str) -> Result<Option<Known>, StoreError> {
-        // Content hashes here are all of today's kind: PostgreSQL came after XXH3.
-        Ok(self.stored.get(&key(feed_id, key_)).map(|s| Known { hash: s.hash, legacy: false }))
+        Ok(self.stored.get(&key(feed_id, key_)).map(|s| s.known))
     }
 
     fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError> {
@@ -237,7 +239,8 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
         } else {
             self.inserts.push(row);
         }
-        self.stored.insert(k, Stored { id, story, hash: n.item.content_hash });
+        self.stored
+            .insert(k, Stored { id, story, known: Known { hash: n.item.content_hash, legacy: false } });
         if let Some(link) = &n.item.canonical_link {
             self.links.entry(link.clone()).or_insert(story);
         }

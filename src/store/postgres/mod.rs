@@ -10,6 +10,7 @@
 //! here, and the password of the URL never reaches a message.
 
 mod connect;
+mod copy;
 mod feeds;
 mod fulltext;
 mod ingest;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use postgres::Client;
 
 use super::StoreError;
+use super::copy::{Loader, Table, Value};
 use super::engine::{Engine, IngestTx, Opener, TopicTx};
 use super::rules::{Known, RawHtml, Sanitized};
 use crate::model::{
@@ -291,6 +293,27 @@ impl Engine for Postgres {
     /// Commits are durable when they return (the server's `synchronous_commit`).
     fn checkpoint(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn row_counts(&self, tables: &[&str]) -> Result<Vec<u64>, StoreError> {
+        self.with(|c| copy::row_counts(c, tables))
+    }
+
+    /// Not from inside a runtime: `f` runs on this thread.
+    fn dump(
+        &self,
+        table: &Table,
+        f: &mut dyn FnMut(Vec<Value>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        copy::dump(&mut self.client.borrow_mut(), table, f)
+    }
+
+    /// Not from inside a runtime: `f` runs on this thread.
+    fn copy_in(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Loader) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        copy::copy_in(self.client.get_mut(), f)
     }
 }
 

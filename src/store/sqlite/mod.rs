@@ -11,6 +11,7 @@
 //! Only this folder names rusqlite: its errors become [`StoreError`]s here.
 
 mod bands;
+mod copy;
 mod feeds;
 mod fulltext;
 mod ingest;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::StoreError;
+use super::copy::{Loader, Table, Value};
 use super::engine::{Engine, IngestTx, Opener, TopicTx};
 use super::rules::{Known, RawHtml, Sanitized};
 use crate::model::{
@@ -350,6 +352,25 @@ impl Engine for Sqlite {
     fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    fn row_counts(&self, tables: &[&str]) -> Result<Vec<u64>, StoreError> {
+        copy::row_counts(&self.conn, tables)
+    }
+
+    fn dump(
+        &self,
+        table: &Table,
+        f: &mut dyn FnMut(Vec<Value>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        copy::dump(&self.conn, table, f)
+    }
+
+    fn copy_in(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Loader) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        copy::copy_in(&mut self.conn, f)
     }
 }
 
