@@ -479,3 +479,63 @@ fn queries_select_the_same_items_on_every_engine(engine: Engine) {
 }
 
 on_both_engines!(queries_select_the_same_items_on_every_engine);
+
+/// Forgetting items (a feed purged, retention) removes their search keys and no
+/// others; keys of items older than the search window go too.
+fn forgotten_items_leave_no_band_keys(engine: Engine) {
+    let now = Utc::now();
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    s.sync_feeds([("a", "https://a/"), ("b", "https://b/"), ("c", "https://c/")]).unwrap();
+    s.ingest(&job("a", vec![new_item("a1", TEXT)], now)).unwrap();
+    let other =
+        "Customs officers seized four tonnes of cocaine hidden in a banana shipment at the port on Tuesday.";
+    s.ingest(&job("b", vec![new_item("b1", other)], now)).unwrap();
+    let later = now + chrono::TimeDelta::days(30);
+    let third =
+        "A ferry ran aground off the northern coast late on Sunday; all passengers were brought ashore.";
+    s.ingest(&job("c", vec![new_item("c1", third)], later)).unwrap();
+    s.flush_bands().unwrap();
+    let bands = |feed: &str| -> i64 {
+        db.rows(&format!(
+            "SELECT count(*) FROM item_bands WHERE item_id IN (SELECT id FROM items WHERE feed_id = '{feed}')"
+        ))[0][0]
+    };
+    let total = || db.rows("SELECT count(*) FROM item_bands")[0][0];
+    assert_eq!(
+        (bands("a"), bands("b"), bands("c")),
+        (dedup::BANDS as i64, dedup::BANDS as i64, dedup::BANDS as i64)
+    );
+    s.purge_feed("a").unwrap();
+    assert_eq!(total(), 2 * dedup::BANDS as i64, "only b's and c's keys are left");
+    // A prune that keeps every item but moves the window past b's: b's keys go.
+    let b_and_c: Vec<i64> = db.rows("SELECT id FROM items ORDER BY id").into_iter().map(|r| r[0]).collect();
+    let t = later.timestamp();
+    s.prune(t - 365 * 86_400, t - 86_400, &b_and_c, t).unwrap();
+    assert_eq!((bands("b"), bands("c")), (0, dedup::BANDS as i64), "keys outside the window are dropped");
+    assert_eq!(s.item_count().unwrap(), 2, "the items stay");
+}
+
+/// A copy stored through one connection finds the story another connection stored:
+/// each connection's filter of the stored keys takes in what the other wrote.
+fn band_keys_written_by_another_connection_are_found(engine: Engine) {
+    let now = Utc::now();
+    let db = Fresh::new(engine);
+    let (mut a, mut b) = (db.open(), db.open());
+    a.sync_feeds([("a", "https://a/"), ("b", "https://b/"), ("c", "https://c/")]).unwrap();
+    // Each connection's first ingest builds its filter.
+    let other = "An unrelated story about dredging the harbour, with words enough to fingerprint it.";
+    a.ingest(&job("a", vec![new_item("a0", other)], now)).unwrap();
+    let another = "Another unrelated story, about a new tram line, with words enough for one as well.";
+    b.ingest(&job("b", vec![new_item("b0", another)], now)).unwrap();
+    a.ingest(&job("a", vec![new_item("a1", TEXT)], now)).unwrap();
+    a.flush_bands().unwrap(); // SQLite writes keys in bulk; PostgreSQL has written them
+    b.ingest(&job("b", vec![new_item("b1", &format!("{TEXT} Reporting by A. Smith."))], now)).unwrap();
+    a.ingest(&job("c", vec![new_item("c1", &format!("LYON (Wire) - {TEXT}"))], now)).unwrap();
+    let story = |key: &str| db.rows(&format!("SELECT story_id FROM items WHERE key = '{key}'"))[0][0];
+    assert_eq!(story("b1"), story("a1"), "found through the other connection's keys");
+    assert_eq!(story("c1"), story("a1"));
+    assert_eq!(a.story_count().unwrap(), 3);
+}
+
+on_both_engines!(forgotten_items_leave_no_band_keys, band_keys_written_by_another_connection_are_found);

@@ -23,6 +23,7 @@ use super::fulltext;
 use crate::dedup;
 use crate::model::{FetchRecord, Fingerprint, IngestJob, NewItem, ts};
 use crate::store::StoreError;
+use crate::store::bands::BandFilter;
 use crate::store::engine::IngestTx;
 use crate::store::rules::Known;
 
@@ -51,6 +52,62 @@ struct Row<'a> {
     n: &'a NewItem,
 }
 
+/// What a connection knows of the search keys in `item_bands` (see [`BandFilter`]).
+/// Its `mark` is the last `band_writes` number it has every key of: writers number
+/// their groups while holding the row of that counter until they commit, so the
+/// numbers follow the order of commits, and the keys written after the mark are
+/// exactly those with a larger `write_no`, whichever connection wrote them.
+pub enum Bands {
+    /// Nothing yet, or too full: built from the table when next needed.
+    Unknown,
+    /// Dropped while the daemon is idle: built again for a large group.
+    Released,
+    Built(BandFilter),
+    /// The table holds more than [`BandFilter::MAX_KEYS`] keys: every key is looked up.
+    TooLarge,
+}
+
+/// The filter for a group of `items`: caught up with the writes since its mark, or
+/// built from the table; `None` when there is none to have.
+fn band_filter<'s>(
+    tx: &mut Transaction<'_>,
+    state: &'s mut Bands,
+    items: usize,
+) -> Result<Option<&'s BandFilter>, StoreError> {
+    if matches!(state, Bands::Released) && items >= BandFilter::WORTH_BUILDING {
+        *state = Bands::Unknown;
+    }
+    if let Bands::Built(f) = state {
+        let rows = tx.query("SELECT key, write_no FROM item_bands WHERE write_no > $1", &[&f.mark])?;
+        if f.keys + rows.len() > f.capacity {
+            *state = Bands::Unknown;
+        } else {
+            for r in &rows {
+                f.insert(r.get(0));
+                f.mark = f.mark.max(r.get(1));
+            }
+        }
+    }
+    if matches!(state, Bands::Unknown) {
+        // The mark first, then the keys: every write up to the mark is in them.
+        let mark: i64 = tx.query_one("SELECT value FROM meta WHERE key = 'band_writes'", &[])?.get(0);
+        let keys: i64 = tx.query_one("SELECT count(*) FROM item_bands", &[])?.get(0);
+        *state = if keys as usize > BandFilter::MAX_KEYS {
+            Bands::TooLarge
+        } else {
+            let mut f = BandFilter::new(keys as usize, mark);
+            for r in tx.query("SELECT key FROM item_bands", &[])? {
+                f.insert(r.get(0));
+            }
+            Bands::Built(f)
+        };
+    }
+    Ok(match state {
+        Bands::Built(f) => Some(f),
+        _ => None,
+    })
+}
+
 pub struct PgIngestTx<'c, 'a> {
     tx: Transaction<'c>,
     tombstoned: HashSet<(String, String)>,
@@ -71,8 +128,18 @@ pub struct PgIngestTx<'c, 'a> {
 
 impl<'c, 'a> PgIngestTx<'c, 'a> {
     /// Begins the transaction and looks up what `group` may ask.
-    pub fn begin(client: &'c mut Client, group: &[&'a IngestJob]) -> Result<Self, StoreError> {
+    pub fn begin(
+        client: &'c mut Client,
+        bands: &mut Bands,
+        group: &[&'a IngestJob],
+    ) -> Result<Self, StoreError> {
         let mut tx = client.transaction()?;
+        // Every statement here reads by index: while a cold poll fills the tables,
+        // the planner's idea of their size lags behind, and a scan it chose for a
+        // table it took for small read all of it once per group.
+        tx.batch_execute("SET LOCAL enable_seqscan = off")?;
+        let items: usize = group.iter().map(|j| j.items.len()).sum();
+        let filter = band_filter(&mut tx, bands, items)?;
         let (mut feeds, mut keys, mut links, mut band_keys) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for job in group {
@@ -85,10 +152,13 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
                 }
             }
         }
-        let pairs = "SELECT * FROM unnest($1::text[], $2::text[]) AS k(feed_id, key)";
+        // Each lookup is written so that its plan is index probes whatever the
+        // planner believes of the tables' sizes (a join it took for small tables
+        // chose a scan of the whole table).
         let tombstoned = tx
             .query(
-                &format!("SELECT t.feed_id, t.key FROM tombstones t JOIN ({pairs}) k USING (feed_id, key)"),
+                "SELECT k.feed_id, k.key FROM unnest($1::text[], $2::text[]) AS k(feed_id, key)
+                 WHERE EXISTS (SELECT 1 FROM tombstones t WHERE t.feed_id = k.feed_id AND t.key = k.key)",
                 &[&feeds, &keys],
             )?
             .iter()
@@ -100,10 +170,10 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
             .get(0);
         let stored = tx
             .query(
-                &format!(
-                    "SELECT i.feed_id, i.key, i.id, i.story_id, i.content_hash FROM items i
-                     JOIN ({pairs}) k USING (feed_id, key)"
-                ),
+                "SELECT k.feed_id, k.key, i.id, i.story_id, i.content_hash
+                 FROM unnest($1::text[], $2::text[]) AS k(feed_id, key)
+                 JOIN LATERAL (SELECT id, story_id, content_hash FROM items i
+                               WHERE i.feed_id = k.feed_id AND i.key = k.key) i ON true",
                 &[&feeds, &keys],
             )?
             .iter()
@@ -113,31 +183,24 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
                 ((r.get(0), r.get(1)), stored)
             })
             .collect();
+        links.sort_unstable();
+        links.dedup();
         let links = tx
             .query(
-                "SELECT DISTINCT ON (canonical_link) canonical_link, story_id FROM items
-                 WHERE canonical_link = ANY($1) ORDER BY canonical_link, id",
+                "SELECT l.link, s.story_id FROM unnest($1::text[]) AS l(link)
+                 JOIN LATERAL (SELECT story_id FROM items WHERE canonical_link = l.link ORDER BY id LIMIT 1) s
+                 ON true",
                 &[&links],
             )?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // Only the keys the table may hold.
+        band_keys.retain(|k| filter.is_none_or(|f| f.may_contain(*k)));
         band_keys.sort_unstable();
         band_keys.dedup();
-        let mut bands: HashMap<i64, Vec<Banded>> = HashMap::new();
-        for r in tx.query(
-            "SELECT b.key, i.id, i.story_id, i.first_seen, i.fingerprint FROM item_bands b
-             JOIN items i ON i.id = b.item_id
-             WHERE b.key = ANY($1) AND i.fingerprint IS NOT NULL ORDER BY i.id",
-            &[&band_keys],
-        )? {
-            let blob: &[u8] = r.get(4);
-            if let Some(fp) = dedup::signature_from_bytes(blob) {
-                let b = Banded { item: r.get(1), story: r.get(2), first_seen: r.get(3), fp: Arc::new(fp) };
-                bands.entry(r.get(0)).or_default().push(b);
-            }
-        }
-        let items = group.iter().map(|j| j.items.len()).sum::<usize>() as i64;
+        let bands = band_lookup(&mut tx, &band_keys)?;
+        let items = items as i64;
         let take = |tx: &mut Transaction<'_>, table: &str| -> Result<Vec<i64>, StoreError> {
             let mut ids: Vec<i64> = tx
                 .query(
@@ -171,6 +234,43 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
             fetches: Vec::new(),
         })
     }
+}
+
+/// The stored items that have any of `keys` (sorted, distinct), by key: one probe of
+/// the key index per key, then the items found by their ids.
+fn band_lookup(tx: &mut Transaction<'_>, keys: &[i64]) -> Result<HashMap<i64, Vec<Banded>>, StoreError> {
+    let found: Vec<(i64, i64)> = tx
+        .query("SELECT key, item_id FROM item_bands WHERE key = ANY($1)", &[&keys])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if found.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut ids: Vec<i64> = found.iter().map(|(_, id)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut items: HashMap<i64, (i64, i64, Arc<Fingerprint>)> = HashMap::new();
+    for r in tx.query(
+        "SELECT id, story_id, first_seen, fingerprint FROM items WHERE id = ANY($1) AND fingerprint IS NOT NULL",
+        &[&ids],
+    )? {
+        if let Some(fp) = dedup::signature_from_bytes(r.get(3)) {
+            items.insert(r.get(0), (r.get(1), r.get(2), Arc::new(fp)));
+        }
+    }
+    let mut bands: HashMap<i64, Vec<Banded>> = HashMap::new();
+    for (key, id) in found {
+        if let Some((story, first_seen, fp)) = items.get(&id) {
+            bands.entry(key).or_default().push(Banded {
+                item: id,
+                story: *story,
+                first_seen: *first_seen,
+                fp: fp.clone(),
+            });
+        }
+    }
+    Ok(bands)
 }
 
 fn key(feed_id: &str, key: &str) -> (String, String) {
@@ -282,12 +382,20 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
             )?;
         }
         if !this.band_keys.is_empty() {
+            // The group's number, in commit order: the counter's row stays locked
+            // until this transaction ends, so a later number commits later.
+            let write_no: i64 = tx
+                .query_one(
+                    "UPDATE meta SET value = value + 1 WHERE key = 'band_writes' RETURNING value",
+                    &[],
+                )?
+                .get(0);
             this.band_keys.sort_unstable();
+            this.band_keys.dedup();
             let (keys, items): (Vec<i64>, Vec<i64>) = this.band_keys.iter().copied().unzip();
             tx.execute(
-                "INSERT INTO item_bands (key, item_id) SELECT * FROM unnest($1::bigint[], $2::bigint[])
-                 ON CONFLICT DO NOTHING",
-                &[&keys, &items],
+                "INSERT INTO item_bands (key, item_id, write_no) SELECT *, $3 FROM unnest($1::bigint[], $2::bigint[])",
+                &[&keys, &items, &write_no],
             )?;
         }
         if !this.boilerplate.is_empty() {
@@ -348,8 +456,8 @@ fn write_items(tx: &mut Transaction<'_>, rows: &[Row<'_>], update: bool) -> Resu
         c.story.push(r.story);
         c.fingerprint.push(r.n.fingerprint.as_ref().map(dedup::signature_bytes));
         c.base.push(it.base.as_deref());
-        c.search.push(fulltext::vector(&it.title, &r.n.summary_text, &r.n.content_text, &it.categories));
     }
+    c.search = vectors(rows);
     let unnest = "unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[],
                          $14::bigint[], $15::bytea[], $16::bigint[], $17::bytea[], $18::text[], $19::text[])
@@ -400,6 +508,32 @@ fn write_items(tx: &mut Transaction<'_>, rows: &[Row<'_>], update: bool) -> Resu
         ],
     )?;
     Ok(())
+}
+
+/// The search vectors of `rows`, built on as many threads as there are cores (a
+/// group's text is a few MB to split and fold; the writer's thread would otherwise
+/// do it alone while the server waits).
+fn vectors(rows: &[Row<'_>]) -> Vec<String> {
+    let vector = |r: &Row<'_>| {
+        fulltext::vector(&r.n.item.title, &r.n.summary_text, &r.n.content_text, &r.n.item.categories)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || rows.len() < 64 {
+        return rows.iter().map(vector).collect();
+    }
+    let chunk = rows.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = rows
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(vector).collect::<Vec<_>>()))
+            .collect();
+        // A part whose thread panicked is built here instead.
+        parts
+            .into_iter()
+            .zip(rows.chunks(chunk))
+            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(vector).collect()))
+            .collect()
+    })
 }
 
 /// Item rows as arrays, one per column (what `unnest` takes).

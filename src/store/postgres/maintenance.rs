@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use postgres::Client;
 
 use super::feeds::set_meta;
+use crate::dedup;
 use crate::model::PruneCounts;
 use crate::store::StoreError;
 
@@ -20,6 +21,8 @@ pub fn prune(
     now: i64,
 ) -> Result<PruneCounts, StoreError> {
     let mut tx = client.transaction()?;
+    // Band keys are removed by key, through their index (see `unband`).
+    tx.batch_execute("SET LOCAL enable_seqscan = off")?;
     tx.execute(
         "CREATE TEMP TABLE doomed ON COMMIT DROP AS
          SELECT id, story_id, feed_id, key FROM items WHERE first_seen < $1 AND id <> ALL($2)",
@@ -36,25 +39,67 @@ pub fn prune(
            AND NOT EXISTS (SELECT 1 FROM items i WHERE i.story_id = s.id)",
         &[&cutoff],
     )? as usize;
-    // Ids grow with first-seen time: the keys of items older than the window are those
-    // below the first item inside it (found through the first-seen index).
-    tx.execute(
-        "DELETE FROM item_bands WHERE item_id < coalesce(
-             (SELECT id FROM items WHERE first_seen >= $1 ORDER BY first_seen, id LIMIT 1),
-             (SELECT max(id) + 1 FROM items), 0)",
-        &[&window_cutoff],
-    )?;
+    // Ids grow with first-seen time: the items older than the window are those below
+    // the first item inside it (found through the first-seen index); their keys go,
+    // from where the last prune stopped.
+    let boundary: i64 = tx
+        .query_one(
+            "SELECT coalesce((SELECT id FROM items WHERE first_seen >= $1 ORDER BY first_seen, id LIMIT 1),
+                             (SELECT max(id) + 1 FROM items), 0)",
+            &[&window_cutoff],
+        )?
+        .get(0);
+    let mut from: i64 = tx
+        .query_one("SELECT coalesce((SELECT value FROM meta WHERE key = 'unbanded_below'), 0)", &[])?
+        .get(0);
+    while from < boundary {
+        let to = boundary.min(from.saturating_add(UNBAND_CHUNK));
+        unband(&mut tx, "SELECT id, fingerprint FROM items WHERE id >= $1 AND id < $2", &[&from, &to])?;
+        from = to;
+    }
+    set_meta(&mut tx, "unbanded_below", from)?;
     set_meta(&mut tx, "last_prune", now)?;
     tx.commit()?;
     Ok(PruneCounts { items, stories })
 }
 
+/// Items whose band keys one statement of [`unband`] removes at most.
+const UNBAND_CHUNK: i64 = 10_000;
+
+/// Removes the band keys of the items `sql` selects (`id, fingerprint`): computed
+/// again from their fingerprints and deleted through the key index, the table having
+/// no index by item.
+fn unband(
+    tx: &mut postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<(), StoreError> {
+    let (mut keys, mut items) = (Vec::new(), Vec::new());
+    for r in tx.query(sql, params)? {
+        let id: i64 = r.get(0);
+        if let Some(fp) = r.get::<_, Option<&[u8]>>(1).and_then(dedup::signature_from_bytes) {
+            for k in dedup::band_keys(&fp) {
+                keys.push(k);
+                items.push(id);
+            }
+        }
+    }
+    if !keys.is_empty() {
+        tx.execute(
+            "DELETE FROM item_bands b USING unnest($1::bigint[], $2::bigint[]) AS d(key, item_id)
+             WHERE b.key = d.key AND b.item_id = d.item_id",
+            &[&keys, &items],
+        )?;
+    }
+    Ok(())
+}
+
 /// Deletes the items listed in the temporary table `doomed` with everything that
 /// refers to them; returns how many.
 fn forget_doomed(tx: &mut postgres::Transaction<'_>) -> Result<usize, StoreError> {
+    unband(tx, "SELECT i.id, i.fingerprint FROM items i JOIN doomed d ON d.id = i.id", &[])?;
     tx.batch_execute(
-        "DELETE FROM item_bands WHERE item_id IN (SELECT id FROM doomed);
-         DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM doomed);
+        "DELETE FROM topic_stories WHERE item_id IN (SELECT id FROM doomed);
          DELETE FROM pending WHERE item_id IN (SELECT id FROM doomed);",
     )?;
     Ok(tx.execute("DELETE FROM items WHERE id IN (SELECT id FROM doomed)", &[])? as usize)
@@ -63,6 +108,7 @@ fn forget_doomed(tx: &mut postgres::Transaction<'_>) -> Result<usize, StoreError
 /// Forgets a feed entirely (see `Store::purge_feed`). One transaction.
 pub fn purge_feed(client: &mut Client, feed_id: &str) -> Result<usize, StoreError> {
     let mut tx = client.transaction()?;
+    tx.batch_execute("SET LOCAL enable_seqscan = off")?;
     tx.execute(
         "CREATE TEMP TABLE doomed ON COMMIT DROP AS SELECT id, story_id FROM items WHERE feed_id = $1",
         &[&feed_id],

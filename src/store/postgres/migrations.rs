@@ -64,7 +64,11 @@ CREATE TABLE items (
     search         TSVECTOR NOT NULL,
     UNIQUE (feed_id, key)
 );
-CREATE INDEX items_canonical_link ON items (canonical_link) WHERE canonical_link IS NOT NULL;
+-- The long values are kept out of line without compression: compressing them was most
+-- of the cost of inserting an item (pglz, and lz4 little better), for little room.
+ALTER TABLE items ALTER COLUMN summary SET STORAGE EXTERNAL, ALTER COLUMN content SET STORAGE EXTERNAL,
+    ALTER COLUMN search SET STORAGE EXTERNAL, ALTER COLUMN fingerprint SET STORAGE EXTERNAL;
+CREATE INDEX items_canonical_link ON items (canonical_link, id) WHERE canonical_link IS NOT NULL;
 CREATE INDEX items_story ON items (story_id);
 CREATE INDEX items_first_seen ON items (first_seen);
 CREATE INDEX items_search ON items USING GIN (search);
@@ -96,12 +100,22 @@ CREATE TABLE tombstones (
     PRIMARY KEY (feed_id, key)
 );
 
+-- Near-duplicate search keys: looked up by key only, and removed by (key, item id),
+-- the keys computed again from the item's fingerprint; no unique constraint (an
+-- item's keys are written once, by the group that stores it) and no index by item:
+-- each of those made writing a cold poll's keys half as slow again. `write_no`
+-- numbers the groups that wrote them in the order they committed (see
+-- `band_writes` in meta): a connection's filter of the keys catches up with other
+-- connections' writes by it (its index only ever grows at its end, which costs
+-- little; a BRIN index cost nothing to write but, its newest ranges not summarised,
+-- made every catch-up read the whole table).
 CREATE TABLE item_bands (
-    key     BIGINT NOT NULL,
-    item_id BIGINT NOT NULL,
-    PRIMARY KEY (key, item_id)
+    key      BIGINT NOT NULL,
+    item_id  BIGINT NOT NULL,
+    write_no BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX item_bands_item ON item_bands (item_id);
+CREATE INDEX item_bands_key ON item_bands (key);
+CREATE INDEX item_bands_write ON item_bands (write_no);
 
 CREATE TABLE feed_boilerplate (
     feed_id TEXT NOT NULL,
@@ -113,6 +127,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
+INSERT INTO meta (key, value) VALUES ('band_writes', 0);
 "#];
 
 /// Applies the steps the database lacks.

@@ -51,6 +51,8 @@ pub struct Postgres {
     /// connection is only ever used by one thread at a time (the writer's, or one
     /// task of the read pool), so the cell is never contended.
     client: RefCell<Conn>,
+    /// What this connection knows of the search keys stored.
+    bands: ingest::Bands,
     target: PgTarget,
     /// The URL without its password.
     name: String,
@@ -92,7 +94,12 @@ impl Postgres {
         let name = target.redacted();
         let client =
             connect::client(target).map_err(|source| StoreError::Open { at: name.clone(), source })?;
-        Ok(Postgres { client: RefCell::new(Conn(Some(client))), target: target.clone(), name })
+        Ok(Postgres {
+            client: RefCell::new(Conn(Some(client))),
+            bands: ingest::Bands::Unknown,
+            target: target.clone(),
+            name,
+        })
     }
 
     /// Runs `f` with the client, where it may block (see [`Postgres`]).
@@ -187,7 +194,7 @@ impl Engine for Postgres {
         &'s mut self,
         group: &[&'a IngestJob],
     ) -> Result<Box<dyn IngestTx<'a> + 's>, StoreError> {
-        Ok(Box::new(ingest::PgIngestTx::begin(self.client.get_mut(), group)?))
+        Ok(Box::new(ingest::PgIngestTx::begin(self.client.get_mut(), &mut self.bands, group)?))
     }
 
     /// Written with each poll group: nodes sharing the database must find each
@@ -286,7 +293,9 @@ impl Engine for Postgres {
         self.with_mut(|c| feeds::set_meta(c, key, value))
     }
 
+    /// Drops the search keys' filter (built again by the next large group).
     fn release_memory(&mut self) -> Result<(), StoreError> {
+        self.bands = ingest::Bands::Released;
         Ok(())
     }
 

@@ -214,35 +214,6 @@ fn the_boundary_by_first_seen_is_found_without_a_scan() {
     });
 }
 
-/// Forgetting items (a feed removed, retention) removes their band keys and no
-/// others.
-#[test]
-fn forgotten_items_leave_no_band_keys() {
-    let now = Utc::now();
-    let dir = tempfile::tempdir().unwrap();
-    let (mut s, raw) = store_at(&dir.path().join("db.sqlite"));
-    s.sync_feeds([("a", "https://a/"), ("b", "https://b/")]).unwrap();
-    s.ingest(&job("a", vec![new_item("a1", TEXT)], now)).unwrap();
-    let other =
-        "Customs officers seized four tonnes of cocaine hidden in a banana shipment at the port on Tuesday.";
-    s.ingest(&job("b", vec![new_item("b1", other)], now)).unwrap();
-    s.flush_bands().unwrap();
-    let bands = |feed: &str| -> i64 {
-        raw.query_row(
-            "SELECT count(*) FROM item_bands WHERE item_id IN (SELECT id FROM items WHERE feed_id = ?1)",
-            [feed],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
-    assert_eq!(bands("a"), dedup::BANDS as i64);
-    let b_bands = bands("b");
-    assert_eq!(b_bands, dedup::BANDS as i64);
-    s.purge_feed("a").unwrap();
-    let total: i64 = raw.query_row("SELECT count(*) FROM item_bands", [], |r| r.get(0)).unwrap();
-    assert_eq!(total, b_bands, "only b's keys are left");
-}
-
 /// A read connection still open when the writer closes must not leave the
 /// write-ahead log for the next process to read back.
 #[tokio::test]
