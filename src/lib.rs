@@ -1,8 +1,8 @@
 //! feedsieve: a feed aggregator daemon.
 //!
-//! It polls many RSS/Atom/JSON feeds, stores every new item once in SQLite, files
-//! items into curated topics defined by full-text queries, and republishes each topic
-//! as Atom, RSS 2.0 and JSON Feed.
+//! It polls many RSS/Atom/JSON feeds, stores every new item once (in SQLite or
+//! PostgreSQL), files items into curated topics defined by full-text queries, and
+//! republishes each topic as Atom, RSS 2.0 and JSON Feed.
 //!
 //! # Layout
 //!
@@ -26,8 +26,9 @@
 //!   by the store when an item is first published); the feeds an HTML page advertises.
 //! - [`dedup`]: item keys, canonical links, near-duplicate fingerprints (MinHash, LSH).
 //! - [`store`]: one backend-neutral face ([`store::Store`], the writer thread and its
-//!   read pool) over an engine that only stores and finds: `store/sqlite/` holds the
-//!   schema, migrations and every SQL statement of SQLite.
+//!   read pool) over an engine that only stores and finds, chosen by `database`:
+//!   `store/sqlite/` and `store/postgres/` each hold their schema, migrations and
+//!   every SQL statement of their engine.
 //! - [`curate`]: topic queries (our own parser; each engine renders the tree for its
 //!   full-text search), matching, backfill.
 //! - [`publish`]: topic feeds as bytes with their validators.

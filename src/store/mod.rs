@@ -16,7 +16,11 @@
 //! - `ingest`: storing a group of polls, item by item, by those rules;
 //! - `bands`: near-duplicate search keys of items stored but not yet written;
 //! - `writer`: the writer thread, group commit, and the read pool;
-//! - `sqlite/`: the SQLite engine, one file per concern, with its migrations.
+//! - `search`: full-text search as FTS5 does it (its tokens, its NEAR), for an
+//!   engine without FTS5;
+//! - `copy`: a whole store into another database (`db copy`);
+//! - `sqlite/`, `postgres/`: the engines, one file per concern, each with its
+//!   migrations.
 //!
 //! Invariants, whatever the engine:
 //! - One transaction covers a feed poll's items, their full-text rows and the feed's
