@@ -3,7 +3,7 @@
 //! together, 5 % near-duplicate copies), then times the next M items the same way.
 //! The cost per item must not grow with N.
 //!
-//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--group G] [--rate R | --days D] [--db PATH] [--run R]`
+//! `cargo bench --bench ingest_scale -- [--preload N] [--measure M] [--group G] [--rate R | --days D] [--db PATH|URL] [--run R]`
 //! (defaults: N = 10,000, M = 10,000, G = 16, preload all "now", a temporary database,
 //! run 0). With `--rate R` the preload arrives at R items a day, so a bigger N is a
 //! longer history at the same pace (the fair way to ask whether cost grows with the
@@ -15,7 +15,9 @@
 //! kept only for the dedup window); its time is not counted. Wall and CPU time of
 //! this thread are reported per item. To measure again
 //! on a database preloaded earlier, pass `--preload 0 --db PATH --run 1` (a new run
-//! number gives new item keys and texts).
+//! number gives new item keys and texts). `--db postgres://...` measures PostgreSQL
+//! (an empty database, or one preloaded earlier); the CPU time is then this
+//! process's alone, the server's work shows in the wall time.
 
 mod common;
 
@@ -26,7 +28,7 @@ use chrono::{TimeZone, Utc};
 use common::Rng;
 use feedsieve::dedup;
 use feedsieve::model::Item;
-use feedsieve::model::{FetchRecord, IngestJob, NewItem, StoryRule};
+use feedsieve::model::{Database, FetchRecord, IngestJob, NewItem, PgTarget, StoryRule};
 use feedsieve::store::Store;
 
 const FEEDS: usize = 1000;
@@ -130,12 +132,14 @@ fn main() {
         .store(args.iter().any(|a| a == "--no-fingerprints"), std::sync::atomic::Ordering::Relaxed);
     let measure = arg("--measure", 10_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = args
-        .iter()
-        .position(|a| a == "--db")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(|| dir.path().join("bench.db"), std::path::PathBuf::from);
-    let mut store = Store::open(&path).expect("open");
+    let db = match args.iter().position(|a| a == "--db").and_then(|i| args.get(i + 1)) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Database::Postgres(PgTarget { url: url.clone(), password_file: None })
+        }
+        Some(path) => Database::Sqlite(path.into()),
+        None => Database::Sqlite(dir.path().join("bench.db")),
+    };
+    let mut store = Store::open(&db).expect("open");
     let ids: Vec<(String, String)> =
         (0..FEEDS).map(|f| (format!("f{f:04}"), format!("https://site{f}.example/feed"))).collect();
     store.sync_feeds(ids.iter().map(|(a, b)| (a.as_str(), b.as_str()))).expect("feeds");
@@ -209,9 +213,7 @@ fn main() {
     // of it), and the first window's worth is not counted: the band index is then in
     // its steady state, holding one window of items, whatever the store's size.
     let (start, warm, span) = if rate > 0 {
-        let last: Option<i64> = rusqlite::Connection::open(&path)
-            .and_then(|c| c.query_row("SELECT max(first_seen) FROM items", [], |r| r.get(0)))
-            .expect("last item");
+        let last = last_first_seen(&db);
         let last = last.unwrap_or(now).max(now);
         let warm = rule.window as usize * rate / 86_400;
         (last + rule.window + 86_400, warm, ((warm + measure) as u128 * 86_400 / rate as u128) as i64)
@@ -227,11 +229,7 @@ fn main() {
     let items = store.item_count().expect("count");
     let stories = store.story_count().expect("count");
     drop(store);
-    let bytes: u64 = ["", "-wal"]
-        .iter()
-        .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
-        .map(|m| m.len())
-        .sum();
+    let bytes = database_bytes(&db);
     println!(
         "store {stored:>9} items: ingest {:.1} us/item mean, {:.1} us/item CPU (per-group p50 {:.1}, p99 {:.1}); {items} items, {stories} stories, {:.0} bytes/item",
         secs * 1e6 / measure as f64,
@@ -240,4 +238,36 @@ fn main() {
         pct(0.99),
         bytes as f64 / items as f64
     );
+}
+
+/// The first-seen time of the newest item stored.
+fn last_first_seen(db: &Database) -> Option<i64> {
+    let sql = "SELECT max(first_seen) FROM items";
+    match db {
+        Database::Sqlite(path) => rusqlite::Connection::open(path)
+            .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+            .expect("last item"),
+        Database::Postgres(t) => {
+            let mut c = postgres::Client::connect(&t.url, postgres::NoTls).expect("connect");
+            c.query_one(sql, &[]).expect("last item").get(0)
+        }
+    }
+}
+
+/// The size of the store: the SQLite file with its log, or PostgreSQL's database.
+fn database_bytes(db: &Database) -> u64 {
+    match db {
+        Database::Sqlite(path) => ["", "-wal"]
+            .iter()
+            .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
+            .map(|m| m.len())
+            .sum(),
+        Database::Postgres(t) => {
+            let mut c = postgres::Client::connect(&t.url, postgres::NoTls).expect("connect");
+            c.execute("CHECKPOINT", &[]).ok();
+            let n: i64 =
+                c.query_one("SELECT pg_database_size(current_database())", &[]).expect("size").get(0);
+            n as u64
+        }
+    }
 }

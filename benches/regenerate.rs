@@ -3,7 +3,7 @@
 //! followed by `curate_and_publish`'s sanitising and rendering), and what a pass
 //! costs when nothing is pending.
 //!
-//! `cargo bench --bench regenerate -- --db PATH [--query Q] [--runs N] [--limit L]`
+//! `cargo bench --bench regenerate -- --db PATH|URL [--query Q] [--runs N] [--limit L]`
 //!
 //! PATH is a database filled beforehand, e.g. by
 //! `cargo bench --bench ingest_scale -- --preload 1000000 --db PATH` (synthetic
@@ -29,7 +29,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -47,8 +46,10 @@ const DEFAULT_QUERY: &str = "(babanu OR babato) AND (babavi OR babake)";
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let Some(db) = value("--db").map(PathBuf::from) else {
-        eprintln!("usage: cargo bench --bench regenerate -- --db PATH [--query Q] [--runs N] [--limit L]");
+    let Some(db) = value("--db") else {
+        eprintln!(
+            "usage: cargo bench --bench regenerate -- --db PATH|URL [--query Q] [--runs N] [--limit L]"
+        );
         std::process::exit(2);
     };
     let query = value("--query").unwrap_or_else(|| DEFAULT_QUERY.to_owned());
@@ -58,7 +59,6 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let toml = format!(
         "[daemon]\ndatabase = {db:?}\n\n[[topic]]\nid = \"{TOPIC}\"\ntitle = \"Bench topic\"\nquery = {query:?}\nlimit = {limit}\n",
-        db = db.display().to_string(),
     );
     let config = feedsieve::config::parse(&toml, &dir.path().join("feedsieve.toml"))
         .unwrap_or_else(|e| panic!("config: {e:#}\n{toml}"));
@@ -66,14 +66,14 @@ fn main() {
     let filter = curate::filter_for(&config, topic);
     let sig = curate::signature(&filter);
 
-    let mut store = Store::open(&db).expect("open");
+    let mut store = Store::open(&config.daemon.database).expect("open");
     let items = store.item_count().expect("count");
     // A store filled without curating has every item in the queue; the daemon's
     // would have emptied it at its last pass.
     let pending = store.write(|w| w.clear_pending()).expect("clear pending");
     eprintln!(
         "{}: {items} items ({pending} were pending), query {}",
-        db.display(),
+        config.daemon.database,
         filter.query.as_ref().map_or("-".to_string(), ToString::to_string)
     );
 

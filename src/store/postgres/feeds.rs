@@ -80,24 +80,77 @@ pub fn boilerplate(client: &mut Client, feed_id: &str) -> Result<HashSet<u64>, S
         .collect())
 }
 
+/// Polls that stored nothing, one statement for each kind in the group.
 pub fn record_group(client: &mut Client, records: &[&FeedRecord]) -> Result<(), StoreError> {
-    let mut tx = client.transaction()?;
-    for r in records {
+    let (mut ok, mut failed) = (NotModified::default(), Failed::default());
+    // A feed recorded twice in one group: its last record stands, as it would
+    // written one after the other.
+    let mut seen = HashSet::new();
+    for r in records.iter().rev() {
+        let (FeedRecord::NotModified { feed_id, .. } | FeedRecord::Failure { feed_id, .. }) = r;
+        if !seen.insert(feed_id.as_str()) {
+            continue;
+        }
         match r {
-            FeedRecord::NotModified { feed_id, status, now, next_due, moved_to } => tx.execute(
-                "UPDATE feeds SET last_fetch = $2, last_success = $2, last_status = $3, error = NULL,
-                     failures = 0, next_due = $4, moved_to = $5 WHERE id = $1",
-                &[feed_id, &ts(*now), &i64::from(*status), &next_due.map(ts), moved_to],
-            )?,
-            FeedRecord::Failure { feed_id, status, error, now, next_due } => tx.execute(
-                "UPDATE feeds SET last_fetch = $2, last_status = $3, error = $4, failures = failures + 1,
-                     next_due = $5 WHERE id = $1",
-                &[feed_id, &ts(*now), &status.map(i64::from), error, &next_due.map(ts)],
-            )?,
-        };
+            FeedRecord::NotModified { feed_id, status, now, next_due, moved_to } => {
+                ok.ids.push(feed_id.as_str());
+                ok.now.push(ts(*now));
+                ok.status.push(i64::from(*status));
+                ok.next_due.push(next_due.map(ts));
+                ok.moved_to.push(moved_to.as_deref());
+            }
+            FeedRecord::Failure { feed_id, status, error, now, next_due } => {
+                failed.ids.push(feed_id.as_str());
+                failed.now.push(ts(*now));
+                failed.status.push(status.map(i64::from));
+                failed.error.push(error.as_str());
+                failed.next_due.push(next_due.map(ts));
+            }
+        }
+    }
+    let mut tx = client.transaction()?;
+    if !ok.ids.is_empty() {
+        tx.execute(
+            "UPDATE feeds f SET last_fetch = u.now, last_success = u.now, last_status = u.status, error = NULL,
+                 failures = 0, next_due = u.next_due, moved_to = u.moved_to
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+                 AS u(id, now, status, next_due, moved_to)
+             WHERE f.id = u.id",
+            &[&ok.ids, &ok.now, &ok.status, &ok.next_due, &ok.moved_to],
+        )?;
+    }
+    if !failed.ids.is_empty() {
+        tx.execute(
+            "UPDATE feeds f SET last_fetch = u.now, last_status = u.status, error = u.error,
+                 failures = f.failures + 1, next_due = u.next_due
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[])
+                 AS u(id, now, status, error, next_due)
+             WHERE f.id = u.id",
+            &[&failed.ids, &failed.now, &failed.status, &failed.error, &failed.next_due],
+        )?;
     }
     tx.commit()?;
     Ok(())
+}
+
+/// 304s of a group, as arrays.
+#[derive(Default)]
+struct NotModified<'r> {
+    ids: Vec<&'r str>,
+    now: Vec<i64>,
+    status: Vec<i64>,
+    next_due: Vec<Option<i64>>,
+    moved_to: Vec<Option<&'r str>>,
+}
+
+/// Failures of a group, as arrays.
+#[derive(Default)]
+struct Failed<'r> {
+    ids: Vec<&'r str>,
+    now: Vec<i64>,
+    status: Vec<Option<i64>>,
+    error: Vec<&'r str>,
+    next_due: Vec<Option<i64>>,
 }
 
 pub fn meta(client: &mut Client, key: &str) -> Result<Option<i64>, StoreError> {

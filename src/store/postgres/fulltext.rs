@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use postgres::GenericClient;
+use postgres::{Client, GenericClient};
 
 use crate::model::{Match, PreviewRow, Query, Scope, TopicFilter};
 use crate::store::StoreError;
@@ -405,7 +405,7 @@ pub fn matches(
 /// Items matching an ad-hoc filter, best first, one per story, with the matched terms
 /// in `[brackets]` in the title and the best passage.
 pub fn preview(
-    client: &mut impl GenericClient,
+    client: &mut Client,
     filter: &TopicFilter,
     limit: usize,
 ) -> Result<Vec<PreviewRow>, StoreError> {
@@ -423,38 +423,53 @@ pub fn preview(
          WHERE {cond} AND ({feeds}::text[] IS NULL OR i.feed_id = ANY({feeds}))
          ORDER BY {order}"
     );
-    let rows = client.query(&sql, &b.params)?;
+    // Rows come a batch at a time, until `limit` stories are found: a broad query
+    // over a large store matches far more rows than a preview shows.
+    let mut tx = client.build_transaction().read_only(true).start()?;
+    let portal = tx.bind(sql.as_str(), &b.params)?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(limit);
-    for r in rows.iter().filter(|r| passes(&p.check, r.get::<_, Option<&str>>(8))) {
-        let story: i64 = r.get(7);
-        if out.len() == limit {
+    while out.len() < limit {
+        let rows = tx.query_portal(&portal, PREVIEW_FETCH)?;
+        if rows.is_empty() {
             break;
         }
-        if !seen.insert(story) {
-            continue;
+        for r in rows.iter().filter(|r| passes(&p.check, r.get::<_, Option<&str>>(8))) {
+            let story: i64 = r.get(7);
+            if out.len() == limit || !seen.insert(story) {
+                continue;
+            }
+            out.push(preview_row(filter, r));
         }
-        let title: String = r.get(4);
-        let (mut marked, mut snippet) = (title.clone(), String::new());
-        if let Some(q) = &filter.query {
-            let text = |h: Option<String>| crate::parse::index_text(h.as_deref());
-            let categories: Vec<String> = serde_json::from_str(r.get(11)).unwrap_or_default();
-            let columns = [title.clone(), text(r.get(9)), text(r.get(10)), categories.join(" ")];
-            let h = search::highlight(q, &columns);
-            marked = h.title;
-            snippet = h.snippet;
-        }
-        out.push(PreviewRow {
-            item_id: r.get(0),
-            feed_id: r.get(1),
-            link: r.get(2),
-            score: r.get(3),
-            title: marked,
-            snippet,
-            date: r.get(5),
-            sources: r.get(6),
-            story_id: story,
-        });
     }
+    tx.commit()?;
     Ok(out)
+}
+
+/// Rows a preview fetches at a time.
+const PREVIEW_FETCH: i32 = 200;
+
+/// A preview's line for a row of [`preview`]'s statement.
+fn preview_row(filter: &TopicFilter, r: &postgres::Row) -> PreviewRow {
+    let title: String = r.get(4);
+    let (mut marked, mut snippet) = (title.clone(), String::new());
+    if let Some(q) = &filter.query {
+        let text = |h: Option<String>| crate::parse::index_text(h.as_deref());
+        let categories: Vec<String> = serde_json::from_str(r.get(11)).unwrap_or_default();
+        let columns = [title, text(r.get(9)), text(r.get(10)), categories.join(" ")];
+        let h = search::highlight(q, &columns);
+        marked = h.title;
+        snippet = h.snippet;
+    }
+    PreviewRow {
+        item_id: r.get(0),
+        feed_id: r.get(1),
+        link: r.get(2),
+        score: r.get(3),
+        title: marked,
+        snippet,
+        date: r.get(5),
+        sources: r.get(6),
+        story_id: r.get(7),
+    }
 }
