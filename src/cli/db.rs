@@ -73,8 +73,11 @@ fn copy_store(from: &str, to: &str) -> anyhow::Result<ExitCode> {
     let rows: u64 = counts.iter().map(|(_, _, n)| n).sum();
     println!("copied {from} to {to}: {rows} rows in {:.1}s", started.elapsed().as_secs_f64());
     for (table, source, copied) in counts {
-        let note =
-            if copied > source { " (with the search keys the source had not written yet)" } else { "" };
+        let note = match table {
+            "item_bands" if copied > source => " (with the search keys the source had not written yet)",
+            "meta" if copied > source => " (with the target's own)",
+            _ => "",
+        };
         println!("  {table:<18} {copied:>10}{note}");
     }
     Ok(ExitCode::SUCCESS)
