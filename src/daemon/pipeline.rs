@@ -18,7 +18,7 @@ use crate::curate::{self, TopicChange};
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
 use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{
-    FeedRecord, FetchRecord, IngestJob, NewItem, PollOutcome, PollSummary, PruneCounts, StoryRule,
+    FeedRecord, FeedRow, FetchRecord, IngestJob, NewItem, PollOutcome, PollSummary, PruneCounts, StoryRule,
 };
 use crate::publish::{self, Format, RenderedTopic, TopicMeta};
 use crate::schedule;
@@ -155,22 +155,23 @@ pub async fn poll(
     // semaphores bound the work anyway, and a task waiting for its turn holds a few
     // KiB, which at 100,000 feeds was hundreds of MiB.
     let mut tasks = JoinSet::new();
-    let mut feeds = feeds.into_iter();
-    let start = |tasks: &mut JoinSet<_>, feed: FeedConfig| {
+    let mut feeds = Upcoming::new(feeds);
+    let start = |tasks: &mut JoinSet<_>, (feed, row): (FeedConfig, FeedRow)| {
         let p = p.clone();
         tasks.spawn(async move {
-            let outcome = poll_feed(&p, &feed).await;
+            let outcome = poll_feed(&p, &feed, row).await;
             (feed.id, outcome)
         });
     };
-    for feed in feeds.by_ref().take(MAX_FEED_TASKS) {
-        start(&mut tasks, feed);
+    for _ in 0..MAX_FEED_TASKS {
+        let Some(next) = feeds.next(p).await? else { break };
+        start(&mut tasks, next);
     }
     let mut summary = PollSummary::default();
     let mut store_error = None;
     while let Some(joined) = tasks.join_next().await {
-        if let Some(feed) = feeds.next() {
-            start(&mut tasks, feed);
+        if let Some(next) = feeds.next(p).await? {
+            start(&mut tasks, next);
         }
         match joined {
             Ok((id, Ok(Some(outcome)))) => {
@@ -190,6 +191,45 @@ pub async fn poll(
     }
     let (changes, topics) = curate_and_publish(p).await?;
     Ok(PassResult { summary, changes, topics })
+}
+
+/// Feeds of a pass not started yet, with their stored state read a batch at a time
+/// (one read for [`STATE_BATCH`] feeds instead of one per feed: on PostgreSQL each
+/// read is a round trip, and a warm pass over 1,000 feeds was 1,000 of them).
+struct Upcoming {
+    feeds: std::vec::IntoIter<FeedConfig>,
+    ready: std::collections::VecDeque<(FeedConfig, FeedRow)>,
+}
+
+/// Feeds whose state one read fetches.
+const STATE_BATCH: usize = 256;
+
+impl Upcoming {
+    fn new(feeds: Vec<FeedConfig>) -> Upcoming {
+        Upcoming { feeds: feeds.into_iter(), ready: std::collections::VecDeque::new() }
+    }
+
+    /// The next feed and its stored state (empty for a feed never stored).
+    async fn next(&mut self, p: &Pipeline) -> Result<Option<(FeedConfig, FeedRow)>, StoreError> {
+        if self.ready.is_empty() {
+            let batch: Vec<FeedConfig> = self.feeds.by_ref().take(STATE_BATCH).collect();
+            if batch.is_empty() {
+                return Ok(None);
+            }
+            let ids: Vec<String> = batch.iter().map(|f| f.id.clone()).collect();
+            let rows = p
+                .store
+                .read(move |s| s.feed_states_of(&ids.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await?;
+            let mut by_id: std::collections::HashMap<String, FeedRow> =
+                rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+            self.ready.extend(batch.into_iter().map(|f| {
+                let row = by_id.remove(&f.id).unwrap_or_default();
+                (f, row)
+            }));
+        }
+        Ok(self.ready.pop_front())
+    }
 }
 
 /// Files pending items into topics, renders every topic, and rewrites `output_dir`
@@ -304,14 +344,14 @@ fn jitter(feed_id: &str, now: DateTime<Utc>) -> f64 {
     f64::from(u32::from_le_bytes([d[0], d[1], d[2], d[3]])) / (f64::from(u32::MAX) + 1.0)
 }
 
-async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<Option<PollOutcome>, StoreError> {
+async fn poll_feed(p: &Pipeline, feed: &FeedConfig, row: FeedRow) -> Result<Option<PollOutcome>, StoreError> {
     let _slot = tokio::select! {
         biased;
         () = p.cancel.cancelled() => return Ok(None),
         slot = p.in_flight.acquire() => slot.map_err(|_| StoreError::Closed)?,
     };
     let started = StdInstant::now();
-    let outcome = poll_feed_inner(p, feed).await?;
+    let outcome = poll_feed_inner(p, feed, row).await?;
     let kind = match &outcome {
         PollOutcome::Fetched { new, updated, .. } => {
             p.metrics.stored(*new, *updated);
@@ -324,9 +364,7 @@ async fn poll_feed(p: &Pipeline, feed: &FeedConfig) -> Result<Option<PollOutcome
     Ok(Some(outcome))
 }
 
-async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig) -> Result<PollOutcome, StoreError> {
-    let id = feed.id.clone();
-    let row = p.store.read(move |s| s.feed_state(&id)).await?.unwrap_or_default();
+async fn poll_feed_inner(p: &Pipeline, feed: &FeedConfig, row: FeedRow) -> Result<PollOutcome, StoreError> {
     let validators = Validators { etag: row.etag.clone(), last_modified: row.last_modified.clone() };
     let schedule = feed.schedule.as_ref().unwrap_or(&p.config.daemon.schedule).clone();
     let failures = u32::try_from(row.failures).unwrap_or(u32::MAX);

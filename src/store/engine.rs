@@ -44,8 +44,8 @@ pub trait Engine: Send {
 
     /// Inserts configured feeds and updates their URLs (see `Store::sync_feeds`).
     fn sync_feeds(&mut self, feeds: &[(&str, &str)]) -> Result<(), StoreError>;
-    /// Feed rows, all or the one with id `only`, by id; `counts`: with item counts.
-    fn feeds(&self, only: Option<&str>, counts: bool) -> Result<Vec<FeedRow>, StoreError>;
+    /// Feed rows, all or those with the ids `only`, by id; `counts`: with item counts.
+    fn feeds(&self, only: Option<&[&str]>, counts: bool) -> Result<Vec<FeedRow>, StoreError>;
     /// Of `keys` (distinct), those stored in `feed_id` and those tombstoned (`None`).
     fn known_keys(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, Option<Known>>, StoreError>;
     fn boilerplate(&self, feed_id: &str) -> Result<HashSet<u64>, StoreError>;

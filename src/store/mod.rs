@@ -205,16 +205,17 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub fn feed(&self, id: &str) -> Result<Option<FeedRow>, StoreError> {
-        Ok(self.engine.feeds(Some(id), true)?.into_iter().next())
+        Ok(self.engine.feeds(Some(&[id]), true)?.into_iter().next())
     }
 
-    /// A feed's stored state without its item count (`items` is 0): what a poll needs,
-    /// without counting the feed's items on every poll.
+    /// The stored state of the feeds `ids` (those that have a row), without item
+    /// counts: what a pass over them needs (counting items on every poll would cost),
+    /// in one read instead of one per feed.
     ///
     /// # Errors
     /// On database failure.
-    pub fn feed_state(&self, id: &str) -> Result<Option<FeedRow>, StoreError> {
-        Ok(self.engine.feeds(Some(id), false)?.into_iter().next())
+    pub fn feed_states_of(&self, ids: &[&str]) -> Result<Vec<FeedRow>, StoreError> {
+        self.engine.feeds(Some(ids), false)
     }
 
     /// Every feed row, by id, with its item count.

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use postgres::types::Type;
 use postgres::{Client, GenericClient};
 
 use crate::model::{FeedRecord, FeedRow, ts};
@@ -19,12 +20,12 @@ pub fn sync(client: &mut Client, feeds: &[(&str, &str)]) -> Result<(), StoreErro
     Ok(())
 }
 
-pub fn rows(client: &mut Client, only: Option<&str>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
+pub fn rows(client: &mut Client, only: Option<&[&str]>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
     let count = if counts { "(SELECT count(*) FROM items i WHERE i.feed_id = f.id)" } else { "0::BIGINT" };
     let sql = format!(
         "SELECT f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
                 f.failures, f.next_due, f.moved_to, {count}
-         FROM feeds f WHERE $1::text IS NULL OR f.id = $1 ORDER BY f.id"
+         FROM feeds f WHERE $1::text[] IS NULL OR f.id = ANY($1) ORDER BY f.id"
     );
     Ok(client
         .query(&sql, &[&only])?
@@ -108,28 +109,18 @@ pub fn record_group(client: &mut Client, records: &[&FeedRecord]) -> Result<(), 
             }
         }
     }
-    let mut tx = client.transaction()?;
-    if !ok.ids.is_empty() {
-        tx.execute(
-            "UPDATE feeds f SET last_fetch = u.now, last_success = u.now, last_status = u.status, error = NULL,
-                 failures = 0, next_due = u.next_due, moved_to = u.moved_to
-             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
-                 AS u(id, now, status, next_due, moved_to)
-             WHERE f.id = u.id",
-            &[&ok.ids, &ok.now, &ok.status, &ok.next_due, &ok.moved_to],
-        )?;
+    // One statement is atomic by itself, and sent with its parameters' types it is
+    // one round trip: the usual group (304s alone) is one. Both kinds take a
+    // transaction.
+    if !ok.ids.is_empty() && !failed.ids.is_empty() {
+        let mut tx = client.transaction()?;
+        ok.write(&mut tx)?;
+        failed.write(&mut tx)?;
+        tx.commit()?;
+    } else {
+        ok.write(client)?;
+        failed.write(client)?;
     }
-    if !failed.ids.is_empty() {
-        tx.execute(
-            "UPDATE feeds f SET last_fetch = u.now, last_status = u.status, error = u.error,
-                 failures = f.failures + 1, next_due = u.next_due
-             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[])
-                 AS u(id, now, status, error, next_due)
-             WHERE f.id = u.id",
-            &[&failed.ids, &failed.now, &failed.status, &failed.error, &failed.next_due],
-        )?;
-    }
-    tx.commit()?;
     Ok(())
 }
 
@@ -143,6 +134,27 @@ struct NotModified<'r> {
     moved_to: Vec<Option<&'r str>>,
 }
 
+impl NotModified<'_> {
+    fn write(&self, c: &mut impl GenericClient) -> Result<(), StoreError> {
+        if !self.ids.is_empty() {
+            c.execute_typed(
+                "UPDATE feeds f SET last_fetch = u.now, last_success = u.now, last_status = u.status, error = NULL,
+                     failures = 0, next_due = u.next_due, moved_to = u.moved_to
+                 FROM unnest($1, $2, $3, $4, $5) AS u(id, now, status, next_due, moved_to)
+                 WHERE f.id = u.id",
+                &[
+                    (&self.ids, Type::TEXT_ARRAY),
+                    (&self.now, Type::INT8_ARRAY),
+                    (&self.status, Type::INT8_ARRAY),
+                    (&self.next_due, Type::INT8_ARRAY),
+                    (&self.moved_to, Type::TEXT_ARRAY),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Failures of a group, as arrays.
 #[derive(Default)]
 struct Failed<'r> {
@@ -151,6 +163,27 @@ struct Failed<'r> {
     status: Vec<Option<i64>>,
     error: Vec<&'r str>,
     next_due: Vec<Option<i64>>,
+}
+
+impl Failed<'_> {
+    fn write(&self, c: &mut impl GenericClient) -> Result<(), StoreError> {
+        if !self.ids.is_empty() {
+            c.execute_typed(
+                "UPDATE feeds f SET last_fetch = u.now, last_status = u.status, error = u.error,
+                     failures = f.failures + 1, next_due = u.next_due
+                 FROM unnest($1, $2, $3, $4, $5) AS u(id, now, status, error, next_due)
+                 WHERE f.id = u.id",
+                &[
+                    (&self.ids, Type::TEXT_ARRAY),
+                    (&self.now, Type::INT8_ARRAY),
+                    (&self.status, Type::INT8_ARRAY),
+                    (&self.error, Type::TEXT_ARRAY),
+                    (&self.next_due, Type::INT8_ARRAY),
+                ],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 pub fn meta(client: &mut Client, key: &str) -> Result<Option<i64>, StoreError> {

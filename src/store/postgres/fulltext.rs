@@ -384,22 +384,31 @@ pub fn matches(
     let mut b = Binder::default();
     let (cond, rank, vector) = clauses(&p, &mut b);
     let feeds = b.bind(&filter.feeds);
-    let scope = match scope {
-        Scope::Pending => "AND i.id IN (SELECT item_id FROM pending)",
-        Scope::All => "",
+    // Pending items only: read from the queue, each item by its id (`OFFSET 0` keeps
+    // the planner from folding the lookup into a join it might start from the
+    // full-text index: a pass with nothing pending read thousands of rows that way).
+    let from = match scope {
+        Scope::Pending => {
+            "pending p CROSS JOIN LATERAL (SELECT * FROM items WHERE id = p.item_id OFFSET 0) i"
+        }
+        Scope::All => "items i",
     };
     let sql = format!(
         "SELECT i.id, i.story_id, {rank}, COALESCE(i.published, i.first_seen), {vector}
-         FROM items i
-         WHERE {cond} AND ({feeds}::text[] IS NULL OR i.feed_id = ANY({feeds})) {scope}
+         FROM {from}
+         WHERE {cond} AND ({feeds}::text[] IS NULL OR i.feed_id = ANY({feeds}))
          ORDER BY i.first_seen, COALESCE(i.published, i.first_seen), i.id"
     );
     let rows = client.query(&sql, &b.params)?;
-    Ok(rows
-        .iter()
+    Ok(matched(&p, &rows))
+}
+
+/// The matches among the rows of [`matches`]' statement.
+fn matched(p: &Plan, rows: &[postgres::Row]) -> Vec<Match> {
+    rows.iter()
         .filter(|r| passes(&p.check, r.get::<_, Option<&str>>(4)))
         .map(|r| Match { item_id: r.get(0), story_id: r.get(1), score: r.get(2), sort_date: r.get(3) })
-        .collect())
+        .collect()
 }
 
 /// Items matching an ad-hoc filter, best first, one per story, with the matched terms

@@ -174,7 +174,7 @@ impl Engine for Postgres {
         self.with_mut(|c| feeds::sync(c, feeds))
     }
 
-    fn feeds(&self, only: Option<&str>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
+    fn feeds(&self, only: Option<&[&str]>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
         self.with(|c| feeds::rows(c, only, counts))
     }
 

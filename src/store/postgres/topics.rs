@@ -182,8 +182,10 @@ pub fn entries(
     type Source = (i64, String, Option<String>, Option<String>);
     let mut also: HashMap<i64, Vec<Source>> = HashMap::new();
     for r in client.query(
-        "SELECT i.story_id, i.id, i.feed_id, f.title, i.link FROM items i JOIN feeds f ON f.id = i.feed_id
-         WHERE i.story_id = ANY($1) ORDER BY i.first_seen, i.id",
+        "SELECT s.story, i.id, i.feed_id, f.title, i.link FROM unnest($1::bigint[]) AS s(story)
+         JOIN LATERAL (SELECT id, feed_id, link, first_seen FROM items WHERE story_id = s.story) i ON true
+         JOIN feeds f ON f.id = i.feed_id
+         ORDER BY i.first_seen, i.id",
         &[&stories],
     )? {
         also.entry(r.get(0)).or_default().push((r.get(1), r.get(2), r.get(3), r.get(4)));

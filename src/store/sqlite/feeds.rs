@@ -26,9 +26,18 @@ pub fn sync(conn: &mut Connection, feeds: &[(&str, &str)]) -> Result<(), StoreEr
     Ok(())
 }
 
-pub fn rows(conn: &Connection, only: Option<&str>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
+pub fn rows(conn: &Connection, only: Option<&[&str]>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
     let count = if counts { "(SELECT count(*) FROM items i WHERE i.feed_id = f.id)" } else { "0" };
-    let filter = if only.is_some() { "WHERE f.id = ?1" } else { "WHERE ?1 IS NULL" };
+    let filter = match only {
+        Some([_]) => "WHERE f.id = ?1",
+        Some(_) => "WHERE f.id IN (SELECT value FROM json_each(?1))",
+        None => "WHERE ?1 IS NULL",
+    };
+    let only: Option<String> = match only {
+        Some([one]) => Some((*one).to_owned()),
+        Some(ids) => Some(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())),
+        None => None,
+    };
     let sql = format!(
         "SELECT f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
                 f.failures, f.next_due, f.moved_to, {count}

@@ -214,7 +214,7 @@ impl Engine for Sqlite {
         feeds::sync(&mut self.conn, feeds)
     }
 
-    fn feeds(&self, only: Option<&str>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
+    fn feeds(&self, only: Option<&[&str]>, counts: bool) -> Result<Vec<FeedRow>, StoreError> {
         feeds::rows(&self.conn, only, counts)
     }
 
