@@ -432,9 +432,15 @@ impl<'a> Reader<'a> {
             );
             return None;
         }
-        if rest.is_empty() || rest.starts_with('/') && !rest.contains("host=") {
-            let shown = crate::model::redact_url(s);
+        let shown = crate::model::redact_url(s);
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if host.is_empty() && !rest.contains("host=") {
             self.error(span, format!("'database' = '{shown}' names no host: postgres://user@host:5432/name"));
+            return None;
+        }
+        if let Err(why) = crate::store::check_postgres_url(s) {
+            self.error(span, format!("'database' = '{shown}': {why}"));
             return None;
         }
         Some(Database::Postgres(PgTarget { url: s.to_owned(), password_file: None }))
@@ -846,6 +852,35 @@ mod tests {
             Err(ConfigError::Invalid { problems }) => problems.iter().map(|p| p.to_string()).collect(),
             Err(e) => vec![e.to_string()],
         }
+    }
+
+    /// `database` is a path or a `postgres://` URL; a URL's problems are found by
+    /// `check`, named at its line, and never show its password.
+    #[test]
+    fn a_database_url_is_checked_and_its_password_never_shown() {
+        let db = |value: &str| problems(&format!("[daemon]\ndatabase = \"{value}\"\n"));
+        assert!(db("postgres://feedsieve:s3cret@db.internal:5432/feeds?sslmode=require").is_empty());
+        assert!(db("postgresql://feedsieve@db.internal/feeds").is_empty());
+        for (value, says) in [
+            ("mysql://u:s3cret@h/db", "not a database feedsieve knows"),
+            ("postgres://u:s3cret@/db", "names no host"),
+            ("postgres://u:s3cret@h:notaport/db", "does not parse"),
+            ("postgres://u:s3cret@h/db?sslmode=sometimes", "does not parse"),
+            ("postgres://u:s3cret@h/db?no_such_option=1", "does not parse"),
+        ] {
+            let p = db(value);
+            assert_eq!(p.len(), 1, "{value}: {p:?}");
+            assert!(p[0].starts_with("/etc/fs/test.toml:2:12:") && p[0].contains(says), "{value}: {p:?}");
+            assert!(!p[0].contains("s3cret"), "{value}: the password shown: {p:?}");
+        }
+        let p = problems("[daemon]\ndatabase = \"x.db\"\ndatabase_password_file = \"pw\"\n");
+        assert!(p.len() == 1 && p[0].contains("is for a PostgreSQL database"), "{p:?}");
+        let c = parse("[daemon]\ndatabase = \"postgres://u:s3cret@h/db\"\n", Path::new("/etc/fs/t.toml"))
+            .unwrap();
+        assert!(
+            !format!("{:?} {}", c.daemon, c.daemon.database).contains("s3cret"),
+            "Debug and Display redact"
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ mod writer;
 
 use std::collections::{HashMap, HashSet};
 
+pub use postgres::check_url as check_postgres_url;
 pub use rules::Known;
 pub use search::tokens;
 pub use writer::StoreHandle;

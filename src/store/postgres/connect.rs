@@ -29,9 +29,7 @@ const OWN_OPTIONS: &[&str] = &["sslrootcert"];
 /// An unparsable URL, an unreadable password file or root certificate, or what the
 /// server says (unreachable, login refused). The password never appears in them.
 pub fn client(target: &PgTarget) -> Result<Client, BoxError> {
-    let (url, own) = split_options(&target.url);
-    let mut config: postgres::Config =
-        url.parse().map_err(|e| format!("the database URL does not parse: {e}"))?;
+    let (mut config, own) = config(&target.url)?;
     if config.get_user().is_none() {
         let user = std::env::var("PGUSER").ok().filter(|u| !u.is_empty()).or_else(system_user);
         let user = user.ok_or("the database URL names no user and the system user is unknown")?;
@@ -54,6 +52,16 @@ pub fn client(target: &PgTarget) -> Result<Client, BoxError> {
     let root = own.iter().find(|(k, _)| k == "sslrootcert").map(|(_, v)| v.as_str());
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(root)?);
     Ok(config.connect(tls)?)
+}
+
+/// The client's settings from a URL, and the options feedsieve reads itself.
+///
+/// # Errors
+/// A URL the client cannot take (an unknown option, a port that is no number).
+pub fn config(url: &str) -> Result<(postgres::Config, Vec<(String, String)>), String> {
+    let (url, own) = split_options(url);
+    let config = url.parse().map_err(|e| format!("the database URL does not parse: {e}"))?;
+    Ok((config, own))
 }
 
 /// The URL without [`OWN_OPTIONS`], and those options (percent-decoded).

@@ -32,6 +32,15 @@ use crate::model::{
     EntryRow, FeedRecord, FeedRow, IngestJob, Match, PgTarget, PreviewRow, PruneCounts, Scope, TopicFilter,
 };
 
+/// Whether a `postgres://` URL is one feedsieve can connect with (its options
+/// known, its values of the right kind), said as an error without the URL in it.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_url(url: &str) -> Result<(), String> {
+    connect::config(url).map(drop)
+}
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         StoreError::Db(Box::new(e))
