@@ -129,6 +129,10 @@ pub fn output_items(
         .collect())
 }
 
+/// The topic's entries, newest first: the `limit` rows of the topic first, then
+/// their items one by one (so written, the plan does not depend on what the planner
+/// believes of the topic's size: right after a backfill its statistics say nothing,
+/// and a join it chose then read the whole items table).
 pub fn entries(
     client: &mut Client,
     topic_id: &str,
@@ -139,10 +143,12 @@ pub fn entries(
         "SELECT ts.story_id, ts.score, i.id, i.feed_id, f.title, f.url, f.site_link, i.key, i.link, i.title,
                 i.summary, i.content, i.authors, i.categories, i.published, i.updated, i.first_seen,
                 i.changed_at, i.base, i.sanitized
-         FROM topic_stories ts JOIN items i ON i.id = ts.item_id JOIN feeds f ON f.id = i.feed_id
-         WHERE ts.topic_id = $1 AND ts.sort_date >= $2
-         ORDER BY ts.sort_date DESC, ts.score DESC, ts.story_id DESC
-         LIMIT $3",
+         FROM (SELECT story_id, score, item_id, sort_date FROM topic_stories
+               WHERE topic_id = $1 AND sort_date >= $2
+               ORDER BY sort_date DESC, score DESC, story_id DESC LIMIT $3) ts
+         JOIN LATERAL (SELECT * FROM items WHERE id = ts.item_id OFFSET 0) i ON true
+         JOIN feeds f ON f.id = i.feed_id
+         ORDER BY ts.sort_date DESC, ts.score DESC, ts.story_id DESC",
         &[&topic_id, &since.unwrap_or(i64::MIN), &(limit as i64)],
     )?;
     let mut entries: Vec<EntryRow> = rows
