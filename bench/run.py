@@ -1006,6 +1006,11 @@ def write_results(args, man: dict, results: dict, mach: dict, vers: dict,
                           for (p, m), (w, pk) in QUOTED.items()) + "."]
     if bnd:
         L += [""] + bounds_section(bnd, results)
+    # Measurements made apart from this script (the stores at a million items), kept
+    # in their own file with their commands, and carried into every RESULTS.md.
+    stores = HERE / "STORES.md"
+    if stores.exists():
+        L += ["", stores.read_text().rstrip()]
     text = "\n".join(L) + "\n"
     args.results.write_text(text)
     (args.out / "results.json").write_text(json.dumps(
