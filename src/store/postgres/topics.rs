@@ -182,15 +182,18 @@ pub fn entries(
             }
         })
         .collect();
-    // The other sources of every entry's story, in one statement.
+    // The other sources of every entry's story, in one statement. `OFFSET 0` keeps each
+    // lookup a probe of the story index: flattened, the planner hashes the whole items
+    // table against the few stories (15 ms over 20,000 items against 1 ms).
     let stories: Vec<i64> = entries.iter().map(|e| e.story_id).collect();
     // Story -> (item id, feed id, feed title, link).
     type Source = (i64, String, Option<String>, Option<String>);
     let mut also: HashMap<i64, Vec<Source>> = HashMap::new();
     for r in client.query(
         "SELECT s.story, i.id, i.feed_id, f.title, i.link FROM unnest($1::bigint[]) AS s(story)
-         JOIN LATERAL (SELECT id, feed_id, link, first_seen FROM items WHERE story_id = s.story) i ON true
-         JOIN feeds f ON f.id = i.feed_id
+         JOIN LATERAL (SELECT id, feed_id, link, first_seen FROM items
+                       WHERE story_id = s.story OFFSET 0) i ON true
+         JOIN LATERAL (SELECT title FROM feeds WHERE id = i.feed_id OFFSET 0) f ON true
          ORDER BY i.first_seen, i.id",
         &[&stories],
     )? {
