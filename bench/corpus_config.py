@@ -8,7 +8,7 @@ corpus served by serve_corpus.py or nginx) or, with --file-urls, the file's
 absolute file:/// URL. One topic, "border-security", matches the phrases that
 gen_corpus.py plants in ~5% of the stories.
 
-Schema: /work/shared/SPEC.md, section "Config file". The whole corpus lives
+Schema: README.md, section "Configuration", and config/feedsieve.toml. The whole corpus lives
 on one host, so per_host_concurrency equals fetch_concurrency.
 """
 
