@@ -81,6 +81,23 @@ impl Fresh {
     }
 }
 
+impl Fresh {
+    /// Runs `sql` with a connection of the test's own.
+    pub fn execute(&self, sql: &str) {
+        match &self.db {
+            Database::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
+            Database::Postgres(target) => std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut c = ::postgres::Client::connect(&target.url, ::postgres::NoTls).unwrap();
+                    c.batch_execute(sql).unwrap();
+                })
+                .join()
+                .unwrap()
+            }),
+        }
+    }
+}
+
 /// Runs contract tests, each `fn name(engine: Engine)`, on each engine: as
 /// `name::sqlite` and `name::postgres`.
 macro_rules! on_both_engines {
@@ -539,3 +556,56 @@ fn band_keys_written_by_another_connection_are_found(engine: Engine) {
 }
 
 on_both_engines!(forgotten_items_leave_no_band_keys, band_keys_written_by_another_connection_are_found);
+
+/// Nodes that start together on an empty database: each waits for the first to make
+/// the schema, none fails, and the schema is made once.
+fn the_schema_is_made_once_by_whoever_opens_first(engine: Engine) {
+    let f = Fresh::new(engine);
+    let opened: Vec<Result<(), StoreError>> = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..4).map(|_| s.spawn(|| Store::open(&f.db).map(drop))).collect();
+        opening.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in opened {
+        o.unwrap();
+    }
+    let version = match engine {
+        Engine::Sqlite => f.rows("SELECT user_version FROM pragma_user_version"),
+        Engine::Postgres => f.rows("SELECT count(*), max(version)::BIGINT FROM feedsieve_schema"),
+    };
+    let v = *version[0].last().unwrap();
+    assert!(v > 0);
+    if engine == Engine::Postgres {
+        assert_eq!(version[0][0], 1, "one version row");
+    }
+    // The schema works, and opening it again changes nothing.
+    let mut store = f.open();
+    store.sync_feeds([("a", "https://a/")]).unwrap();
+    store.ingest(&job("a", vec![new_item("k1", "Border patrol finds a boat")], Utc::now())).unwrap();
+    drop(store);
+    f.open();
+    assert_eq!(
+        *f.rows(match engine {
+            Engine::Sqlite => "SELECT user_version FROM pragma_user_version",
+            Engine::Postgres => "SELECT max(version)::BIGINT FROM feedsieve_schema",
+        })[0]
+            .last()
+            .unwrap(),
+        v
+    );
+    assert_eq!(f.rows("SELECT count(*) FROM items"), [[1]]);
+}
+
+/// A store a newer feedsieve has upgraded is refused, for writing and for reading,
+/// rather than written in a shape this one does not know.
+fn a_newer_schema_is_refused(engine: Engine) {
+    let f = Fresh::new(engine);
+    drop(f.open());
+    f.execute(match engine {
+        Engine::Sqlite => "PRAGMA user_version = 99",
+        Engine::Postgres => "UPDATE feedsieve_schema SET version = 99",
+    });
+    assert!(matches!(Store::open(&f.db), Err(StoreError::TooNew { found: 99, .. })));
+    assert!(matches!(Store::open_read_only(&f.db), Err(StoreError::TooNew { found: 99, .. })));
+}
+
+on_both_engines!(the_schema_is_made_once_by_whoever_opens_first, a_newer_schema_is_refused);

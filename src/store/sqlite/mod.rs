@@ -91,7 +91,8 @@ impl Sqlite {
         db.conn
             .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
             .map_err(|source| open_error(path, source))?;
-        db.migrate()?;
+        // An upgrade held up by another process's lock names the database.
+        db.migrate().map_err(|e| e.named(&db.name))?;
         Ok(db)
     }
 
@@ -147,24 +148,36 @@ impl Sqlite {
         self.conn.pragma_query_value(None, "user_version", |r| r.get(0))
     }
 
+    /// Applies the steps the database lacks, each in a write transaction that reads
+    /// the version again first: processes that open a new file at the same moment
+    /// (a `poll` beside a starting `run`) wait for each other instead of making the
+    /// same table twice.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let version = self.user_version()?;
         let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew { at: self.name.clone(), found: version, known });
+        let first = self.user_version()?;
+        if first > known {
+            return Err(StoreError::TooNew { at: self.name.clone(), found: first, known });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            if version > 0 {
+        if first == known {
+            // Up to date: no write transaction, which another process may be holding.
+            return Ok(());
+        }
+        loop {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version > known {
+                return Err(StoreError::TooNew { at: self.name.clone(), found: version, known });
+            }
+            let Some(sql) = MIGRATIONS.get(version as usize) else { return Ok(()) };
+            if first > 0 {
                 // A fresh database is no news; an upgrade can take minutes (a
                 // rebuilt index), so say what is happening.
-                tracing::info!(database = %self.name, "upgrading the schema to version {}", i + 1);
+                tracing::info!(database = %self.name, "upgrading the schema to version {}", version + 1);
             }
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
-        Ok(())
     }
 }
 

@@ -41,17 +41,6 @@ fn migrations_run_twice_without_harm() {
 }
 
 #[test]
-fn a_newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.sqlite");
-    let s = Sqlite::open(&path).unwrap();
-    s.conn.pragma_update(None, "user_version", 99).unwrap();
-    drop(s);
-    assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
-    assert!(matches!(Store::open_read_only(&path), Err(StoreError::TooNew { found: 99, .. })));
-}
-
-#[test]
 fn an_index_with_its_own_copy_of_the_text_loses_the_copy_not_the_matches() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
