@@ -142,6 +142,7 @@ fn state() -> (Arc<AppState>, tempfile::TempDir) {
         feeds: RwLock::new(HashMap::new()),
         store,
         metrics: Arc::new(Metrics::default()),
+        node: "bench".into(),
     });
     state.update_topics(vec![RenderedTopic { id: TOPIC.into(), outputs }], &[TOPIC]);
     (state, dir)

@@ -24,6 +24,10 @@ pub struct Metrics {
     polls: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    claims: AtomicU64,
+    claims_taken_over: AtomicU64,
+    claims_lost: AtomicU64,
+    notifications: AtomicU64,
 }
 
 /// How a fetch ended, for the `outcome` label.
@@ -71,6 +75,22 @@ impl Metrics {
         self.polls.fetch_add(1, Relaxed);
     }
 
+    /// Feeds claimed to poll, `taken_over` of them from a node whose lease ran out.
+    pub fn claimed(&self, claimed: usize, taken_over: usize) {
+        self.claims.fetch_add(claimed as u64, Relaxed);
+        self.claims_taken_over.fetch_add(taken_over as u64, Relaxed);
+    }
+
+    /// A poll not stored: its claim ran out and another node took the feed.
+    pub fn claim_lost(&self) {
+        self.claims_lost.fetch_add(1, Relaxed);
+    }
+
+    /// A notice from another node (or process) came in.
+    pub fn notified(&self) {
+        self.notifications.fetch_add(1, Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self, sizes: &Sizes) -> String {
         let mut o = String::with_capacity(2048);
@@ -107,6 +127,22 @@ impl Metrics {
                 &self.items_updated,
             ),
             ("feedsieve_poll_passes_total", "Scheduled poll passes run.", &self.polls),
+            ("feedsieve_claims_total", "Feeds this node claimed to poll (PostgreSQL).", &self.claims),
+            (
+                "feedsieve_claims_taken_over_total",
+                "Claims taken from a node whose lease had run out (PostgreSQL).",
+                &self.claims_taken_over,
+            ),
+            (
+                "feedsieve_claims_lost_total",
+                "Polls not stored because their claim ran out and another node took the feed (PostgreSQL).",
+                &self.claims_lost,
+            ),
+            (
+                "feedsieve_notifications_total",
+                "Notices of changes by other nodes or processes received (PostgreSQL LISTEN).",
+                &self.notifications,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Relaxed));

@@ -184,6 +184,10 @@ pub struct FetchRecord {
     pub next_due: Option<DateTime<Utc>>,
     /// Sentence hashes newly found to be this feed's boilerplate.
     pub boilerplate: Vec<u64>,
+    /// The claim this poll was made under (many nodes on PostgreSQL): stored only if
+    /// the feed's claim is still this one, so that a poll that outlived its lease
+    /// cannot overwrite a newer poll by another node.
+    pub claim: Option<i64>,
 }
 
 /// A poll that stored no items, as the feed row records it.
@@ -196,6 +200,8 @@ pub enum FeedRecord {
         now: DateTime<Utc>,
         next_due: Option<DateTime<Utc>>,
         moved_to: Option<String>,
+        /// As [`FetchRecord::claim`].
+        claim: Option<i64>,
     },
     /// The poll failed: the error, the HTTP status if any, one more failure.
     /// Validators and items are left as they were.
@@ -205,7 +211,23 @@ pub enum FeedRecord {
         error: String,
         now: DateTime<Utc>,
         next_due: Option<DateTime<Utc>>,
+        /// As [`FetchRecord::claim`].
+        claim: Option<i64>,
     },
+}
+
+impl FeedRecord {
+    pub fn feed_id(&self) -> &str {
+        match self {
+            FeedRecord::NotModified { feed_id, .. } | FeedRecord::Failure { feed_id, .. } => feed_id,
+        }
+    }
+
+    pub fn claim(&self) -> Option<i64> {
+        match self {
+            FeedRecord::NotModified { claim, .. } | FeedRecord::Failure { claim, .. } => *claim,
+        }
+    }
 }
 
 /// The counts of one feed's ingest.
@@ -231,6 +253,46 @@ pub struct FeedRow {
     pub next_due: Option<i64>,
     pub moved_to: Option<String>,
     pub items: i64,
+    /// The node polling the feed now, and until when it may (PostgreSQL; a claim
+    /// whose time has passed is void).
+    pub claimed_by: Option<String>,
+    pub claim_until: Option<i64>,
+}
+
+/// What a node asks of [`FeedRow`]s it claims (see `Store::claim`).
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub node: &'a str,
+    pub now: i64,
+    /// Only feeds due by then (their `next_due` unset or not later); `None`: whatever
+    /// their due time.
+    pub due_by: Option<i64>,
+    /// The end of the lease.
+    pub until: i64,
+}
+
+/// A feed claimed by a node: its state and the claim's token (`None` where the
+/// engine has no claims: SQLite).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub row: FeedRow,
+    pub token: Option<i64>,
+    /// The feed was claimed by another node whose lease had run out.
+    pub taken_over: bool,
+}
+
+/// A node (a `feedsieve run` process) as the database knows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    /// Unix seconds.
+    pub started: i64,
+    pub last_seen: i64,
+    /// Feeds it holds unexpired claims on.
+    pub claimed: i64,
+    /// A digest of its config file: nodes that differ are warned of.
+    #[serde(skip)]
+    pub config: String,
 }
 
 /// `rows` by feed id (lookups per configured feed stay linear in the feed count).

@@ -71,6 +71,8 @@ pub struct AppState {
     /// The store, read through its read pool (queries run on the blocking pool).
     pub store: StoreHandle,
     pub metrics: Arc<Metrics>,
+    /// The node answering (`run --node`), named by `/healthz`.
+    pub node: String,
 }
 
 impl AppState {
@@ -207,20 +209,16 @@ async fn topic_feed(
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match read(&state, |s| s.item_count()).await {
-        Ok(items) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            format!("{{\"status\":\"ok\",\"items\":{items}}}\n"),
-        )
-            .into_response(),
+    let (status, body) = match read(&state, |s| s.item_count()).await {
+        Ok(items) => {
+            (StatusCode::OK, serde_json::json!({"status": "ok", "node": state.node, "items": items}))
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            "{\"status\":\"unavailable\"}\n",
-        )
-            .into_response(),
-    }
+            serde_json::json!({"status": "unavailable", "node": state.node}),
+        ),
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ServeError> {

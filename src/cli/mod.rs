@@ -18,7 +18,7 @@ use crate::curate::{
     query::{self, Query},
 };
 use crate::daemon::{self, Pipeline};
-use crate::model::PollOutcome;
+use crate::model::{Database, PollOutcome};
 use crate::model::{FeedRow, TopicFilter, from_ts, rows_by_id};
 use crate::publish::Format;
 use crate::store::{Store, StoreHandle};
@@ -43,7 +43,15 @@ pub struct Cli {
 pub enum Command {
     /// The daemon: poll on schedule, keep topics current, serve HTTP. SIGHUP reloads the
     /// config, SIGTERM/SIGINT stop it.
-    Run,
+    Run {
+        /// Listen on this address instead of the config's `listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// This node's name among the nodes sharing a PostgreSQL database [default:
+        /// host name and process id].
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
     /// Validate the config; every problem as file:line:col: message (exit 2 if invalid).
     Check,
     /// One pass over all (or the named) feeds, then regenerate topics and print a summary.
@@ -167,7 +175,7 @@ fn tune_malloc_for_daemon() {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run) {
+    if !matches!(cli.command, Command::Run { .. }) {
         // Behave like other command-line tools when the reader of stdout goes away
         // (`feedsieve export x | head`): end quietly instead of panicking on EPIPE.
         // Not for the daemon, which must outlive any reader of its logs.
@@ -212,9 +220,19 @@ fn init_logging() {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command {
-        Command::Run => {
-            let config = load(&path)?;
-            runtime()?.block_on(run_daemon(config))
+        Command::Run { listen, node } => {
+            let mut config = load(&path)?;
+            if let Some(addr) = listen {
+                config.daemon.listen_on(addr);
+            }
+            if let Some(n) = &node
+                && (n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control))
+            {
+                return Err(
+                    UsageError(format!("--node {n:?}: a name of 1 to 200 printable characters")).into()
+                );
+            }
+            runtime()?.block_on(run_daemon(config, node))
         }
         Command::Check => check(&path),
         Command::Poll { feeds, json } => {
@@ -249,7 +267,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `feedsieve run`: binds the listener, connects SIGHUP to reload and SIGTERM/SIGINT
 /// to a graceful stop, and runs the daemon.
-async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+async fn run_daemon(config: Config, node: Option<String>) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let listen = config.daemon.listen;
     let listener =
@@ -270,7 +288,8 @@ async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
         }
         stop.cancel();
     });
-    daemon::run(config, listener, daemon::Control { reload: reload_rx, shutdown }).await?;
+    let node = node.unwrap_or_else(daemon::Node::default_name);
+    daemon::run(config, listener, daemon::Control { reload: reload_rx, shutdown, node }).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -322,7 +341,8 @@ async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<E
     drop(pipeline);
     // The writer thread ends once every handle is gone; wait so the database is closed.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    let crate::daemon::PassResult { summary, changes, .. } = result?;
+    let crate::daemon::PassResult { summary, skipped, published } = result?;
+    let changes = published.changes;
     let elapsed = started.elapsed();
     if json {
         let topics: Vec<_> =
@@ -331,7 +351,7 @@ async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<E
             "feeds": summary.feeds, "fetched": summary.fetched, "not_modified": summary.not_modified,
             "failed": summary.failed, "new": summary.new_items, "updated": summary.updated_items,
             "failures": summary.failures.iter().map(|(id, e)| json!({"id": id, "error": e})).collect::<Vec<_>>(),
-            "topics": topics, "seconds": elapsed.as_secs_f64(),
+            "topics": topics, "seconds": elapsed.as_secs_f64(), "skipped": skipped,
         });
         println!("{out}");
     } else {
@@ -347,6 +367,9 @@ async fn poll(config: Config, only: Vec<String>, json: bool) -> anyhow::Result<E
         );
         for (id, e) in &summary.failures {
             println!("  failed: {id}: {e}");
+        }
+        if skipped > 0 {
+            println!("  skipped {skipped} feeds another node is polling");
         }
         if let Some(p) = pruned.filter(|p| p.items > 0) {
             println!("  retention: pruned {} items and {} stories", p.items, p.stories);
@@ -472,7 +495,21 @@ fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         out.write_all(b"{\"feeds\":")?;
         write_feeds_json(&mut out, config, row)?;
-        writeln!(out, ",\"items_total\":{total},\"topics\":{}}}", serde_json::Value::from(topics))?;
+        write!(out, ",\"items_total\":{total}")?;
+        if matches!(config.daemon.database, Database::Postgres(_)) {
+            // The nodes sharing the database, each with the feeds it holds claims on.
+            let now = chrono::Utc::now().timestamp();
+            let nodes = match &store {
+                Some(s) => s.nodes(now)?,
+                None => Vec::new(),
+            };
+            let nodes: Vec<_> = nodes
+                .iter()
+                .map(|n| json!({"node": n.node, "last_seen": rfc3339(Some(n.last_seen)), "claimed": n.claimed}))
+                .collect();
+            write!(out, ",\"nodes\":{}", serde_json::Value::from(nodes))?;
+        }
+        writeln!(out, ",\"topics\":{}}}", serde_json::Value::from(topics))?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -490,6 +527,16 @@ fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     println!("{total} items stored");
     for t in &config.topics {
         println!("topic {}: {} stories", t.id, sizes.get(&t.id).copied().unwrap_or(0));
+    }
+    if let Some(s) = &store {
+        for n in s.nodes(chrono::Utc::now().timestamp())? {
+            println!(
+                "node {}: last seen {}, claims on {} feeds",
+                n.node,
+                from_ts(n.last_seen).format("%Y-%m-%d %H:%M:%S"),
+                n.claimed
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,6 +51,8 @@ pub struct Daemon {
     pub listen: SocketAddr,
     /// Public address of the HTTP server, the prefix of every self link.
     pub base_url: Url,
+    /// Whether the file sets `base_url` (else it follows `listen`).
+    pub base_url_set: bool,
     /// Poll schedule of feeds that set none.
     pub schedule: Schedule,
     pub fetch_concurrency: usize,
@@ -68,6 +70,8 @@ pub struct Daemon {
     pub dedup_window: Duration,
     /// Reload by itself when the config file changes (as on SIGHUP).
     pub watch_config: bool,
+    /// PostgreSQL, many nodes: how long a node owns a feed it claimed to poll.
+    pub lease: Duration,
 }
 
 impl Default for Daemon {
@@ -77,6 +81,7 @@ impl Default for Daemon {
             database: Database::Sqlite(PathBuf::from("feedsieve.db")),
             listen,
             base_url: default_base_url(listen),
+            base_url_set: false,
             schedule: Schedule::parse(DEFAULT_SCHEDULE).unwrap_or(Schedule::Every(Duration::from_secs(1800))),
             fetch_concurrency: 16,
             per_host_concurrency: 2,
@@ -87,6 +92,22 @@ impl Default for Daemon {
             dedup_threshold: crate::dedup::DEFAULT_THRESHOLD,
             dedup_window: Duration::from_secs(7 * 86_400),
             watch_config: false,
+            lease: DEFAULT_LEASE,
+        }
+    }
+}
+
+/// How long a node's claim on a feed lasts by default: far longer than a poll takes
+/// (`timeout` is 30 s), short enough that a dead node's feeds wait little.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+impl Daemon {
+    /// Listens on `addr` instead (`run --listen`); a `base_url` the file does not set
+    /// follows.
+    pub fn listen_on(&mut self, addr: SocketAddr) {
+        self.listen = addr;
+        if !self.base_url_set {
+            self.base_url = default_base_url(addr);
         }
     }
 }
@@ -585,6 +606,7 @@ impl<'a> Reader<'a> {
                 "dedup_threshold",
                 "dedup_window",
                 "watch_config",
+                "lease",
             ],
             "[daemon]",
         );
@@ -624,6 +646,7 @@ impl<'a> Reader<'a> {
                         u.set_path(&p);
                     }
                     d.base_url = u;
+                    d.base_url_set = true;
                 }
                 _ => self.error(span, format!("'base_url' = '{s}' is not an http(s) URL")),
             }
@@ -669,6 +692,27 @@ impl<'a> Reader<'a> {
         }
         if let Some(b) = self.boolean(t, "watch_config") {
             d.watch_config = b;
+        }
+        if let Some(x) = self.duration(t, "lease") {
+            let span = t.get("lease").map(|v| v.span()).unwrap_or_default();
+            if matches!(d.database, Database::Sqlite(_)) {
+                self.warn(
+                    span,
+                    "'lease' is for many nodes on PostgreSQL; with a SQLite database it does nothing",
+                );
+            } else if x < d.timeout * 2 {
+                // A claim that ends while its poll is still fetching lets another
+                // node fetch the feed too.
+                self.warn(
+                    span,
+                    format!(
+                        "'lease' ({}) is less than twice 'timeout' ({}): a slow feed may be polled by two nodes",
+                        crate::schedule::format_duration(x),
+                        crate::schedule::format_duration(d.timeout)
+                    ),
+                );
+            }
+            d.lease = x;
         }
         d
     }

@@ -25,16 +25,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use pipeline::{
-    Clock, PRUNE_EVERY, PassResult, Pipeline, curate_and_publish, maintain, normalise, poll, render_topic,
-    sync_feeds,
+    Clock, Node, PRUNE_EVERY, PassResult, Pipeline, Published, curate_and_publish, maintain, normalise,
+    outputs_signature, poll, render_stored, render_topic, sync_feeds,
 };
 
 use crate::config::{self, Config, ConfigError, FeedConfig};
 use crate::metrics::Metrics;
-use crate::model::{FeedRow, from_ts, rows_by_id};
-use crate::publish::RenderedTopic;
+use crate::model::{FeedRow, NodeRow, from_ts, rows_by_id};
 use crate::serve::{self, AppState};
-use crate::store::{Store, StoreError, StoreHandle};
+use crate::store::{Listener, Notice, Store, StoreError, StoreHandle};
 
 /// How long polls in flight may run on after a stop was asked for.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(7);
@@ -65,6 +64,8 @@ pub struct Control {
     pub reload: mpsc::Receiver<()>,
     /// Cancelled to stop.
     pub shutdown: CancellationToken,
+    /// This node's name among the nodes sharing a PostgreSQL database.
+    pub node: String,
 }
 
 /// Tells systemd (when it started us) what we are doing.
@@ -77,18 +78,76 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// When each enabled feed is due, and which are being polled.
+///
+/// With many nodes every node schedules every feed, and the claim decides which node
+/// polls it (see `Store::claim`): a feed another node polled or holds is put back
+/// to its stored due time or to the end of that node's claim, whichever is later.
 struct Scheduler {
     due: HashMap<String, DateTime<Utc>>,
     in_flight: HashSet<String>,
+    /// This node's name, as claims name it.
+    node: String,
+    /// Whether other nodes may poll the same feeds (PostgreSQL): each node then wakes
+    /// for a feed at a moment of its own within [`NODE_SPREAD`] after it is due, so
+    /// that the first node to ask (which gets it) is a different one from feed to
+    /// feed, and the work is shared.
+    many_nodes: bool,
 }
+
+/// See [`Scheduler::many_nodes`].
+const NODE_SPREAD: Duration = Duration::from_secs(2);
 
 impl Scheduler {
     /// Due times from the stored state: a feed never polled is due at once (spread
     /// over a few seconds), an overdue one soon (spread wider), the rest when stored.
-    fn new(config: &Config, rows: &[FeedRow], now: DateTime<Utc>) -> Scheduler {
-        let mut s = Scheduler { due: HashMap::new(), in_flight: HashSet::new() };
+    fn new(config: &Config, rows: &[FeedRow], now: DateTime<Utc>, node: &str, many_nodes: bool) -> Scheduler {
+        let mut s =
+            Scheduler { due: HashMap::new(), in_flight: HashSet::new(), node: node.to_owned(), many_nodes };
         s.apply(config, rows, now);
         s
+    }
+
+    /// When the feed of `row` is due by the store: while another node holds an
+    /// unexpired claim on it, when that claim ends (that node polls it until then, or
+    /// dies and leaves it to the others); else at its stored next due time, or
+    /// `fallback` if it has none. Never before `now` plus a second, so that a feed
+    /// skipped for a moment is not asked for again at once.
+    fn stored_due(&self, row: &FeedRow, fallback: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let held_until = row
+            .claim_until
+            .map(from_ts)
+            .filter(|until| *until > now && row.claimed_by.as_deref().is_some_and(|n| n != self.node));
+        let due = match (held_until, row.next_due.map(from_ts)) {
+            (Some(until), next) => next.map_or(until, |t| t.max(until)),
+            (None, Some(t)) => t,
+            (None, None) => fallback,
+        };
+        due.max(now + TimeDelta::seconds(1)) + self.spread(&row.id, due)
+    }
+
+    /// This node's moment for feed `id` due at `due` (see [`Scheduler::many_nodes`]).
+    fn spread(&self, id: &str, due: DateTime<Utc>) -> TimeDelta {
+        if !self.many_nodes {
+            return TimeDelta::zero();
+        }
+        let d = crate::dedup::digest(&[&self.node, id, &due.timestamp().to_string()]);
+        let ms = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+            % NODE_SPREAD.as_millis() as u64;
+        TimeDelta::milliseconds(ms as i64)
+    }
+
+    /// Claims were given up somewhere: the feeds not being polled here take their
+    /// due times from the store again (a feed given up by a stopping node is due at
+    /// once, not when its lease would have run out).
+    fn resync(&mut self, rows: &[FeedRow], now: DateTime<Utc>) {
+        let rows = rows_by_id(rows);
+        let ids: Vec<String> = self.due.keys().filter(|id| !self.in_flight.contains(*id)).cloned().collect();
+        for id in ids {
+            if let Some(row) = rows.get(id.as_str()) {
+                let due = self.stored_due(row, now, now);
+                self.due.insert(id, due);
+            }
+        }
     }
 
     /// Brings the set of scheduled feeds in line with `config`: removed and disabled
@@ -115,6 +174,7 @@ impl Scheduler {
                 Some(_) => spread(OVERDUE_SPREAD),
                 None => spread(FIRST_POLL_SPREAD),
             };
+            let due = due + self.spread(&f.id, due);
             self.due.insert(f.id.clone(), due);
         }
     }
@@ -149,8 +209,11 @@ impl Scheduler {
                 self.due.remove(id);
                 continue;
             }
-            let fallback = || feed.schedule.as_ref().unwrap_or(&config.daemon.schedule).next_after(now);
-            let due = row.and_then(|r| r.next_due).map_or_else(fallback, from_ts);
+            let fallback = feed.schedule.as_ref().unwrap_or(&config.daemon.schedule).next_after(now);
+            let due = match row {
+                Some(r) => self.stored_due(r, fallback, now),
+                None => fallback,
+            };
             self.due.insert(id.clone(), due);
         }
     }
@@ -177,6 +240,19 @@ fn gone(row: &FeedRow) -> bool {
     row.last_status == Some(410)
 }
 
+/// How often a node says it is alive (and learns of the others).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// A node silent for longer is not warned about (stopped, or killed).
+const NODE_SILENT: i64 = 120;
+
+/// How often the outputs' version is looked at: often where nothing tells the daemon
+/// of a change (SQLite, where a `poll` process may store one), seldom where
+/// notices do (a safety net for a notice missed while the listening connection was
+/// down).
+const OUTPUTS_CHECK: Duration = Duration::from_secs(2);
+const OUTPUTS_CHECK_LISTENING: Duration = Duration::from_secs(30);
+
 /// Runs the daemon until `control.shutdown` is cancelled.
 ///
 /// # Errors
@@ -186,18 +262,17 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     let clock = Clock::new();
     let metrics = Arc::new(Metrics::default());
     let shutdown = control.shutdown.clone();
+    let node = control.node.clone();
+    let started = clock.now().timestamp();
     let db = config.daemon.database.clone();
     // Their errors name the database (and call a damaged one corrupt).
     let store = Store::open(&db)?;
     let (handle, writer) = StoreHandle::spawn(store).context("starting the database writer")?;
     let config = Arc::new(config);
-    let mut pipeline = Arc::new(Pipeline::with(
-        config.clone(),
-        handle.clone(),
-        clock,
-        metrics.clone(),
-        shutdown.child_token(),
-    )?);
+    let mut pipeline = Arc::new(
+        Pipeline::with(config.clone(), handle.clone(), clock, metrics.clone(), shutdown.child_token())?
+            .for_node(node.clone()),
+    );
     // A database that cannot be written (a read-only file, a lock held by another
     // process) must not keep the daemon from serving what it holds: the problem is
     // reported, topics are rendered from the reader, and each pass tries again.
@@ -208,24 +283,30 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
             false
         }
     };
-    let topics = match curate_and_publish(&pipeline).await {
-        Ok((_, topics)) => topics,
-        Err(e) => {
-            tracing::error!("cannot update topics: {}; serving what is stored", crate::error_chain(&e));
-            let (config, now) = (config.clone(), clock.now());
-            handle
-                .read(move |s| render_stored(s, &config, now))
-                .await
-                .with_context(|| format!("reading the database {db}"))?
-        }
-    };
     let state = Arc::new(AppState {
         config: RwLock::new(config.clone()),
         feeds: RwLock::new(HashMap::new()),
         store: handle.clone(),
         metrics: metrics.clone(),
+        node: node.clone(),
     });
-    state.update_topics(topics, &topic_ids(&config));
+    // The version of the outputs served (see `Store::record_outputs`).
+    let mut outputs_seen = match curate_and_publish(&pipeline).await {
+        Ok(published) => {
+            state.update_topics(published.topics, &topic_ids(&config));
+            published.version
+        }
+        Err(e) => {
+            tracing::error!("cannot update topics: {}; serving what is stored", crate::error_chain(&e));
+            let (config, now) = (config.clone(), clock.now());
+            let topics = handle
+                .read(move |s| render_stored(s, &config, now))
+                .await
+                .with_context(|| format!("reading the database {db}"))?;
+            state.update_topics(topics, &topic_ids(&pipeline.config));
+            -1
+        }
+    };
 
     let addr = listener.local_addr().ok();
     let server = tokio::spawn({
@@ -234,10 +315,11 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
         async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await }
     });
     tracing::info!(
-        "serving on {} with {} feeds and {} topics",
+        "serving on {} with {} feeds and {} topics{}",
         addr.map_or("?".into(), |a| a.to_string()),
         config.feeds.len(),
-        config.topics.len()
+        config.topics.len(),
+        if handle.has_claims() { format!(" as node {node}") } else { String::new() }
     );
     notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = sd_notify::watchdog_enabled()
@@ -247,8 +329,36 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     let (watching, watching_rx) = tokio::sync::watch::channel(pipeline.config.daemon.watch_config);
     tokio::spawn(watch_config(pipeline.config.path.clone(), watching_rx, changed_tx, shutdown.clone()));
 
+    // Notices from other nodes and processes (PostgreSQL's LISTEN).
+    let (notice_tx, mut notices) = mpsc::channel::<Notice>(64);
+    let listening = match handle.call(|s| s.listener()).await {
+        Ok(Some(l)) => {
+            spawn_listener(l, handle.clone(), notice_tx, metrics.clone(), shutdown.clone());
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::error!(
+                "cannot listen for other nodes' changes: {}; looking every {}s instead",
+                crate::error_chain(&e),
+                OUTPUTS_CHECK.as_secs()
+            );
+            false
+        }
+    };
+    let mut outputs_check =
+        tokio::time::interval(if listening { OUTPUTS_CHECK_LISTENING } else { OUTPUTS_CHECK });
+    outputs_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat = handle.has_claims().then(|| {
+        let mut t = tokio::time::interval(HEARTBEAT);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut config_digest = digest_file(&pipeline.config.path);
+    let mut warned: HashSet<(String, String)> = HashSet::new();
+
     let rows = handle.call(|s| s.feed_states()).await?;
-    let mut sched = Scheduler::new(&pipeline.config, &rows, clock.now());
+    let mut sched = Scheduler::new(&pipeline.config, &rows, clock.now(), &node, handle.has_claims());
     let mut batches: JoinSet<(Vec<String>, Result<PassResult, StoreError>)> = JoinSet::new();
     let mut reload_open = true;
     // When to hand freed memory back (see `release_free_memory`), once passes are done.
@@ -264,6 +374,7 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                     Some(()) => {
                         if let Some(p) = reload(&pipeline, &state, &watching, &mut sched, &clock).await {
                             pipeline = p;
+                            config_digest = digest_file(&pipeline.config.path);
                         }
                     }
                     None => reload_open = false,
@@ -274,6 +385,29 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                 tracing::info!("{} changed", pipeline.config.path.display());
                 if let Some(p) = reload(&pipeline, &state, &watching, &mut sched, &clock).await {
                     pipeline = p;
+                    config_digest = digest_file(&pipeline.config.path);
+                }
+                continue;
+            }
+            Some(notice) = notices.recv() => {
+                match notice {
+                    Notice::Outputs => refresh_outputs(&pipeline, &state, &mut outputs_seen).await,
+                    Notice::Claims => match handle.read(|s| s.feed_states()).await {
+                        Ok(rows) => sched.resync(&rows, clock.now()),
+                        Err(e) => tracing::warn!("reading feeds after a node gave up its claims: {}", crate::error_chain(&e)),
+                    },
+                }
+                continue;
+            }
+            _ = outputs_check.tick() => {
+                refresh_outputs(&pipeline, &state, &mut outputs_seen).await;
+                continue;
+            }
+            _ = async { if let Some(h) = heartbeat.as_mut() { h.tick().await; } }, if heartbeat.is_some() => {
+                let (n, digest, now) = (node.clone(), config_digest.clone(), clock.now().timestamp());
+                match handle.call(move |s| s.heartbeat(&n, started, &digest, now)).await {
+                    Ok(nodes) => warn_of_other_configs(&nodes, &node, &config_digest, now, &mut warned),
+                    Err(e) => tracing::warn!("recording this node as alive failed: {}", crate::error_chain(&e)),
                 }
                 continue;
             }
@@ -282,13 +416,18 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                     Ok((ids, Ok(pass))) => {
                         synced = true; // the pass wrote the feed rows first if they were missing
                         metrics.poll_pass();
-                        state.update_topics(pass.topics, &topic_ids(&pipeline.config));
+                        // Outputs of a newer version (another node's, rendered since)
+                        // are not replaced by this pass's.
+                        if pass.published.version >= outputs_seen {
+                            outputs_seen = pass.published.version;
+                            state.update_topics(pass.published.topics, &topic_ids(&pipeline.config));
+                        }
                         let s = &pass.summary;
                         if s.failed + s.new_items + s.updated_items > 0 {
                             tracing::info!("polled {} feeds: {} fetched, {} not modified, {} failed, {} new, {} updated",
                                 s.feeds, s.fetched, s.not_modified, s.failed, s.new_items, s.updated_items);
                         } else {
-                            tracing::debug!("polled {} feeds: nothing new", s.feeds);
+                            tracing::debug!("polled {} feeds: nothing new ({} left to other nodes)", s.feeds, pass.skipped);
                         }
                         let rows = handle.call(|s| s.feed_states()).await.unwrap_or_default();
                         sched.finished(&ids, &rows, &pipeline.config, clock.now());
@@ -341,6 +480,8 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
 
     tracing::info!("stopping");
     notify(&[sd_notify::NotifyState::Stopping]);
+    // Claims on feeds not being polled go at once, to the other nodes.
+    release_claims(&handle, &node, pipeline.busy()).await;
     if tokio::time::timeout(STOP_DEADLINE, async { while batches.join_next().await.is_some() {} })
         .await
         .is_err()
@@ -350,6 +491,13 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
         );
         batches.abort_all();
         while batches.join_next().await.is_some() {}
+    }
+    if handle.has_claims() {
+        release_claims(&handle, &node, Vec::new()).await;
+        let n = node.clone();
+        if let Err(e) = handle.call(move |s| s.forget_node(&n)).await {
+            tracing::warn!("removing this node from the list failed: {}", crate::error_chain(&e));
+        }
     }
     match tokio::time::timeout(Duration::from_secs(2), server).await {
         Ok(Ok(Err(e))) => tracing::error!("HTTP server: {e}"),
@@ -369,20 +517,135 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     Ok(())
 }
 
-/// Every topic as stored, without curating first (for a database that cannot be
-/// written).
-fn render_stored(
-    reader: &Store,
-    config: &Config,
-    now: DateTime<Utc>,
-) -> Result<Vec<RenderedTopic>, StoreError> {
-    let mut topics = Vec::with_capacity(config.topics.len());
-    for t in &config.topics {
-        let outputs =
-            render_topic(reader, config, &t.id, now)?.into_iter().flatten().map(|(_, r)| r).collect();
-        topics.push(RenderedTopic { id: t.id.clone(), outputs });
+/// Gives up this node's claims but those on `keep` (see `Store::release_claims`).
+async fn release_claims(handle: &StoreHandle, node: &str, keep: Vec<String>) {
+    if !handle.has_claims() {
+        return;
     }
-    Ok(topics)
+    let n = node.to_owned();
+    match handle
+        .call(move |s| s.release_claims(&n, &keep.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+    {
+        Ok(0) => {}
+        Ok(released) => tracing::info!("gave up claims on {released} feeds to the other nodes"),
+        Err(e) => tracing::warn!(
+            "giving up this node's claims failed: {}; other nodes take the feeds when the lease runs out",
+            crate::error_chain(&e)
+        ),
+    }
+}
+
+/// Renders the topics again if another node or process recorded new outputs: with
+/// the time they were rendered at, for the same bytes.
+async fn refresh_outputs(p: &Arc<Pipeline>, state: &Arc<AppState>, seen: &mut i64) {
+    let config = p.config.clone();
+    let seen_now = *seen;
+    let fresh = p
+        .store
+        .read(move |s| match s.outputs_version()? {
+            Some((version, as_of)) if version != seen_now => {
+                Ok(Some((version, render_stored(s, &config, from_ts(as_of))?)))
+            }
+            _ => Ok(None),
+        })
+        .await;
+    match fresh {
+        Ok(Some((version, topics))) => {
+            tracing::debug!("outputs changed elsewhere (version {version}): rendered again");
+            *seen = version;
+            state.update_topics(topics, &topic_ids(&p.config));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("reading changed outputs failed: {}", crate::error_chain(&e)),
+    }
+}
+
+/// Waits for notices on `listener`'s connection and hands them to the daemon, on a
+/// thread of its own (the wait blocks); a lost connection is opened again, and the
+/// daemon then looks for what it may have missed.
+fn spawn_listener(
+    mut listener: Box<dyn Listener>,
+    handle: StoreHandle,
+    to: mpsc::Sender<Notice>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let rt = tokio::runtime::Handle::current();
+    let spawned = std::thread::Builder::new().name("feedsieve-listen".into()).spawn(move || {
+        while !stop.is_cancelled() {
+            match listener.wait(Duration::from_secs(1)) {
+                Ok(notices) => {
+                    for n in notices {
+                        metrics.notified();
+                        if to.blocking_send(n).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "lost the connection listening for other nodes: {}",
+                        crate::error_chain(&e)
+                    );
+                    loop {
+                        std::thread::sleep(Duration::from_secs(2));
+                        if stop.is_cancelled() {
+                            return;
+                        }
+                        match rt.block_on(handle.call(|s| s.listener())) {
+                            Ok(Some(l)) => {
+                                listener = l;
+                                tracing::info!("listening for other nodes again");
+                                for n in [Notice::Outputs, Notice::Claims] {
+                                    if to.blocking_send(n).is_err() {
+                                        return;
+                                    }
+                                }
+                                break;
+                            }
+                            Ok(None) => return,
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the thread listening for other nodes: {e}");
+    }
+}
+
+/// A short digest of the config file's bytes (every node should load the same).
+fn digest_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let d = crate::dedup::digest_bytes(&[&bytes]);
+    d[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Warns, once per node and digest, of live nodes whose config file differs.
+fn warn_of_other_configs(
+    nodes: &[NodeRow],
+    me: &str,
+    mine: &str,
+    now: i64,
+    warned: &mut HashSet<(String, String)>,
+) {
+    for n in nodes {
+        if n.node != me
+            && n.config != mine
+            && now - n.last_seen <= NODE_SILENT
+            && warned.insert((n.node.clone(), n.config.clone()))
+        {
+            tracing::warn!(
+                "node {} runs with another config file (digest {}, this node's {}): every node should load the same file",
+                n.node,
+                n.config,
+                mine
+            );
+        }
+    }
 }
 
 fn topic_ids(config: &Config) -> Vec<&str> {
@@ -445,17 +708,20 @@ async fn reload_inner(
     new.daemon.database = old.database.clone();
     new.daemon.listen = old.listen;
     let config = Arc::new(new);
-    let p = Arc::new(Pipeline::with(
-        config.clone(),
-        current.store.clone(),
-        *clock,
-        current.metrics.clone(),
-        current.cancel.clone(),
-    )?);
+    let p = Arc::new(
+        Pipeline::with(
+            config.clone(),
+            current.store.clone(),
+            *clock,
+            current.metrics.clone(),
+            current.cancel.clone(),
+        )?
+        .for_node(current.node.as_ref().map_or_else(Node::default_name, |n| n.name.clone())),
+    );
     sync_feeds(&p).await?;
     let rows = p.store.call(|s| s.feed_states()).await?;
     sched.apply(&config, &rows, clock.now());
-    let (changes, topics) = curate_and_publish(&p).await?;
+    let Published { changes, topics, .. } = curate_and_publish(&p).await?;
     *state.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
     state.update_topics(topics, &topic_ids(&config));
     let backfilled: Vec<&str> =
@@ -570,7 +836,7 @@ mod tests {
         let later = t0() + TimeDelta::minutes(7);
         let rows =
             vec![FeedRow { id: "known".into(), next_due: Some(later.timestamp()), ..FeedRow::default() }];
-        let s = Scheduler::new(&c, &rows, t0());
+        let s = Scheduler::new(&c, &rows, t0(), "me", false);
         assert!(!s.due.contains_key("off"));
         assert_eq!(s.due["known"], later);
         let mut firsts: Vec<_> = ["a", "b", "c"].iter().map(|id| s.due[*id]).collect();
@@ -586,7 +852,7 @@ mod tests {
         // one-minute schedule that fails for two hours, then recovers.
         let c = config(&[("f", true)]);
         let every = Schedule::parse("every 1m").unwrap();
-        let mut s = Scheduler::new(&c, &[], t0());
+        let mut s = Scheduler::new(&c, &[], t0(), "me", false);
         let mut now = t0();
         let (mut failures, mut polls_while_failing, mut polls_after) = (0u32, 0, 0);
         while now < t0() + TimeDelta::hours(3) {
@@ -614,7 +880,7 @@ mod tests {
     #[test]
     fn gone_feeds_and_removed_feeds_are_not_polled_again() {
         let c = config(&[("g", true), ("r", true)]);
-        let mut s = Scheduler::new(&c, &[], t0());
+        let mut s = Scheduler::new(&c, &[], t0(), "me", false);
         let due = s.take_due(&c, t0() + TimeDelta::seconds(10));
         assert_eq!(due.len(), 2);
         let rows = vec![FeedRow { id: "g".into(), last_status: Some(410), ..FeedRow::default() }];

@@ -18,7 +18,8 @@ use crate::curate::{self, TopicChange};
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
 use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{
-    FeedRecord, FeedRow, FetchRecord, IngestJob, NewItem, PollOutcome, PollSummary, PruneCounts, StoryRule,
+    ClaimRequest, FeedRecord, FeedRow, FetchRecord, IngestJob, NewItem, PollOutcome, PollSummary,
+    PruneCounts, StoryRule,
 };
 use crate::publish::{self, Format, RenderedTopic, TopicMeta};
 use crate::schedule;
@@ -75,6 +76,33 @@ pub struct Pipeline {
     in_flight: Arc<Semaphore>,
     /// Parsing and sanitising are CPU work: one at a time per core.
     cpu: Arc<Semaphore>,
+    /// The daemon node whose passes these are, which claims each feed before polling
+    /// it (many nodes on PostgreSQL); `None` for `feedsieve poll`, which polls what it
+    /// is asked to at once, whatever the nodes are doing.
+    pub node: Option<Node>,
+    /// Feeds being fetched or stored now: a node that stops keeps its claims on
+    /// these (their polls may still store), and gives the rest up at once.
+    busy: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A daemon node as its claims name it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// How long a claim lasts.
+    pub lease: std::time::Duration,
+}
+
+impl Node {
+    /// `host:pid`: unique among processes sharing a database.
+    pub fn default_name() -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    }
 }
 
 impl Pipeline {
@@ -105,6 +133,8 @@ impl Pipeline {
         })?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Pipeline {
+            node: None,
+            busy: std::sync::Mutex::default(),
             in_flight: Arc::new(Semaphore::new(d.fetch_concurrency.max(1))),
             cpu: Arc::new(Semaphore::new(cores)),
             fetcher: Arc::new(fetcher),
@@ -117,12 +147,38 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// This pipeline's passes are a daemon node's: each feed claimed under `name`
+    /// first, if due (see `Store::claim`).
+    #[must_use]
+    pub fn for_node(mut self, name: String) -> Pipeline {
+        self.node = Some(Node { name, lease: self.config.daemon.lease });
+        self
+    }
+
+    /// The feeds being fetched or stored now.
+    pub fn busy(&self) -> Vec<String> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
+
 /// The result of a pass: totals, what curation did, and every topic rendered afresh.
 #[derive(Debug)]
 pub struct PassResult {
     pub summary: PollSummary,
+    /// Feeds asked for that another node was polling (or had polled since they
+    /// were due): left to it.
+    pub skipped: usize,
+    pub published: Published,
+}
+
+/// What curating and rendering did: the topics changed, every topic's outputs, and
+/// the version of the outputs recorded in the store (see `Store::record_outputs`).
+#[derive(Debug)]
+pub struct Published {
     pub changes: Vec<TopicChange>,
     pub topics: Vec<RenderedTopic>,
+    pub version: i64,
 }
 
 /// Makes the store's feed rows match the configured feeds (see
@@ -156,10 +212,10 @@ pub async fn poll(
     // KiB, which at 100,000 feeds was hundreds of MiB.
     let mut tasks = JoinSet::new();
     let mut feeds = Upcoming::new(feeds);
-    let start = |tasks: &mut JoinSet<_>, (feed, row): (FeedConfig, FeedRow)| {
+    let start = |tasks: &mut JoinSet<_>, (feed, row, claim): (FeedConfig, FeedRow, Option<i64>)| {
         let p = p.clone();
         tasks.spawn(async move {
-            let outcome = poll_feed(&p, &feed, row).await;
+            let outcome = poll_feed(&p, &feed, row, claim).await;
             (feed.id, outcome)
         });
     };
@@ -179,6 +235,11 @@ pub async fn poll(
                 summary.add(&id, &outcome);
             }
             Ok((_, Ok(None))) => {}
+            Ok((id, Err(StoreError::Fenced { .. }))) => {
+                // Not this node's feed any more: the other node's poll stands.
+                tracing::warn!(feed = %id, "the claim on this feed ran out while it was polled, and another node took it: this poll was not stored");
+                p.metrics.claim_lost();
+            }
             Ok((id, Err(e))) => {
                 tracing::error!(feed = %id, "storing failed: {}", error_chain(&e));
                 store_error.get_or_insert(e);
@@ -189,76 +250,154 @@ pub async fn poll(
     if let Some(e) = store_error {
         return Err(e);
     }
-    let (changes, topics) = curate_and_publish(p).await?;
-    Ok(PassResult { summary, changes, topics })
+    let published = curate_and_publish(p).await?;
+    Ok(PassResult { summary, skipped: feeds.skipped, published })
 }
 
 /// Feeds of a pass not started yet, with their stored state read a batch at a time
 /// (one read for [`STATE_BATCH`] feeds instead of one per feed: on PostgreSQL each
-/// read is a round trip, and a warm pass over 1,000 feeds was 1,000 of them).
+/// read is a round trip, and a warm pass over 1,000 feeds was 1,000 of them). Where
+/// polls claim their feeds (PostgreSQL), that read is the claim: feeds another node
+/// holds, or has polled since they were due, are left out of the pass.
 struct Upcoming {
     feeds: std::vec::IntoIter<FeedConfig>,
-    ready: std::collections::VecDeque<(FeedConfig, FeedRow)>,
+    ready: std::collections::VecDeque<(FeedConfig, FeedRow, Option<i64>)>,
+    /// Feeds left out: another node's.
+    skipped: usize,
 }
 
 /// Feeds whose state one read fetches.
 const STATE_BATCH: usize = 256;
 
+/// How far past now a daemon's claim counts a feed as due: the scheduler starts
+/// feeds due within the next second together.
+const DUE_AHEAD: i64 = 2;
+
 impl Upcoming {
     fn new(feeds: Vec<FeedConfig>) -> Upcoming {
-        Upcoming { feeds: feeds.into_iter(), ready: std::collections::VecDeque::new() }
+        Upcoming { feeds: feeds.into_iter(), ready: std::collections::VecDeque::new(), skipped: 0 }
     }
 
-    /// The next feed and its stored state (empty for a feed never stored).
-    async fn next(&mut self, p: &Pipeline) -> Result<Option<(FeedConfig, FeedRow)>, StoreError> {
-        if self.ready.is_empty() {
+    /// The next feed, its stored state (empty for a feed never stored) and its claim.
+    async fn next(&mut self, p: &Pipeline) -> Result<Option<(FeedConfig, FeedRow, Option<i64>)>, StoreError> {
+        while self.ready.is_empty() {
             let batch: Vec<FeedConfig> = self.feeds.by_ref().take(STATE_BATCH).collect();
             if batch.is_empty() {
                 return Ok(None);
             }
             let ids: Vec<String> = batch.iter().map(|f| f.id.clone()).collect();
-            let rows = p
-                .store
-                .read(move |s| s.feed_states_of(&ids.iter().map(String::as_str).collect::<Vec<_>>()))
-                .await?;
-            let mut by_id: std::collections::HashMap<String, FeedRow> =
-                rows.into_iter().map(|r| (r.id.clone(), r)).collect();
-            self.ready.extend(batch.into_iter().map(|f| {
-                let row = by_id.remove(&f.id).unwrap_or_default();
-                (f, row)
-            }));
+            if let Some(node) = p.node.clone().filter(|_| p.store.has_claims()) {
+                let now = p.clock.now().timestamp();
+                let claimed = p
+                    .store
+                    .call(move |s| {
+                        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        let lease = i64::try_from(node.lease.as_secs()).unwrap_or(i64::MAX / 2);
+                        s.claim(
+                            &ids,
+                            &ClaimRequest {
+                                node: &node.name,
+                                now,
+                                due_by: Some(now + DUE_AHEAD),
+                                until: now.saturating_add(lease),
+                            },
+                        )
+                    })
+                    .await?;
+                let taken_over = claimed.iter().filter(|c| c.taken_over).count();
+                p.metrics.claimed(claimed.len(), taken_over);
+                if taken_over > 0 {
+                    tracing::info!("took over {taken_over} feeds whose claims had run out (a node stopped?)");
+                }
+                let mut by_id: std::collections::HashMap<String, (FeedRow, Option<i64>)> =
+                    claimed.into_iter().map(|c| (c.row.id.clone(), (c.row, c.token))).collect();
+                for f in batch {
+                    match by_id.remove(&f.id) {
+                        Some((row, token)) => self.ready.push_back((f, row, token)),
+                        None => self.skipped += 1,
+                    }
+                }
+            } else {
+                let rows = p
+                    .store
+                    .read(move |s| s.feed_states_of(&ids.iter().map(String::as_str).collect::<Vec<_>>()))
+                    .await?;
+                let mut by_id: std::collections::HashMap<String, FeedRow> =
+                    rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+                self.ready.extend(batch.into_iter().map(|f| {
+                    let row = by_id.remove(&f.id).unwrap_or_default();
+                    (f, row, None)
+                }));
+            }
         }
         Ok(self.ready.pop_front())
     }
 }
 
 /// Files pending items into topics, renders every topic, and rewrites `output_dir`
-/// files whose content changed.
+/// files whose content changed; records the outputs in the store, which tells the
+/// other nodes when they changed. One node at a time (see `Store::curating`).
 ///
 /// # Errors
 /// When the store fails.
-pub async fn curate_and_publish(p: &Pipeline) -> Result<(Vec<TopicChange>, Vec<RenderedTopic>), StoreError> {
+pub async fn curate_and_publish(p: &Pipeline) -> Result<Published, StoreError> {
     let config = p.config.clone();
     let now = p.clock.now();
     p.store
         .call(move |s| {
             s.flush_bands()?;
-            let changes = s.write(|w| curate::curate(w, &config, now.timestamp()))?;
-            let mut topics = Vec::with_capacity(config.topics.len());
-            for t in &config.topics {
-                s.sanitize_published(&t.id, t.limit, t.since(now.timestamp()))?;
-                let outputs: Vec<_> =
-                    render_topic(s, &config, &t.id, now)?.into_iter().flatten().map(|(_, r)| r).collect();
-                if let Some(dir) = &config.daemon.output_dir {
-                    for r in &outputs {
-                        write_if_changed(&dir.join(format!("{}.{}", t.id, r.format.extension())), &r.body);
+            s.curating(|s| {
+                let changes = s.write(|w| curate::curate(w, &config, now.timestamp()))?;
+                let mut topics = Vec::with_capacity(config.topics.len());
+                for t in &config.topics {
+                    s.sanitize_published(&t.id, t.limit, t.since(now.timestamp()))?;
+                    let outputs: Vec<_> =
+                        render_topic(s, &config, &t.id, now)?.into_iter().flatten().map(|(_, r)| r).collect();
+                    if let Some(dir) = &config.daemon.output_dir {
+                        for r in &outputs {
+                            write_if_changed(
+                                &dir.join(format!("{}.{}", t.id, r.format.extension())),
+                                &r.body,
+                            );
+                        }
                     }
+                    topics.push(RenderedTopic { id: t.id.clone(), outputs });
                 }
-                topics.push(RenderedTopic { id: t.id.clone(), outputs });
-            }
-            Ok((changes, topics))
+                let version = s.record_outputs(outputs_signature(&topics), now.timestamp())?;
+                Ok(Published { changes, topics, version })
+            })
         })
         .await
+}
+
+/// A digest of every topic's outputs (their ETags, which hash their bytes).
+pub fn outputs_signature(topics: &[RenderedTopic]) -> i64 {
+    let mut parts: Vec<&str> = Vec::new();
+    for t in topics {
+        parts.push(&t.id);
+        parts.extend(t.outputs.iter().map(|r| r.etag.as_str()));
+    }
+    let d = dedup::digest(&parts);
+    i64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// Renders every topic as stored, with `as_of` bounding `max_age` (a node renders
+/// what another node curated with that node's time, for the same bytes).
+///
+/// # Errors
+/// When the store fails.
+pub fn render_stored(
+    reader: &Store,
+    config: &Config,
+    as_of: DateTime<Utc>,
+) -> Result<Vec<RenderedTopic>, StoreError> {
+    let mut topics = Vec::with_capacity(config.topics.len());
+    for t in &config.topics {
+        let outputs =
+            render_topic(reader, config, &t.id, as_of)?.into_iter().flatten().map(|(_, r)| r).collect();
+        topics.push(RenderedTopic { id: t.id.clone(), outputs });
+    }
+    Ok(topics)
 }
 
 /// How often retention runs at most.
@@ -344,14 +483,22 @@ fn jitter(feed_id: &str, now: DateTime<Utc>) -> f64 {
     f64::from(u32::from_le_bytes([d[0], d[1], d[2], d[3]])) / (f64::from(u32::MAX) + 1.0)
 }
 
-async fn poll_feed(p: &Pipeline, feed: &FeedConfig, row: FeedRow) -> Result<Option<PollOutcome>, StoreError> {
+async fn poll_feed(
+    p: &Pipeline,
+    feed: &FeedConfig,
+    row: FeedRow,
+    claim: Option<i64>,
+) -> Result<Option<PollOutcome>, StoreError> {
     let slot = tokio::select! {
         biased;
         () = p.cancel.cancelled() => return Ok(None),
         slot = p.in_flight.acquire() => slot.map_err(|_| StoreError::Closed)?,
     };
     let started = StdInstant::now();
-    let outcome = poll_feed_inner(p, feed, row, slot).await?;
+    p.busy.lock().unwrap_or_else(|e| e.into_inner()).insert(feed.id.clone());
+    let outcome = poll_feed_inner(p, feed, row, claim, slot).await;
+    p.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&feed.id);
+    let outcome = outcome?;
     let kind = match &outcome {
         PollOutcome::Fetched { new, updated, .. } => {
             p.metrics.stored(*new, *updated);
@@ -372,6 +519,7 @@ async fn poll_feed_inner(
     p: &Pipeline,
     feed: &FeedConfig,
     row: FeedRow,
+    claim: Option<i64>,
     slot: tokio::sync::SemaphorePermit<'_>,
 ) -> Result<PollOutcome, StoreError> {
     let validators = Validators { etag: row.etag.clone(), last_modified: row.last_modified.clone() };
@@ -400,6 +548,7 @@ async fn poll_feed_inner(
                     now,
                     next_due: Some(due),
                     moved_to: moved,
+                    claim,
                 })
                 .await?;
             return Ok(PollOutcome::NotModified);
@@ -416,7 +565,7 @@ async fn poll_feed_inner(
                 }
                 _ => error_chain(&e),
             };
-            return fail(p, feed, e.status(), msg, now, &schedule, failures, not_before).await;
+            return fail(p, (feed, claim), e.status(), msg, now, &schedule, failures, not_before).await;
         }
     };
 
@@ -437,11 +586,20 @@ async fn poll_feed_inner(
             if let Some(ct) = &body.content_type {
                 msg.push_str(&format!(" (Content-Type: {ct})"));
             }
-            return fail(p, feed, Some(200), msg, now, &schedule, failures, None).await;
+            return fail(p, (feed, claim), Some(200), msg, now, &schedule, failures, None).await;
         }
         Err(e) => {
-            return fail(p, feed, Some(200), format!("parser crashed: {e}"), now, &schedule, failures, None)
-                .await;
+            return fail(
+                p,
+                (feed, claim),
+                Some(200),
+                format!("parser crashed: {e}"),
+                now,
+                &schedule,
+                failures,
+                None,
+            )
+            .await;
         }
     };
 
@@ -475,7 +633,7 @@ async fn poll_feed_inner(
         Err(e) => {
             return fail(
                 p,
-                feed,
+                (feed, claim),
                 Some(200),
                 format!("sanitiser crashed: {e}"),
                 now,
@@ -502,6 +660,7 @@ async fn poll_feed_inner(
         moved_to: moved(body.hints.moved_to).map(|u| u.to_string()),
         next_due: Some(schedule::next_due(now, &schedule, 0, not_before, j)),
         boilerplate: new_boilerplate,
+        claim,
     };
     let rule = StoryRule {
         threshold: p.config.daemon.dedup_threshold,
@@ -580,7 +739,7 @@ fn prepare(
 #[allow(clippy::too_many_arguments)]
 async fn fail(
     p: &Pipeline,
-    feed: &FeedConfig,
+    (feed, claim): (&FeedConfig, Option<i64>),
     status: Option<u16>,
     error: String,
     now: DateTime<Utc>,
@@ -593,6 +752,8 @@ async fn fail(
         schedule::next_due(now, schedule, failures.saturating_add(1), not_before, jitter(&feed.id, now));
     let id = feed.id.clone();
     let msg = error.clone();
-    p.store.record(FeedRecord::Failure { feed_id: id, status, error: msg, now, next_due: Some(due) }).await?;
+    p.store
+        .record(FeedRecord::Failure { feed_id: id, status, error: msg, now, next_due: Some(due), claim })
+        .await?;
     Ok(PollOutcome::Failed { error })
 }

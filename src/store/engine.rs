@@ -16,8 +16,8 @@ use super::StoreError;
 use super::copy::{Loader, Table, Value};
 use super::rules::{Known, RawHtml, Sanitized, TopicRow};
 use crate::model::{
-    EntryRow, FeedRecord, FeedRow, FetchRecord, Fingerprint, IngestJob, Match, NewItem, PreviewRow,
-    PruneCounts, Scope, TopicFilter,
+    ClaimRequest, Claimed, EntryRow, FeedRecord, FeedRow, FetchRecord, Fingerprint, IngestJob, Match,
+    NewItem, NodeRow, PreviewRow, PruneCounts, Scope, TopicFilter,
 };
 
 /// Opens another connection to the same database, for reading.
@@ -49,8 +49,73 @@ pub trait Engine: Send {
     /// Of `keys` (distinct), those stored in `feed_id` and those tombstoned (`None`).
     fn known_keys(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, Option<Known>>, StoreError>;
     fn boilerplate(&self, feed_id: &str) -> Result<HashSet<u64>, StoreError>;
-    /// Polls that stored no items, on their feed rows, in one transaction.
+    /// Polls that stored no items, on their feed rows, in one transaction; none of
+    /// them if any outlived its claim ([`StoreError::Fenced`]).
     fn record_group(&mut self, records: &[&FeedRecord]) -> Result<(), StoreError>;
+
+    // Many nodes (an engine without claims, SQLite, keeps these defaults: one node).
+
+    /// Whether polls claim feeds ([`Engine::claim`] does more than read them).
+    fn has_claims(&self) -> bool {
+        false
+    }
+
+    /// Claims, of the feeds `ids`, those no other node holds an unexpired claim on
+    /// (and due, as `req` says), each with a new token; feeds locked by another
+    /// node's claim at this moment are skipped, not waited for.
+    fn claim(&mut self, ids: &[&str], req: &ClaimRequest<'_>) -> Result<Vec<Claimed>, StoreError> {
+        let _ = req;
+        Ok(self
+            .feeds(Some(ids), false)?
+            .into_iter()
+            .map(|row| Claimed { row, token: None, taken_over: false })
+            .collect())
+    }
+    /// Gives up `node`'s claims but those on `keep` (feeds being polled), and tells
+    /// the other nodes. Returns how many were given up.
+    fn release_claims(&mut self, node: &str, keep: &[&str]) -> Result<usize, StoreError> {
+        let _ = (node, keep);
+        Ok(0)
+    }
+    /// Records that `node` is alive (with its config's digest) and returns every
+    /// node seen in the last day.
+    fn heartbeat(
+        &mut self,
+        node: &str,
+        started: i64,
+        config: &str,
+        now: i64,
+    ) -> Result<Vec<NodeRow>, StoreError> {
+        let _ = (node, started, config, now);
+        Ok(Vec::new())
+    }
+    /// The nodes seen in the last day, with their unexpired claims at `now`.
+    fn nodes(&self, now: i64) -> Result<Vec<NodeRow>, StoreError> {
+        let _ = now;
+        Ok(Vec::new())
+    }
+    /// A node that stopped cleanly leaves the list.
+    fn forget_node(&mut self, node: &str) -> Result<(), StoreError> {
+        let _ = node;
+        Ok(())
+    }
+    /// Tells every node listening (see [`Engine::listener`]) that `what` changed.
+    fn notify(&mut self, what: Notice) -> Result<(), StoreError> {
+        let _ = what;
+        Ok(())
+    }
+    /// A connection of its own that waits for other nodes' notices; `None` where
+    /// there are none to wait for (then changes are found by looking).
+    fn listener(&self) -> Result<Option<Box<dyn Listener>>, StoreError> {
+        Ok(None)
+    }
+    /// Holds (`true`) or lets go of a lock that one connection of all holds at a
+    /// time: curation and rendering, or maintenance. Holding one the connection
+    /// already holds is an error of the caller.
+    fn lock(&mut self, lock: Lock, hold: bool) -> Result<(), StoreError> {
+        let _ = (lock, hold);
+        Ok(())
+    }
 
     // Storing polls.
 
@@ -132,6 +197,46 @@ pub trait Engine: Send {
         &mut self,
         f: &mut dyn FnMut(&mut dyn Loader) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+}
+
+/// What a notice between nodes says changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The topics' outputs (see `Store::outputs_changed`).
+    Outputs,
+    /// Claims were given up: feeds may be polled now.
+    Claims,
+}
+
+impl Notice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::Outputs => "outputs",
+            Notice::Claims => "claims",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Notice> {
+        match s {
+            "outputs" => Some(Notice::Outputs),
+            "claims" => Some(Notice::Claims),
+            _ => None,
+        }
+    }
+}
+
+/// Locks one connection of all holds at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Curating and rendering the topics.
+    Curation,
+}
+
+/// Waits for notices from other connections.
+pub trait Listener: Send {
+    /// The notices received within `timeout` (empty if none came). An error means the
+    /// connection is lost: open another listener.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Vec<Notice>, StoreError>;
 }
 
 /// Storing a group of polls: `'a` is how long the group's items live.

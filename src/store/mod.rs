@@ -49,17 +49,18 @@ mod writer;
 
 use std::collections::{HashMap, HashSet};
 
+pub use engine::{Listener, Notice};
 pub use postgres::check_url as check_postgres_url;
 pub use rules::Known;
 pub use search::tokens;
 pub use writer::StoreHandle;
 
 use crate::model::{
-    Database, EntryRow, FeedRecord, FeedRow, IngestCounts, IngestJob, Match, PreviewRow, PruneCounts, Scope,
-    TopicFilter,
+    ClaimRequest, Claimed, Database, EntryRow, FeedRecord, FeedRow, IngestCounts, IngestJob, Match, NodeRow,
+    PreviewRow, PruneCounts, Scope, TopicFilter,
 };
 use bands::BandMap;
-use engine::{Engine, TopicTx};
+use engine::{Engine, Lock, TopicTx};
 use rules::TopicRow;
 
 /// An error of the store. Its causes are the engine's own errors, boxed: nothing
@@ -106,6 +107,10 @@ pub enum StoreError {
     NotEmpty { at: String, table: &'static str, rows: u64 },
     #[error("the copy of {table} has {copied} rows where the source has {rows}")]
     CopyMismatch { table: &'static str, rows: u64, copied: u64 },
+    /// A poll that outlived its claim: another node claimed the feed since, and its
+    /// poll stands. Nothing of this one was stored.
+    #[error("feed {feed}: the claim on it ran out and another node took it; this poll was not stored")]
+    Fenced { feed: String },
 }
 
 /// An engine's error, as a [`StoreError`] carries it.
@@ -120,6 +125,11 @@ impl StoreError {
         }
     }
 }
+
+/// `meta` keys of [`Store::record_outputs`].
+const OUTPUTS_VERSION: &str = "outputs_version";
+const OUTPUTS_SIGNATURE: &str = "outputs_signature";
+const OUTPUTS_AS_OF: &str = "outputs_as_of";
 
 /// Band keys held in memory before [`Store::flush_bands`] writes them regardless
 /// (about 2,000 items' worth, a few MiB): bounds memory in a pass over many feeds.
@@ -499,6 +509,116 @@ impl Store {
         self.engine.set_meta("last_prune", now)
     }
 
+    /// Claims feeds for `req.node` (see [`crate::model::ClaimRequest`]): of `ids`,
+    /// those no other node holds an unexpired claim on and, with `req.due_by`, due by
+    /// then; each with a token its poll is stored under (see
+    /// [`crate::model::FetchRecord::claim`]). Without claims (SQLite, one node) every
+    /// feed of `ids` that has a row, without a token.
+    ///
+    /// # Errors
+    /// On database failure; nothing is claimed then.
+    pub fn claim(&mut self, ids: &[&str], req: &ClaimRequest<'_>) -> Result<Vec<Claimed>, StoreError> {
+        self.engine.claim(ids, req)
+    }
+
+    /// Gives up `node`'s claims except on the feeds of `keep`, and tells the other
+    /// nodes, which poll those feeds at once if due. Returns how many were given up.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn release_claims(&mut self, node: &str, keep: &[&str]) -> Result<usize, StoreError> {
+        self.engine.release_claims(node, keep)
+    }
+
+    /// Records that `node` (running since `started`, with the config digest
+    /// `config`) is alive at `now`; returns every node seen in the last day (none
+    /// without claims).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn heartbeat(
+        &mut self,
+        node: &str,
+        started: i64,
+        config: &str,
+        now: i64,
+    ) -> Result<Vec<NodeRow>, StoreError> {
+        self.engine.heartbeat(node, started, config, now)
+    }
+
+    /// The nodes seen in the last day, each with its unexpired claims at `now`.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn nodes(&self, now: i64) -> Result<Vec<NodeRow>, StoreError> {
+        self.engine.nodes(now)
+    }
+
+    /// Removes a node that stops cleanly from the list.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn forget_node(&mut self, node: &str) -> Result<(), StoreError> {
+        self.engine.forget_node(node)
+    }
+
+    /// A connection of its own that waits for other nodes' notices, where the engine
+    /// has them (PostgreSQL's LISTEN); `None` on SQLite, where a change is found by
+    /// looking at [`Store::outputs_version`].
+    ///
+    /// # Errors
+    /// If the connection cannot be opened.
+    pub fn listener(&self) -> Result<Option<Box<dyn Listener>>, StoreError> {
+        self.engine.listener()
+    }
+
+    /// Runs `f` (curating and rendering the topics) while no other node does: the
+    /// outputs a node records are those of the state it curated.
+    ///
+    /// # Errors
+    /// What `f` returns, or the failure to take or give back the lock.
+    pub fn curating<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.engine.lock(Lock::Curation, true)?;
+        let r = f(self);
+        let unlocked = self.engine.lock(Lock::Curation, false);
+        let r = r?;
+        unlocked?;
+        Ok(r)
+    }
+
+    /// Records the topics' outputs as rendered at `as_of` (`signature`: a digest of
+    /// all of them). If they differ from those recorded last, the version goes up and
+    /// the other nodes are told, so that they render them again (with `as_of`, for the
+    /// same bytes). Returns the version, new or not.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn record_outputs(&mut self, signature: i64, as_of: i64) -> Result<i64, StoreError> {
+        let version = self.engine.meta(OUTPUTS_VERSION)?.unwrap_or(0);
+        if self.engine.meta(OUTPUTS_SIGNATURE)? == Some(signature) {
+            return Ok(version);
+        }
+        self.engine.set_meta(OUTPUTS_SIGNATURE, signature)?;
+        self.engine.set_meta(OUTPUTS_AS_OF, as_of)?;
+        self.engine.set_meta(OUTPUTS_VERSION, version + 1)?;
+        self.engine.notify(Notice::Outputs)?;
+        Ok(version + 1)
+    }
+
+    /// The outputs' version and the time they were rendered at (see
+    /// [`Store::record_outputs`]); `None` before any were recorded.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn outputs_version(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let version = self.engine.meta(OUTPUTS_VERSION)?;
+        let as_of = self.engine.meta(OUTPUTS_AS_OF)?;
+        Ok(version.zip(as_of))
+    }
+
     /// When [`Store::prune`] last ran (Unix seconds).
     ///
     /// # Errors
@@ -622,5 +742,7 @@ impl Writer<'_> {
     }
 }
 
+#[cfg(test)]
+mod nodes_tests;
 #[cfg(test)]
 mod tests;

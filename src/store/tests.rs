@@ -114,6 +114,7 @@ macro_rules! on_both_engines {
         })*
     };
 }
+pub(crate) use on_both_engines;
 
 on_both_engines!(
     replacing_a_topic_leaves_the_rows_a_rebuild_would,
@@ -327,6 +328,7 @@ fn queued_records_are_grouped_each_on_its_feed(engine: Engine) {
             error: "earlier".into(),
             now,
             next_due: None,
+            claim: None,
         })
         .unwrap();
     let (handle, join) = StoreHandle::spawn(store).unwrap();
@@ -342,6 +344,7 @@ fn queued_records_are_grouped_each_on_its_feed(engine: Engine) {
             now,
             next_due: Some(due),
             moved_to: moved.map(Into::into),
+            claim: None,
         };
         let a = handle.record(not_modified("a", None));
         let b = handle.record(FeedRecord::Failure {
@@ -350,6 +353,7 @@ fn queued_records_are_grouped_each_on_its_feed(engine: Engine) {
             error: "HTTP 503".into(),
             now,
             next_due: Some(due),
+            claim: None,
         });
         let c = handle.record(not_modified("c", Some("https://c2/")));
         let released = async {

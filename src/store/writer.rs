@@ -47,6 +47,9 @@ pub struct StoreHandle {
     /// behind the writer's transactions, nor take its time. `None` for an in-memory
     /// store, which only the writer's connection sees.
     readers: Option<Arc<ReadPool>>,
+    /// Whether polls claim their feeds first (see [`Store::claim`]): many nodes may
+    /// share the database.
+    claims: bool,
 }
 
 /// Read-only connections to the writer's database, opened as needed, at most
@@ -99,6 +102,7 @@ impl StoreHandle {
     /// If the thread cannot be started.
     pub fn spawn(store: Store) -> std::io::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let claims = store.engine.has_claims();
         let readers = store.engine.reader().map(|open| {
             Arc::new(ReadPool {
                 open,
@@ -143,7 +147,13 @@ impl StoreHandle {
             }
             store.engine.writer_stopping();
         })?;
-        Ok((StoreHandle { tx, readers }, join))
+        Ok((StoreHandle { tx, readers, claims }, join))
+    }
+
+    /// Whether polls claim their feeds before polling them (PostgreSQL, where many
+    /// nodes may share the database); without claims a feed's state is read instead.
+    pub fn has_claims(&self) -> bool {
+        self.claims
     }
 
     /// Frees the writer's caches ([`Store::release_memory`]) and closes idle read

@@ -25,8 +25,11 @@ async fn start(env: &Env) -> Running {
     let (reload, rx) = mpsc::channel(4);
     let shutdown = CancellationToken::new();
     let config = env.config();
-    let task =
-        tokio::spawn(daemon::run(config, listener, Control { reload: rx, shutdown: shutdown.clone() }));
+    let task = tokio::spawn(daemon::run(
+        config,
+        listener,
+        Control { reload: rx, shutdown: shutdown.clone(), node: "test".into() },
+    ));
     feedsieve::fetch::install_tls_provider();
     let http = reqwest::Client::builder().no_gzip().build().unwrap();
     Running { base, shutdown, reload, task, http }

@@ -12,17 +12,15 @@
 //! and SIGHUP/SIGTERM under systemd (`daemon::the_binary_talks_to_systemd_and_obeys_signals`).
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
 use feedsieve::model::Database;
 
-use crate::util::{Engine, Env, FeedServer, etag_of};
+use crate::util::{Daemon, Engine, Env, FeedServer, Reap, etag_of};
 
 /// A small linear congruential generator (Knuth's MMIX constants): reproducible kill
 /// timings without a dependency.
@@ -50,30 +48,6 @@ fn binary() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_feedsieve"));
     c.env("RUST_LOG", "warn");
     c
-}
-
-/// Kills the child when a test fails half-way.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Reap {
-    /// Waits for the child to exit on its own; a hang fails the test.
-    fn wait_exit(&mut self, what: &str) -> std::process::ExitStatus {
-        let give_up = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < give_up, "{what}: the process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -554,78 +528,6 @@ async fn a_locked_database_fails_the_pass_clearly_and_the_next_pass_succeeds() {
     let stored = inspect_sqlite(&db).unwrap();
     assert_consistent(&stored, &etags, 2);
     assert_eq!(stored.items.len(), 30);
-}
-
-/// The real daemon (`feedsieve run`), its address learnt from its log.
-struct Daemon {
-    child: Reap,
-    base: String,
-    log: Arc<Mutex<String>>,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    async fn start(mut cmd: Command) -> Daemon {
-        cmd.arg("run").env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in std::io::BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        feedsieve::fetch::install_tls_provider();
-        let mut d = Daemon { child: Reap(child), base: String::new(), log, http: reqwest::Client::new() };
-        let log = d.wait_log("the daemon to listen", |l| l.contains("serving on ")).await;
-        let addr = log.split("serving on ").nth(1).and_then(|r| r.split(' ').next()).unwrap();
-        d.base = format!("http://{addr}");
-        d
-    }
-
-    /// Waits until the log satisfies `check`; the daemon exiting first fails the test.
-    async fn wait_log(&mut self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        for _ in 0..1200 {
-            let log = self.log.lock().unwrap().clone();
-            if check(&log) {
-                return log;
-            }
-            if let Some(status) = self.child.0.try_wait().unwrap() {
-                tokio::time::sleep(Duration::from_millis(100)).await; // the rest of the log
-                panic!("waiting for {what}: the daemon exited with {status}:\n{}", self.log.lock().unwrap());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("timed out waiting for {what}:\n{}", self.log.lock().unwrap());
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn topic_titles(&self, topic: &str) -> Vec<String> {
-        let (status, body) = self.get(&format!("/topics/{topic}.json")).await;
-        assert_eq!(status, 200, "{body}");
-        crate::util::titles(body.as_bytes())
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
-        assert_eq!(unsafe { libc::kill(self.child.0.id() as libc::pid_t, sig) }, 0);
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        self.signal(libc::SIGTERM);
-        self.child.wait_exit("the daemon after SIGTERM")
-    }
 }
 
 /// A maker of commands that run the binary as a user the file modes apply to. As

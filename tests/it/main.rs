@@ -6,6 +6,7 @@
 mod util;
 
 mod cli;
+mod cluster;
 mod daemon;
 mod dbcopy;
 mod dedup;

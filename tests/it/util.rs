@@ -2,9 +2,12 @@
 //! temporary config + database, and checks on rendered output.
 
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
@@ -535,6 +538,7 @@ pub async fn served_pages(env: &Env) -> (String, String) {
         feeds: RwLock::new(HashMap::new()),
         store,
         metrics: Default::default(),
+        node: "test".into(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -580,4 +584,127 @@ fn pg_row_text(row: &postgres::Row) -> Vec<String> {
             v.unwrap_or_else(|| "NULL".to_owned())
         })
         .collect()
+}
+
+/// Kills the child when a test fails half-way.
+pub struct Reap(pub std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Reap {
+    /// Waits for the child to exit on its own; a hang fails the test.
+    pub fn wait_exit(&mut self, what: &str) -> std::process::ExitStatus {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < give_up, "{what}: the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The real daemon (`feedsieve run`), its address learnt from its log.
+pub struct Daemon {
+    pub child: Reap,
+    pub base: String,
+    pub log: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    pub async fn start(cmd: Command) -> Daemon {
+        Daemon::start_with(cmd, &[]).await
+    }
+
+    /// As [`Daemon::start`], with more arguments to `run`.
+    pub async fn start_with(mut cmd: Command, args: &[&str]) -> Daemon {
+        cmd.arg("run")
+            .args(args)
+            .env("RUST_LOG", std::env::var("IT_LOG").unwrap_or("info".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        feedsieve::fetch::install_tls_provider();
+        let mut d = Daemon { child: Reap(child), base: String::new(), log, http: reqwest::Client::new() };
+        let log = d.wait_log("the daemon to listen", |l| l.contains("serving on ")).await;
+        let addr = log.split("serving on ").nth(1).and_then(|r| r.split(' ').next()).unwrap();
+        d.base = format!("http://{addr}");
+        d
+    }
+
+    /// Waits until the log satisfies `check`; the daemon exiting first fails the test.
+    pub async fn wait_log(&mut self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        for _ in 0..1200 {
+            let log = self.log.lock().unwrap().clone();
+            if check(&log) {
+                return log;
+            }
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                tokio::time::sleep(Duration::from_millis(100)).await; // the rest of the log
+                panic!("waiting for {what}: the daemon exited with {status}:\n{}", self.log.lock().unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}:\n{}", self.log.lock().unwrap());
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    pub async fn topic_titles(&self, topic: &str) -> Vec<String> {
+        let (status, body) = self.get(&format!("/topics/{topic}.json")).await;
+        assert_eq!(status, 200, "{body}");
+        crate::util::titles(body.as_bytes())
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        assert_eq!(unsafe { libc::kill(self.child.0.id() as libc::pid_t, sig) }, 0);
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.child.wait_exit("the daemon after SIGTERM")
+    }
+}
+
+impl Drop for Daemon {
+    /// A test failing while the daemon runs shows the end of the daemon's log (set
+    /// `IT_LOG`, e.g. `IT_LOG=feedsieve=debug`, for more than `info`).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- the last {} lines of the daemon at {}:\n{}",
+                tail.len(),
+                self.base,
+                tail.join("\n")
+            );
+        }
+    }
 }

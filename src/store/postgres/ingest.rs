@@ -139,6 +139,15 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
         // table it took for small read all of it once per group.
         tx.batch_execute("SET LOCAL enable_seqscan = off")?;
         let items: usize = group.iter().map(|j| j.items.len()).sum();
+        if items > 0 {
+            // One group with new items at a time, whichever node stores it: the row
+            // of the band-key counter is held from here until commit, so a group looks
+            // up stories after every group before it has committed, and two nodes
+            // storing copies of one story at the same moment make one story (looked
+            // up before, both would have missed the other's and made two). The
+            // retention's transaction takes the same row first.
+            tx.execute("SELECT value FROM meta WHERE key = 'band_writes' FOR UPDATE", &[])?;
+        }
         let filter = band_filter(&mut tx, bands, items)?;
         let (mut feeds, mut keys, mut links, mut band_keys) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -407,11 +416,14 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
             )?;
         }
         for (feed_id, r, now) in &this.fetches {
-            tx.execute(
+            // Stored only under the feed's current claim (see `feeds::record_group`).
+            let updated = tx.execute(
                 "UPDATE feeds SET etag = $2, last_modified = $3, last_fetch = $4, last_success = $4,
                      last_status = $5, error = NULL, failures = 0, title = COALESCE($6, title),
-                     site_link = COALESCE($7, site_link), moved_to = $8, next_due = $9
-                 WHERE id = $1",
+                     site_link = COALESCE($7, site_link), moved_to = $8, next_due = $9,
+                     claimed_by = CASE WHEN $10::BIGINT IS NULL THEN claimed_by END,
+                     claim_until = CASE WHEN $10::BIGINT IS NULL THEN claim_until END
+                 WHERE id = $1 AND ($10::BIGINT IS NULL OR claim_token = $10)",
                 &[
                     feed_id,
                     &r.etag,
@@ -422,8 +434,12 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
                     &r.site_link,
                     &r.moved_to,
                     &r.next_due.map(ts),
+                    &r.claim,
                 ],
             )?;
+            if updated == 0 && r.claim.is_some() {
+                return Err(StoreError::Fenced { feed: feed_id.clone() });
+            }
         }
         this.tx.commit()?;
         Ok(())

@@ -21,6 +21,15 @@ pub fn prune(
     now: i64,
 ) -> Result<PruneCounts, StoreError> {
     let mut tx = client.transaction()?;
+    // One node at a time: another that is at it already has it in hand.
+    let ours: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RETENTION_LOCK])?.get(0);
+    if !ours {
+        tracing::debug!("retention: another node is running it");
+        return Ok(PruneCounts::default());
+    }
+    // Stories are not taken apart while a group (of any node) joins items to them:
+    // the row every group with new items holds until it commits (see `ingest`).
+    tx.execute("SELECT value FROM meta WHERE key = 'band_writes' FOR UPDATE", &[])?;
     // Band keys are removed by key, through their index (see `unband`).
     tx.batch_execute("SET LOCAL enable_seqscan = off")?;
     tx.execute(
@@ -62,6 +71,9 @@ pub fn prune(
     tx.commit()?;
     Ok(PruneCounts { items, stories })
 }
+
+/// The advisory lock retention holds ("fsprune" in ASCII).
+const RETENTION_LOCK: i64 = 0x6673_7072_756e_6500;
 
 /// Items whose band keys one statement of [`unband`] removes at most.
 const UNBAND_CHUNK: i64 = 10_000;

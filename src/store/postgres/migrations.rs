@@ -18,7 +18,8 @@ use crate::store::StoreError;
 /// The advisory lock migrations hold (a constant of feedsieve's own: "feedsiev").
 const LOCK: i64 = 0x6665_6564_7369_6576;
 
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE feeds (
     id            TEXT PRIMARY KEY,
     url           TEXT NOT NULL,
@@ -128,7 +129,27 @@ CREATE TABLE meta (
     value BIGINT NOT NULL
 );
 INSERT INTO meta (key, value) VALUES ('band_writes', 0);
-"#];
+"#,
+    r#"
+-- Many nodes on one database. A node claims a feed before polling it: `claimed_by`
+-- until `claim_until` (Unix seconds), with a `claim_token` taken from a sequence, so
+-- that each claim has a number no earlier claim had. Storing a poll checks the token
+-- (a poll that outlived its lease cannot overwrite a newer one) and clears the claim.
+ALTER TABLE feeds ADD COLUMN claimed_by TEXT,
+                  ADD COLUMN claim_until BIGINT,
+                  ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;
+CREATE SEQUENCE claim_tokens;
+CREATE INDEX feeds_claimed ON feeds (claimed_by) WHERE claimed_by IS NOT NULL;
+
+-- The nodes, as each last said it was alive; `config` is a digest of its config file.
+CREATE TABLE nodes (
+    name      TEXT PRIMARY KEY,
+    started   BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    config    TEXT NOT NULL
+);
+"#,
+];
 
 /// Applies the steps the database lacks.
 ///

@@ -26,10 +26,11 @@ use postgres::Client;
 
 use super::StoreError;
 use super::copy::{Loader, Table, Value};
-use super::engine::{Engine, IngestTx, Opener, TopicTx};
+use super::engine::{Engine, IngestTx, Listener, Lock, Notice, Opener, TopicTx};
 use super::rules::{Known, RawHtml, Sanitized};
 use crate::model::{
-    EntryRow, FeedRecord, FeedRow, IngestJob, Match, PgTarget, PreviewRow, PruneCounts, Scope, TopicFilter,
+    ClaimRequest, Claimed, EntryRow, FeedRecord, FeedRow, IngestJob, Match, NodeRow, PgTarget, PreviewRow,
+    PruneCounts, Scope, TopicFilter,
 };
 
 /// Whether a `postgres://` URL is one feedsieve can connect with (its options
@@ -139,6 +140,40 @@ fn off_runtime<R: Send>(f: impl FnOnce() -> Result<R, StoreError> + Send) -> Res
     std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|_| Err(StoreError::Closed))
 }
 
+/// The channel of notices between nodes (see [`Notice`]).
+const CHANNEL: &str = "feedsieve";
+
+/// The advisory lock curation and rendering hold ("fscurate" in ASCII).
+const CURATION_LOCK: i64 = 0x6673_6375_7261_7465;
+
+/// A connection of its own that listens on [`CHANNEL`].
+struct PgListener(Postgres);
+
+impl Listener for PgListener {
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Vec<Notice>, StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let client: &mut Client = self.0.client.get_mut();
+        off_runtime(|| {
+            let mut out = Vec::new();
+            // The first for up to `timeout`, then whatever else has come with it.
+            let first = client.notifications().timeout_iter(timeout).next()?;
+            if let Some(n) = first {
+                out.extend(Notice::parse(n.payload()));
+                let mut more = client.notifications();
+                let mut more = more.iter();
+                while let Some(n) = more.next()? {
+                    out.extend(Notice::parse(n.payload()));
+                }
+            }
+            // A lost connection ends the wait as no notice would.
+            if client.is_closed() {
+                return Err(StoreError::Db("the connection listening for other nodes was closed".into()));
+            }
+            Ok(out)
+        })
+    }
+}
+
 /// A client that may be dropped anywhere: from inside a runtime, on a thread of its
 /// own (see [`Postgres`]).
 struct Conn(Option<Client>);
@@ -197,6 +232,61 @@ impl Engine for Postgres {
 
     fn record_group(&mut self, records: &[&FeedRecord]) -> Result<(), StoreError> {
         self.with_mut(|c| feeds::record_group(c, records))
+    }
+
+    fn has_claims(&self) -> bool {
+        true
+    }
+
+    fn claim(&mut self, ids: &[&str], req: &ClaimRequest<'_>) -> Result<Vec<Claimed>, StoreError> {
+        self.with_mut(|c| feeds::claim(c, ids, req))
+    }
+
+    fn release_claims(&mut self, node: &str, keep: &[&str]) -> Result<usize, StoreError> {
+        let n = self.with_mut(|c| feeds::release(c, node, keep))?;
+        if n > 0 {
+            self.notify(Notice::Claims)?;
+        }
+        Ok(n)
+    }
+
+    fn heartbeat(
+        &mut self,
+        node: &str,
+        started: i64,
+        config: &str,
+        now: i64,
+    ) -> Result<Vec<NodeRow>, StoreError> {
+        self.with_mut(|c| feeds::heartbeat(c, node, started, config, now))
+    }
+
+    fn nodes(&self, now: i64) -> Result<Vec<NodeRow>, StoreError> {
+        self.with(|c| feeds::nodes(c, now))
+    }
+
+    fn forget_node(&mut self, node: &str) -> Result<(), StoreError> {
+        self.with_mut(|c| Ok(c.execute("DELETE FROM nodes WHERE name = $1", &[&node]).map(drop)?))
+    }
+
+    fn notify(&mut self, what: Notice) -> Result<(), StoreError> {
+        self.with_mut(|c| Ok(c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &what.as_str()]).map(drop)?))
+    }
+
+    fn listener(&self) -> Result<Option<Box<dyn Listener>>, StoreError> {
+        let target = self.target.clone();
+        off_runtime(move || {
+            let mut db = Postgres::connect(&target)?;
+            db.client.get_mut().batch_execute(&format!("LISTEN {CHANNEL}"))?;
+            Ok(Some(Box::new(PgListener(db)) as Box<dyn Listener>))
+        })
+    }
+
+    fn lock(&mut self, lock: Lock, hold: bool) -> Result<(), StoreError> {
+        let key = match lock {
+            Lock::Curation => CURATION_LOCK,
+        };
+        let sql = if hold { "SELECT pg_advisory_lock($1)" } else { "SELECT pg_advisory_unlock($1)" };
+        self.with_mut(|c| Ok(c.execute(sql, &[&key]).map(drop)?))
     }
 
     fn ingest_tx<'s, 'a: 's>(

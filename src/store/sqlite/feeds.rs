@@ -58,6 +58,9 @@ pub fn rows(conn: &Connection, only: Option<&[&str]>, counts: bool) -> Result<Ve
             next_due: r.get(9)?,
             moved_to: r.get(10)?,
             items: r.get(11)?,
+            // One node: no claims.
+            claimed_by: None,
+            claim_until: None,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -101,13 +104,13 @@ pub fn record_group(conn: &mut Connection, records: &[&FeedRecord]) -> Result<()
 
 fn record(conn: &Connection, record: &FeedRecord) -> Result<(), StoreError> {
     match record {
-        FeedRecord::NotModified { feed_id, status, now, next_due, moved_to } => conn
+        FeedRecord::NotModified { feed_id, status, now, next_due, moved_to, .. } => conn
             .prepare_cached(
                 "UPDATE feeds SET last_fetch = ?2, last_success = ?2, last_status = ?3, error = NULL,
                      failures = 0, next_due = ?4, moved_to = ?5 WHERE id = ?1",
             )?
             .execute(params![feed_id, ts(*now), status, next_due.map(ts), moved_to])?,
-        FeedRecord::Failure { feed_id, status, error, now, next_due } => conn
+        FeedRecord::Failure { feed_id, status, error, now, next_due, .. } => conn
             .prepare_cached(
                 "UPDATE feeds SET last_fetch = ?2, last_status = ?3, error = ?4, failures = failures + 1,
                      next_due = ?5 WHERE id = ?1",
