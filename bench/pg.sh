@@ -34,6 +34,11 @@
 # (-o "-c ..."), so data/postgresql.conf stays initdb's. initdb uses UTF8 and
 # the C.UTF-8 locale.
 #
+# $PG_OPTS (default empty, which changes nothing above) is appended to those
+# server options, for a bench that needs more, e.g.
+#   PG_OPTS="-c shared_preload_libraries=pg_stat_statements" bench/pg.sh start
+# (bench/cluster.py does that to count statements per feed poll).
+#
 # The data folder must be on the same disk as the SQLite state (bench/out),
 # not in RAM, or the comparison favours PostgreSQL: `start` refuses a tmpfs or
 # ramfs $PG_STATE.
@@ -111,7 +116,7 @@ start() {
 		}
 	fi
 	as_pg "$bin/pg_ctl" -D "$data" -l "$state/server.log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$state -c shared_buffers=256MB" \
+		-o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$state -c shared_buffers=256MB${PG_OPTS:+ $PG_OPTS}" \
 		start >/dev/null || {
 		echo "pg.sh: the server did not start (port $port taken?); see $state/server.log:" >&2
 		tail -n 5 "$state/server.log" >&2

@@ -128,10 +128,15 @@ async fn three_nodes_poll_each_feed_once_and_serve_the_same_bytes() {
         &server,
         "timeout = \"5s\"\nlease = \"30s\"\nschedule = \"every 1h\"\nlisten = \"127.0.0.1:0\"\nfetch_concurrency = 4",
     );
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2", "n3"] {
-        nodes.push(Daemon::start_with(binary(&env), &["--node", name]).await);
-    }
+    // Started together, so that each finds feeds due; each logs the feeds it stored.
+    let node = |name: &'static str| {
+        let cmd = binary(&env);
+        async move {
+            Daemon::start_logging(cmd, &["--node", name], "info,feedsieve::daemon::pipeline=debug").await
+        }
+    };
+    let (n1, n2, n3) = tokio::join!(node("n1"), node("n2"), node("n3"));
+    let nodes = [n1, n2, n3];
     let shared = FEEDS / 3;
     let items = (FEEDS + 2 * shared) as i64;
     eventually("every item stored", 60, async || {
@@ -153,6 +158,13 @@ async fn three_nodes_poll_each_feed_once_and_serve_the_same_bytes() {
     }
     assert_eq!(claims.iter().sum::<u64>(), FEEDS as u64, "claims per node: {claims:?}");
     assert!(claims.iter().filter(|c| **c > 0).count() >= 2, "more than one node polled: {claims:?}");
+    // Copies stored by different nodes made one story (the count above) at least once.
+    let stored_by = |feed: usize| {
+        let needle = format!("stored feed=f{feed} new=");
+        nodes.iter().position(|d| d.log.lock().unwrap().contains(&needle)).expect("a node stored each feed")
+    };
+    let split = (0..shared).filter(|&s| stored_by(s) != stored_by(s + FEEDS / 2)).count();
+    assert!(split > 0, "some pair of copies was stored by two nodes");
 
     // Every node serves the same bytes.
     let same = eventually("the same topic feed from every node", 30, async || {

@@ -624,12 +624,16 @@ impl Daemon {
     }
 
     /// As [`Daemon::start`], with more arguments to `run`.
-    pub async fn start_with(mut cmd: Command, args: &[&str]) -> Daemon {
-        cmd.arg("run")
-            .args(args)
-            .env("RUST_LOG", std::env::var("IT_LOG").unwrap_or("info".into()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+    pub async fn start_with(cmd: Command, args: &[&str]) -> Daemon {
+        Daemon::start_logging(cmd, args, "info").await
+    }
+
+    /// As [`Daemon::start_with`], logging what `filter` (a `RUST_LOG` value) lets
+    /// through, which must include `feedsieve=info`: the address is learnt from the
+    /// log. `IT_LOG` set in the tests' environment replaces `filter`.
+    pub async fn start_logging(mut cmd: Command, args: &[&str], filter: &str) -> Daemon {
+        cmd.env("RUST_LOG", std::env::var("IT_LOG").ok().filter(|v| !v.is_empty()).unwrap_or(filter.into()));
+        cmd.arg("run").args(args).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
