@@ -224,6 +224,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut config = load(&path)?;
             if let Some(addr) = listen {
                 config.daemon.listen_on(addr);
+                if matches!(config.daemon.database, Database::Postgres(_)) && !config.daemon.base_url_set {
+                    tracing::warn!(
+                        "--listen {addr} without base_url in {}: this node's feeds link to {}; set base_url to \
+                         the address readers use, or nodes listening on other addresses serve other bytes",
+                        config.path.display(),
+                        config.daemon.base_url
+                    );
+                }
             }
             if let Some(n) = &node
                 && (n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control))

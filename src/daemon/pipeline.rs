@@ -324,10 +324,17 @@ impl Upcoming {
                     .await?;
                 let mut by_id: std::collections::HashMap<String, FeedRow> =
                     rows.into_iter().map(|r| (r.id.clone(), r)).collect();
-                self.ready.extend(batch.into_iter().map(|f| {
+                // Without claims of its own (`feedsieve poll`), a pass still leaves a
+                // feed alone while a node holds it: that node is polling it now.
+                let now = p.clock.now().timestamp();
+                for f in batch {
                     let row = by_id.remove(&f.id).unwrap_or_default();
-                    (f, row, None)
-                }));
+                    if row.claimed_by.is_some() && row.claim_until.is_some_and(|until| until > now) {
+                        self.skipped += 1;
+                    } else {
+                        self.ready.push_back((f, row, None));
+                    }
+                }
             }
         }
         Ok(self.ready.pop_front())

@@ -314,6 +314,16 @@ async fn a_stopped_node_hands_its_claims_over_at_once() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let unpolled = count(&env, "SELECT count(*) FROM feeds WHERE last_fetch IS NULL");
     assert!(unpolled > 1, "a holds feeds it has not polled yet");
+    // A `feedsieve poll` process leaves alone a feed a node holds.
+    let held = env
+        .rows("SELECT id FROM feeds WHERE claimed_by = 'a' AND last_fetch IS NULL ORDER BY id DESC LIMIT 1");
+    let cli = env.clone_path();
+    let feed = held[0][0].clone();
+    let out =
+        tokio::task::spawn_blocking(move || cli.cli(&["poll", "--json", "--feed", &feed])).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let poll: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((poll["skipped"].as_u64(), poll["fetched"].as_u64()), (Some(1), Some(0)), "{poll}");
     assert!(a.stop().success());
     eventually("every feed stored", 60, async || {
         let n = count(&env, "SELECT count(*) FROM feeds WHERE last_status = 200");
