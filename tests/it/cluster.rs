@@ -375,3 +375,27 @@ async fn a_poll_process_s_change_reaches_a_running_daemon_on_sqlite() {
     );
     assert!(d.stop().success());
 }
+
+/// A node whose config file differs from another live node's says so, naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_another_config_file_is_named_in_a_warning() {
+    let server = FeedServer::start().await;
+    server.put("/f0.xml", rss(&feed_items(0)), "application/rss+xml");
+    let env = Env::with_daemon_on(
+        Engine::Postgres,
+        "timeout = \"5s\"\nschedule = \"every 1h\"\nlisten = \"127.0.0.1:0\"",
+        &format!("[[feed]]\nid = \"f0\"\nurl = \"{}\"\n", server.url("/f0.xml")),
+    );
+    let mut x = Daemon::start_with(binary(&env), &["--node", "x"]).await;
+    // The same database and feeds, one more topic.
+    let other = tempfile::tempdir().unwrap();
+    let other_path = other.path().join("feedsieve.toml");
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(&other_path, format!("{text}\n[[topic]]\nid = \"extra\"\nquery = \"border\"\n")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedsieve"));
+    cmd.arg("--config").arg(&other_path);
+    let mut y = Daemon::start_with(cmd, &["--node", "y"]).await;
+    y.wait_log("y to warn of x", |l| l.contains("node x runs with another config file")).await;
+    x.wait_log("x to warn of y", |l| l.contains("node y runs with another config file")).await;
+    assert!(x.stop().success() && y.stop().success());
+}
