@@ -1,6 +1,7 @@
 //! `feedsieve db`: whole-database work.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -11,6 +12,13 @@ use crate::store::{Store, copy};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
+    /// Write a consistent copy of the config's SQLite store to FILE, also while
+    /// `feedsieve run` is writing to it, and check the copy (PRAGMA integrity_check).
+    /// FILE must not exist. On PostgreSQL, use pg_dump instead.
+    Backup {
+        /// The new file.
+        file: PathBuf,
+    },
     /// Copy a whole store (feeds' state and validators, items, stories, topics,
     /// tombstones) into an empty database: each a SQLite path or a postgres:// URL
     /// (password in the URL, PGPASSWORD or ~/.pgpass).
@@ -22,10 +30,90 @@ pub enum DbCommand {
     },
 }
 
-pub fn db(cmd: DbCommand) -> anyhow::Result<ExitCode> {
+pub fn db(config: &Path, cmd: DbCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        DbCommand::Backup { file } => backup(&crate::daemon::load_config(config)?.daemon.database, &file),
         DbCommand::Copy { from, to } => copy_store(&from, &to),
     }
+}
+
+/// `db backup FILE`: `VACUUM INTO` a file beside FILE, checked, synced, then renamed
+/// to FILE, so that FILE is never a partial copy.
+fn backup(db: &Database, file: &Path) -> anyhow::Result<ExitCode> {
+    if let Database::Postgres(_) = db {
+        return Err(UsageError(format!(
+            "db backup copies a SQLite store, and {db} is PostgreSQL: back it up with \
+             pg_dump -Fc -f feedsieve.dump DBNAME (pg_restore -d DBNAME feedsieve.dump restores it)"
+        ))
+        .into());
+    }
+    if db.is_missing_file() {
+        return Err(UsageError(format!("{db} does not exist: there is nothing to back up yet")).into());
+    }
+    if file.symlink_metadata().is_ok() {
+        return Err(UsageError(format!("{} exists; db backup writes a new file only", file.display())).into());
+    }
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if !folder.is_dir() {
+        return Err(UsageError(format!(
+            "{}: the folder {} does not exist",
+            file.display(),
+            folder.display()
+        ))
+        .into());
+    }
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = folder.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    let started = std::time::Instant::now();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!("copying {db}"));
+        s.enable_steady_tick(std::time::Duration::from_millis(200));
+        s
+    });
+    let result = (|| -> anyhow::Result<(i64, u64)> {
+        Store::open_read_only(db)?.backup_to(&partial)?;
+        if let Some(s) = &spinner {
+            s.set_message(format!("checking {}", file.display()));
+        }
+        let copy = Store::open_read_only(Database::Sqlite(partial.clone()))?;
+        let integrity = copy.integrity_check()?;
+        anyhow::ensure!(integrity == "ok", "the copy failed its integrity check: {integrity}");
+        let items = copy.item_count()?;
+        drop(copy);
+        std::fs::File::open(&partial)?.sync_all()?;
+        let size = std::fs::metadata(&partial)?.len();
+        Ok((items, size))
+    })();
+    if let Some(s) = &spinner {
+        s.finish_and_clear();
+    }
+    let (items, size) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.context(format!("cannot back {db} up to {}", file.display())));
+        }
+    };
+    // Linked under its name only when complete; never over a file made meanwhile.
+    if let Err(e) = std::fs::hard_link(&partial, file) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(anyhow::Error::from(e).context(format!("cannot create {}", file.display())));
+    }
+    let _ = std::fs::remove_file(&partial);
+    if let Ok(dir) = std::fs::File::open(&folder) {
+        let _ = dir.sync_all();
+    }
+    println!(
+        "backed up {db} to {}: {items} items, {size} bytes, integrity ok ({:.1}s)",
+        file.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A database named on the command line: a `postgres://` URL or a path.

@@ -28,8 +28,11 @@ mod manage;
 
 use crate::daemon::load_config as load;
 
+/// `feedsieve --version`: the version and the commit built from (see build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FEEDSIEVE_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
-#[command(name = "feedsieve", version, about = "Feed aggregator: poll feeds, curate topics, republish them")]
+#[command(name = "feedsieve", version = VERSION, about = "Feed aggregator: poll feeds, curate topics, republish them")]
 pub struct Cli {
     /// Config file [default: $FEEDSIEVE_CONFIG, $XDG_CONFIG_HOME/feedsieve/feedsieve.toml,
     /// /etc/feedsieve/feedsieve.toml]
@@ -255,7 +258,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topic(TopicCommand::Remove { id }) => manage::topic_remove(&path, &id),
         Command::Feed(cmd) => manage::feed(&path, cmd),
         Command::Opml(cmd) => manage::opml(&path, cmd),
-        Command::Db(cmd) => db::db(cmd),
+        Command::Db(cmd) => db::db(&path, cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "feedsieve", &mut std::io::stdout());

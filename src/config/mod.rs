@@ -787,7 +787,13 @@ impl<'a> Reader<'a> {
             &["id", "title", "description", "query", "exclude", "feeds", "tags", "limit", "max_age"],
             "[[topic]]",
         );
-        let id = self.id(t, "topic", &span)?;
+        // An invalid id is reported, and the rest of the topic checked all the same
+        // under the id as written (the file is refused anyway), so that one run shows
+        // every problem.
+        let valid_id = self.id(t, "topic", &span);
+        let id = valid_id.unwrap_or_else(|| {
+            t.get("id").and_then(|v| v.get_ref().as_str()).unwrap_or("(no id)").to_owned()
+        });
         let title = self.string(t, "title").map_or_else(|| id.clone(), |(s, _)| s);
         let description = self.string(t, "description").map(|(s, _)| s);
         let (query, query_at) = self.query(t, "query", &id);
@@ -1081,6 +1087,25 @@ id = "empty"
     fn ids_must_be_url_safe() {
         let p = problems("[[feed]]\nid = \"a b\"\nurl = \"https://x.org/\"\n");
         assert!(p[0].contains("feed id 'a b': ' ' is not allowed"), "{p:?}");
+    }
+
+    /// Issue "For operators": a topic with an invalid id hid the errors of its query.
+    #[test]
+    fn a_topic_with_a_bad_id_still_has_its_query_checked() {
+        let p = problems(
+            "[[feed]]\nid = \"a\"\nurl = \"https://x.org/\"\n\n             [[topic]]\nid = \"border news\"\nquery = 'border AND'\nexclude = '(x'\nfeeds = [\"nope\"]\nlimit = 0\n",
+        );
+        let expected = [
+            "/etc/fs/test.toml:6:6: topic id 'border news': ' ' is not allowed",
+            "/etc/fs/test.toml:7:20: topic 'border news': bad query",
+            "/etc/fs/test.toml:8:14: topic 'border news': bad exclude",
+            "/etc/fs/test.toml:10:9: 'limit' = 0 is out of range",
+        ];
+        for e in expected {
+            assert!(p.iter().any(|m| m.starts_with(e)), "missing {e:?} in {p:#?}");
+        }
+        assert!(p.iter().any(|m| m.ends_with("topic 'border news' names unknown feed 'nope'")), "{p:#?}");
+        assert_eq!(p.len(), expected.len() + 1, "{p:#?}");
     }
 
     #[test]

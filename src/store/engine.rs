@@ -164,6 +164,15 @@ pub trait Engine: Send {
     fn story_count(&self) -> Result<i64, StoreError>;
     fn items_per_day(&self, since: i64) -> Result<HashMap<String, Vec<(i64, i64)>>, StoreError>;
     fn integrity_check(&self) -> Result<String, StoreError>;
+    /// A consistent copy of the database in the new file `to` (see `Store::backup_to`).
+    fn backup_to(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        let _ = to;
+        Err(StoreError::Unsupported {
+            at: self.name().to_owned(),
+            what: "db backup",
+            instead: "back PostgreSQL up with pg_dump -Fc (and restore with pg_restore)",
+        })
+    }
     fn ping(&self) -> Result<(), StoreError>;
 
     // Maintenance.

@@ -111,6 +111,9 @@ pub enum StoreError {
     /// poll stands. Nothing of this one was stored.
     #[error("feed {feed}: the claim on it ran out and another node took it; this poll was not stored")]
     Fenced { feed: String },
+    /// What one engine does and the other does not (`db backup` is SQLite's).
+    #[error("{what} is not available on {at}: {instead}")]
+    Unsupported { at: String, what: &'static str, instead: &'static str },
 }
 
 /// An engine's error, as a [`StoreError`] carries it.
@@ -633,6 +636,17 @@ impl Store {
     /// On database failure.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.engine.integrity_check()
+    }
+
+    /// Writes a consistent copy of the whole database to the new file `to`, while
+    /// other connections and processes go on writing (SQLite's `VACUUM INTO`, in one
+    /// read transaction). The file is only complete once this returns.
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] on PostgreSQL (`pg_dump` makes its backups); a
+    /// file that cannot be written.
+    pub fn backup_to(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        self.engine.backup_to(to)
     }
 
     /// Whether the database answers (for the watchdog and `/healthz`).

@@ -47,6 +47,25 @@ fn check_accepts_the_shipped_configs() {
     }
 }
 
+/// `--version` names the version and the commit the binary was built from: the
+/// checkout's HEAD when built in one (as here, and in CI's fresh clone), else "unknown".
+#[test]
+fn version_names_the_commit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve")).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let commit = std::env::var("FEEDSIEVE_COMMIT").ok().filter(|c| !c.trim().is_empty()).or(head);
+    let want =
+        format!("feedsieve {} ({})\n", env!("CARGO_PKG_VERSION"), commit.as_deref().unwrap_or("unknown"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}
+
 #[test]
 fn a_missing_config_is_a_clear_error() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))

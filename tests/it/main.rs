@@ -5,6 +5,7 @@
 #[macro_use]
 mod util;
 
+mod backup;
 mod cli;
 mod cluster;
 mod daemon;

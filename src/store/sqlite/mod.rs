@@ -322,6 +322,14 @@ impl Engine for Sqlite {
         Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 
+    fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
+        let Some(path) = to.to_str() else {
+            return Err(StoreError::Db(format!("{} is not a UTF-8 path", to.display()).into()));
+        };
+        self.conn.execute("VACUUM INTO ?1", [path])?;
+        Ok(())
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         Ok(self.conn.query_row("SELECT 1", [], |_| Ok(()))?)
     }
