@@ -109,18 +109,20 @@ impl Scheduler {
 
     /// When the feed of `row` is due by the store: while another node holds an
     /// unexpired claim on it, when that claim ends (that node polls it until then, or
-    /// dies and leaves it to the others); else at its stored next due time, or
-    /// `fallback` if it has none. Never before `now` plus a second, so that a feed
-    /// skipped for a moment is not asked for again at once.
-    fn stored_due(&self, row: &FeedRow, fallback: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-        let held_until = row
+    /// dies and leaves it to the others); at once if another node's claim ran out
+    /// without its poll being stored (storing ends a claim: that node died), or if
+    /// no poll of the feed was ever stored; else at its stored next due time. Never
+    /// before `now` plus a second, so that a feed skipped for a moment is not asked
+    /// for again at once.
+    fn stored_due(&self, row: &FeedRow, now: DateTime<Utc>) -> DateTime<Utc> {
+        let others_claim = row
             .claim_until
             .map(from_ts)
-            .filter(|until| *until > now && row.claimed_by.as_deref().is_some_and(|n| n != self.node));
-        let due = match (held_until, row.next_due.map(from_ts)) {
-            (Some(until), next) => next.map_or(until, |t| t.max(until)),
+            .filter(|_| row.claimed_by.as_deref().is_some_and(|n| n != self.node));
+        let due = match (others_claim, row.next_due.map(from_ts)) {
+            (Some(until), next) if until > now => next.map_or(until, |t| t.max(until)),
+            (Some(_), _) | (None, None) => now,
             (None, Some(t)) => t,
-            (None, None) => fallback,
         };
         due.max(now + TimeDelta::seconds(1)) + self.spread(&row.id, due)
     }
@@ -144,7 +146,7 @@ impl Scheduler {
         let ids: Vec<String> = self.due.keys().filter(|id| !self.in_flight.contains(*id)).cloned().collect();
         for id in ids {
             if let Some(row) = rows.get(id.as_str()) {
-                let due = self.stored_due(row, now, now);
+                let due = self.stored_due(row, now);
                 self.due.insert(id, due);
             }
         }
@@ -209,10 +211,9 @@ impl Scheduler {
                 self.due.remove(id);
                 continue;
             }
-            let fallback = feed.schedule.as_ref().unwrap_or(&config.daemon.schedule).next_after(now);
             let due = match row {
-                Some(r) => self.stored_due(r, fallback, now),
-                None => fallback,
+                Some(r) => self.stored_due(r, now),
+                None => feed.schedule.as_ref().unwrap_or(&config.daemon.schedule).next_after(now),
             };
             self.due.insert(id.clone(), due);
         }
@@ -875,6 +876,46 @@ mod tests {
         assert_eq!(polls_while_failing, 6);
         // The first success resets the backoff: back to every minute.
         assert!(polls_after >= 50, "{polls_after} polls in the hour after recovery");
+    }
+
+    /// Found by bench/cluster.py: a node whose pass outlasted the lease of a node
+    /// that died holding claims put those feeds back to their next schedule slot
+    /// (a year away there) instead of taking them over.
+    #[test]
+    fn feeds_another_node_holds_are_due_when_its_claim_ends_or_at_once_if_it_ran_out() {
+        let c = config(&[
+            ("held", true),
+            ("expired", true),
+            ("expired-late", true),
+            ("released", true),
+            ("mine", true),
+        ]);
+        let mut s = Scheduler::new(&c, &[], t0(), "me", false);
+        let now = t0() + TimeDelta::seconds(10);
+        let ids: Vec<String> = s.take_due(&c, now).into_iter().map(|f| f.id).collect();
+        assert_eq!(ids.len(), 5);
+        let row = |id: &str, by: Option<&str>, until: Option<i64>, next: Option<i64>| FeedRow {
+            id: id.into(),
+            claimed_by: by.map(str::to_owned),
+            claim_until: until,
+            next_due: next,
+            ..FeedRow::default()
+        };
+        let n = now.timestamp();
+        let rows = vec![
+            row("held", Some("other"), Some(n + 300), None),
+            row("expired", Some("other"), Some(n - 5), None),
+            row("expired-late", Some("other"), Some(n - 5), Some(n - 60)),
+            row("released", None, None, None),
+            row("mine", None, None, Some(n + 1800)),
+        ];
+        s.finished(&ids, &rows, &c, now);
+        let soon = now + TimeDelta::seconds(1);
+        assert_eq!(s.due["held"], now + TimeDelta::seconds(300));
+        assert_eq!(s.due["expired"], soon, "a dead node's claim is taken over at once");
+        assert_eq!(s.due["expired-late"], soon);
+        assert_eq!(s.due["released"], soon, "a feed never polled is due at once");
+        assert_eq!(s.due["mine"], now + TimeDelta::seconds(1800));
     }
 
     #[test]

@@ -252,11 +252,18 @@ async fn a_killed_node_s_feeds_are_polled_by_the_others_after_its_lease() {
         (n == N as i64, n)
     })
     .await;
+    // b runs before a dies (it finds a's feeds taken and waits for a's claims to
+    // end), c starts after.
+    let b = Daemon::start_with(binary(&env), &["--node", "b"]).await;
+    eventually("b to find the feeds taken", 30, async || {
+        let n = metric(&b, "feedsieve_poll_passes_total").await;
+        (n > 0, n)
+    })
+    .await;
     a.signal(libc::SIGKILL);
     let _ = a.child.wait_exit("a after SIGKILL");
     let held = count(&env, "SELECT count(*) FROM feeds WHERE claimed_by = 'a'");
     assert!(held > 0, "a died holding claims");
-    let b = Daemon::start_with(binary(&env), &["--node", "b"]).await;
     let c = Daemon::start_with(binary(&env), &["--node", "c"]).await;
     eventually("every feed stored", 90, async || {
         let n = count(&env, "SELECT count(*) FROM feeds WHERE last_status = 200");
