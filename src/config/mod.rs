@@ -114,6 +114,30 @@ impl Daemon {
 
 const DEFAULT_SCHEDULE: &str = "*/30 * * * *";
 
+/// The tables of a config file, and the keys each takes: anything else is an error.
+/// docs/configuration.md documents exactly these (a test holds it to them).
+pub const TABLES: &[&str] = &["daemon", "feed", "topic"];
+pub const DAEMON_KEYS: &[&str] = &[
+    "database",
+    "database_password_file",
+    "listen",
+    "base_url",
+    "schedule",
+    "fetch_concurrency",
+    "per_host_concurrency",
+    "timeout",
+    "max_feed_bytes",
+    "retention",
+    "output_dir",
+    "dedup_threshold",
+    "dedup_window",
+    "watch_config",
+    "lease",
+];
+pub const FEED_KEYS: &[&str] = &["id", "url", "schedule", "tags", "enabled"];
+pub const TOPIC_KEYS: &[&str] =
+    &["id", "title", "description", "query", "exclude", "feeds", "tags", "limit", "max_age"];
+
 fn default_base_url(listen: SocketAddr) -> Url {
     Url::parse(&format!("http://{listen}"))
         .unwrap_or_else(|_| Url::parse("http://127.0.0.1:8077").expect("literal URL"))
@@ -508,7 +532,7 @@ impl<'a> Reader<'a> {
     }
 
     fn config(&mut self, doc: &DeTable<'a>) -> Config {
-        self.known_keys(doc, &["daemon", "feed", "topic"], "the config file");
+        self.known_keys(doc, TABLES, "the config file");
         let daemon = match doc.get("daemon") {
             None => Daemon { database: Database::Sqlite(self.path("feedsieve.db")), ..Daemon::default() },
             Some(v) => match v.get_ref().as_table() {
@@ -589,27 +613,7 @@ impl<'a> Reader<'a> {
     }
 
     fn daemon(&mut self, t: &DeTable<'a>) -> Daemon {
-        self.known_keys(
-            t,
-            &[
-                "database",
-                "database_password_file",
-                "listen",
-                "base_url",
-                "schedule",
-                "fetch_concurrency",
-                "per_host_concurrency",
-                "timeout",
-                "max_feed_bytes",
-                "retention",
-                "output_dir",
-                "dedup_threshold",
-                "dedup_window",
-                "watch_config",
-                "lease",
-            ],
-            "[daemon]",
-        );
+        self.known_keys(t, DAEMON_KEYS, "[daemon]");
         let mut d = Daemon { database: Database::Sqlite(self.path("feedsieve.db")), ..Daemon::default() };
         if let Some((s, span)) = self.string(t, "database")
             && let Some(db) = self.database(&s, span)
@@ -663,14 +667,16 @@ impl<'a> Reader<'a> {
         if let Some(x) = self.duration(t, "timeout") {
             d.timeout = x;
         }
-        if let Some((s, span)) = self.string(t, "max_feed_bytes") {
+        if t.get("max_feed_bytes").is_some_and(|v| v.get_ref().is_integer()) {
+            if let Some(n) = self.integer_if_int(t, "max_feed_bytes") {
+                d.max_feed_bytes = n;
+            }
+        } else if let Some((s, span)) = self.string(t, "max_feed_bytes") {
             match parse_size(&s) {
                 Ok(n) if n >= 1024 => d.max_feed_bytes = n,
                 Ok(_) => self.error(span, "'max_feed_bytes' must be at least 1KiB"),
                 Err(e) => self.error(span, format!("'max_feed_bytes': {e}")),
             }
-        } else if let Some(n) = self.integer_if_int(t, "max_feed_bytes") {
-            d.max_feed_bytes = n;
         }
         if let Some(x) = self.duration(t, "retention") {
             d.retention = x;
@@ -727,7 +733,7 @@ impl<'a> Reader<'a> {
     }
 
     fn feed(&mut self, t: &DeTable<'a>, span: Span) -> Option<FeedConfig> {
-        self.known_keys(t, &["id", "url", "schedule", "tags", "enabled"], "[[feed]]");
+        self.known_keys(t, FEED_KEYS, "[[feed]]");
         let id = self.id(t, "feed", &span);
         let url = match self.string(t, "url") {
             None => {
@@ -782,11 +788,7 @@ impl<'a> Reader<'a> {
     }
 
     fn topic(&mut self, t: &DeTable<'a>, span: Span) -> Option<TopicConfig> {
-        self.known_keys(
-            t,
-            &["id", "title", "description", "query", "exclude", "feeds", "tags", "limit", "max_age"],
-            "[[topic]]",
-        );
+        self.known_keys(t, TOPIC_KEYS, "[[topic]]");
         // An invalid id is reported, and the rest of the topic checked all the same
         // under the id as written (the file is refused anyway), so that one run shows
         // every problem.
@@ -1115,5 +1117,15 @@ id = "empty"
         assert_eq!(parse_size("2048").unwrap(), 2048);
         assert!(parse_size("10 parsecs").is_err());
         assert!(parse_size("99999999999GiB").is_err());
+    }
+
+    /// A byte count may be written as a bare integer too (it was refused as "must be a
+    /// string" though the reference promised it).
+    #[test]
+    fn max_feed_bytes_takes_an_integer() {
+        let c = parse("[daemon]\nmax_feed_bytes = 1048576\n", Path::new("/etc/fs/test.toml")).unwrap();
+        assert_eq!(c.daemon.max_feed_bytes, 1_048_576);
+        let p = problems("[daemon]\nmax_feed_bytes = 10\n");
+        assert!(p.len() == 1 && p[0].contains("'max_feed_bytes' = 10 is out of range"), "{p:?}");
     }
 }

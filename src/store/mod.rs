@@ -201,8 +201,9 @@ impl Store {
     }
 
     /// Makes the feed rows match the configured feeds (id and URL). A feed whose URL
-    /// changed loses its validators, which belonged to the old URL. Rows of feeds no
-    /// longer configured are kept with their items.
+    /// changed loses what belonged to the old URL: its validators, its redirect, its
+    /// last status and error (a 410 Gone among them) and its backoff; it is due at
+    /// once. Rows of feeds no longer configured are kept with their items.
     ///
     /// # Errors
     /// On database failure.

@@ -120,6 +120,7 @@ on_both_engines!(
     replacing_a_topic_leaves_the_rows_a_rebuild_would,
     preview_marks_matches_in_the_title_and_the_text_the_poll_indexed,
     a_group_is_stored_whole_or_not_at_all,
+    a_new_url_forgets_what_the_old_one_answered,
     known_keys_are_the_listed_ones_stored_or_tombstoned,
     reads_do_not_wait_behind_the_writer,
     queued_polls_are_grouped_and_a_failure_stays_with_its_feed,
@@ -199,6 +200,35 @@ fn preview_marks_matches_in_the_title_and_the_text_the_poll_indexed(engine: Engi
     assert!(!rows[0].snippet.contains('<'), "text, not markup: {}", rows[0].snippet);
     let rows = preview("tidewater");
     assert!(rows[0].snippet.contains("[Tidewater]"), "{}", rows[0].snippet);
+}
+
+/// Found writing the operations guide: a feed that answered 410 Gone stayed gone after
+/// its URL was changed, as the log promised it would not.
+fn a_new_url_forgets_what_the_old_one_answered(engine: Engine) {
+    let now = Utc::now();
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    s.sync_feeds([("a", "https://a/old"), ("b", "https://b/")]).unwrap();
+    for id in ["a", "b"] {
+        s.record(&FeedRecord::Failure {
+            feed_id: id.into(),
+            status: Some(410),
+            error: "HTTP 410 Gone".into(),
+            now,
+            next_due: Some(now + chrono::TimeDelta::hours(6)),
+            claim: None,
+        })
+        .unwrap();
+    }
+    s.sync_feeds([("a", "https://a/new"), ("b", "https://b/")]).unwrap();
+    let a = s.feed("a").unwrap().unwrap();
+    assert_eq!(
+        (a.url.as_str(), a.last_status, a.error, a.failures, a.next_due),
+        ("https://a/new", None, None, 0, None)
+    );
+    assert_eq!(a.last_fetch, Some(now.timestamp()), "when it was last fetched stays true");
+    let b = s.feed("b").unwrap().unwrap();
+    assert_eq!((b.last_status, b.failures), (Some(410), 1), "an unchanged URL keeps its state");
 }
 
 fn a_group_is_stored_whole_or_not_at_all(engine: Engine) {

@@ -13,7 +13,8 @@ pub fn sync(client: &mut Client, feeds: &[(&str, &str)]) -> Result<(), StoreErro
     let (ids, urls): (Vec<&str>, Vec<&str>) = feeds.iter().copied().unzip();
     client.execute(
         "INSERT INTO feeds (id, url) SELECT * FROM unnest($1::text[], $2::text[])
-         ON CONFLICT (id) DO UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL, moved_to = NULL
+         ON CONFLICT (id) DO UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL, moved_to = NULL,
+             last_status = NULL, error = NULL, failures = 0, next_due = NULL
          WHERE feeds.url <> excluded.url",
         &[&ids, &urls],
     )?;

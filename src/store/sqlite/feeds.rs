@@ -15,7 +15,7 @@ pub fn sync(conn: &mut Connection, feeds: &[(&str, &str)]) -> Result<(), StoreEr
         let mut upsert = tx.prepare_cached(
             "INSERT INTO feeds (id, url) VALUES (?1, ?2)
              ON CONFLICT(id) DO UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL,
-                 moved_to = NULL
+                 moved_to = NULL, last_status = NULL, error = NULL, failures = 0, next_due = NULL
              WHERE feeds.url <> excluded.url",
         )?;
         for (id, url) in feeds {
