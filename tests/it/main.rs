@@ -11,6 +11,7 @@ mod cluster;
 mod daemon;
 mod dbcopy;
 mod dedup;
+mod docs;
 mod faults;
 mod fetch;
 mod fuzz;
