@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Checks the unit file: `systemd-analyze verify` must be clean and the offline
 # security rating 1.5 or better. Uses the freshly built binary in place of
-# /usr/local/bin/feedsieve. Skipped (with a message) where systemd-analyze is missing.
+# /usr/local/bin/feedsieve (or /usr/bin/feedsieve, in the Debian package's unit).
+# Skipped (with a message) where systemd-analyze is missing.
+#
+#   bash systemd/check.sh [BINARY [UNIT]]   (default: target/debug/feedsieve, systemd/feedsieve.service)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v systemd-analyze >/dev/null; then
@@ -12,7 +15,8 @@ bin="${1:-$PWD/target/debug/feedsieve}"
 [ -x "$bin" ] || cargo build --quiet
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-sed "s#/usr/local/bin/feedsieve#$bin#g" systemd/feedsieve.service > "$tmp/feedsieve.service"
+unit="${2:-systemd/feedsieve.service}"
+sed -e "s#/usr/local/bin/feedsieve#$bin#g" -e "s#/usr/bin/feedsieve#$bin#g" "$unit" > "$tmp/feedsieve.service"
 out=$(systemd-analyze verify "$tmp/feedsieve.service" 2>&1 || true)
 if [ -n "$out" ]; then
     echo "systemd-analyze verify:"; echo "$out"; exit 1

@@ -94,8 +94,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Write feedsieve.1 and a page per subcommand (feedsieve-run.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,9 +268,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut cmd, "feedsieve", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
+        Command::Man { dir } => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("writing the man page")?;
+            match dir {
+                Some(dir) => clap_mangen::generate_to(cmd, &dir)
+                    .with_context(|| format!("writing the man pages into {}", dir.display()))?,
+                None => {
+                    clap_mangen::Man::new(cmd)
+                        .render(&mut std::io::stdout())
+                        .context("writing the man page")?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
