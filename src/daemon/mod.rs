@@ -430,7 +430,14 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                         } else {
                             tracing::debug!("polled {} feeds: nothing new ({} left to other nodes)", s.feeds, pass.skipped);
                         }
-                        let rows = handle.call(|s| s.feed_states()).await.unwrap_or_default();
+                        // The state of this pass's feeds only: reading every feed after
+                        // every pass cost a node 129 ms of server time per pass at
+                        // 1,000,000 feeds (bench/CLUSTER.md).
+                        let pass_ids = ids.clone();
+                        let rows = handle
+                            .call(move |s| s.feed_states_of(&pass_ids.iter().map(String::as_str).collect::<Vec<_>>()))
+                            .await
+                            .unwrap_or_default();
                         sched.finished(&ids, &rows, &pipeline.config, clock.now());
                         if let Err(e) = maintain(&pipeline).await {
                             tracing::error!("retention failed: {}", crate::error_chain(&e));

@@ -91,7 +91,17 @@ pub struct Node {
     pub name: String,
     /// How long a claim lasts.
     pub lease: std::time::Duration,
+    /// The claims this node may hold on feeds it has not finished polling, all its
+    /// passes together: [`CLAIMS_PER_SLOT`] per fetch slot. A feed is claimed only
+    /// with a permit, which its task holds until its poll is stored.
+    claims: Arc<Semaphore>,
 }
+
+/// Claims a node may hold per fetch slot (at least 16 in all). Claiming every due
+/// feed at once had a node behind a slow or rate-limited server hold feeds longer
+/// than the lease, so that other nodes took them over and its own polls of them were
+/// refused (bench/cluster.py, 10,000 feeds at 150 requests a second).
+const CLAIMS_PER_SLOT: usize = 4;
 
 impl Node {
     /// `host:pid`: unique among processes sharing a database.
@@ -152,7 +162,9 @@ impl Pipeline {
     /// first, if due (see `Store::claim`).
     #[must_use]
     pub fn for_node(mut self, name: String) -> Pipeline {
-        self.node = Some(Node { name, lease: self.config.daemon.lease });
+        let budget = (self.config.daemon.fetch_concurrency.max(1) * CLAIMS_PER_SLOT).clamp(16, STATE_BATCH);
+        self.node =
+            Some(Node { name, lease: self.config.daemon.lease, claims: Arc::new(Semaphore::new(budget)) });
         self
     }
 
@@ -212,11 +224,12 @@ pub async fn poll(
     // KiB, which at 100,000 feeds was hundreds of MiB.
     let mut tasks = JoinSet::new();
     let mut feeds = Upcoming::new(feeds);
-    let start = |tasks: &mut JoinSet<_>, (feed, row, claim): (FeedConfig, FeedRow, Option<i64>)| {
+    let start = |tasks: &mut JoinSet<_>, next: Next| {
         let p = p.clone();
         tasks.spawn(async move {
-            let outcome = poll_feed(&p, &feed, row, claim).await;
-            (feed.id, outcome)
+            let outcome = poll_feed(&p, &next.feed, next.row, next.claim).await;
+            drop(next.permit);
+            (next.feed.id, outcome)
         });
     };
     for _ in 0..MAX_FEED_TASKS {
@@ -261,9 +274,19 @@ pub async fn poll(
 /// holds, or has polled since they were due, are left out of the pass.
 struct Upcoming {
     feeds: std::vec::IntoIter<FeedConfig>,
-    ready: std::collections::VecDeque<(FeedConfig, FeedRow, Option<i64>)>,
+    ready: std::collections::VecDeque<Next>,
     /// Feeds left out: another node's.
     skipped: usize,
+}
+
+/// A feed of a pass to poll: its stored state (empty for a feed never stored), and
+/// where polls claim their feeds, its claim's token and its permit among the node's
+/// claims (held until its poll is stored).
+struct Next {
+    feed: FeedConfig,
+    row: FeedRow,
+    claim: Option<i64>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Feeds whose state one read fetches.
@@ -278,15 +301,32 @@ impl Upcoming {
         Upcoming { feeds: feeds.into_iter(), ready: std::collections::VecDeque::new(), skipped: 0 }
     }
 
-    /// The next feed, its stored state (empty for a feed never stored) and its claim.
-    async fn next(&mut self, p: &Pipeline) -> Result<Option<(FeedConfig, FeedRow, Option<i64>)>, StoreError> {
+    /// The next feed to poll. Where polls claim their feeds, this waits for permits
+    /// among the node's claims first, so that it claims no more than it can poll soon.
+    async fn next(&mut self, p: &Pipeline) -> Result<Option<Next>, StoreError> {
         while self.ready.is_empty() {
-            let batch: Vec<FeedConfig> = self.feeds.by_ref().take(STATE_BATCH).collect();
+            let claiming = p.node.clone().filter(|_| p.store.has_claims());
+            let (take, mut permits) = match &claiming {
+                Some(node) => {
+                    // As many as are free now (at least one, waited for): a batch never
+                    // waits for permits its own earlier feeds hold.
+                    let free = node.claims.available_permits().clamp(1, STATE_BATCH);
+                    let permits = node
+                        .claims
+                        .clone()
+                        .acquire_many_owned(free as u32)
+                        .await
+                        .map_err(|_| StoreError::Closed)?;
+                    (free, Some(permits))
+                }
+                None => (STATE_BATCH, None),
+            };
+            let batch: Vec<FeedConfig> = self.feeds.by_ref().take(take).collect();
             if batch.is_empty() {
                 return Ok(None);
             }
             let ids: Vec<String> = batch.iter().map(|f| f.id.clone()).collect();
-            if let Some(node) = p.node.clone().filter(|_| p.store.has_claims()) {
+            if let Some(node) = claiming {
                 let now = p.clock.now().timestamp();
                 let claimed = p
                     .store
@@ -307,13 +347,18 @@ impl Upcoming {
                 let taken_over = claimed.iter().filter(|c| c.taken_over).count();
                 p.metrics.claimed(claimed.len(), taken_over);
                 if taken_over > 0 {
-                    tracing::info!("took over {taken_over} feeds whose claims had run out (a node stopped?)");
+                    tracing::info!(
+                        "took over {taken_over} feeds whose claims had run out (a node stopped, or held them past its lease)"
+                    );
                 }
                 let mut by_id: std::collections::HashMap<String, (FeedRow, Option<i64>)> =
                     claimed.into_iter().map(|c| (c.row.id.clone(), (c.row, c.token))).collect();
                 for f in batch {
                     match by_id.remove(&f.id) {
-                        Some((row, token)) => self.ready.push_back((f, row, token)),
+                        Some((row, token)) => {
+                            let permit = permits.as_mut().and_then(|p| p.split(1));
+                            self.ready.push_back(Next { feed: f, row, claim: token, permit });
+                        }
                         None => self.skipped += 1,
                     }
                 }
@@ -332,7 +377,7 @@ impl Upcoming {
                     if row.claimed_by.is_some() && row.claim_until.is_some_and(|until| until > now) {
                         self.skipped += 1;
                     } else {
-                        self.ready.push_back((f, row, None));
+                        self.ready.push_back(Next { feed: f, row, claim: None, permit: None });
                     }
                 }
             }

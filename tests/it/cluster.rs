@@ -406,3 +406,34 @@ async fn a_node_with_another_config_file_is_named_in_a_warning() {
     x.wait_log("x to warn of y", |l| l.contains("node y runs with another config file")).await;
     assert!(x.stop().success() && y.stop().success());
 }
+
+/// A node claims no more feeds than it can soon poll: four per fetch slot, at least
+/// sixteen, whatever is due (claiming all that was due had a node behind a slow
+/// server hold feeds past their lease).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_holds_no_more_claims_than_it_can_soon_poll() {
+    const N: usize = 40;
+    let server = FeedServer::start().await;
+    let mut feeds = String::new();
+    for i in 0..N {
+        let path = format!("/f{i}.xml");
+        server.put(&path, rss(&feed_items(i % FEEDS)), "application/rss+xml");
+        server.delay(&path, Duration::from_millis(300));
+        feeds.push_str(&format!("[[feed]]\nid = \"f{i}\"\nurl = \"{}\"\n\n", server.url(&path)));
+    }
+    let env = Env::with_daemon_on(
+        Engine::Postgres,
+        "timeout = \"5s\"\nschedule = \"every 1h\"\nlisten = \"127.0.0.1:0\"\nfetch_concurrency = 1",
+        &feeds,
+    );
+    let a = Daemon::start_with(binary(&env), &["--node", "a"]).await;
+    let mut most = 0;
+    let seen = eventually("every feed stored", 90, async || {
+        most = most.max(count(&env, "SELECT count(*) FROM feeds WHERE claimed_by = 'a'"));
+        let stored = count(&env, "SELECT count(*) FROM feeds WHERE last_status = 200");
+        (stored == N as i64, (stored, most))
+    })
+    .await;
+    assert!((1..=16).contains(&seen.1), "claims held at once: {}", seen.1);
+    assert!(a.stop().success());
+}
