@@ -182,6 +182,9 @@ pub struct FetchRecord {
     pub site_link: Option<String>,
     pub moved_to: Option<String>,
     pub next_due: Option<DateTime<Utc>>,
+    /// The feed's RSS `<ttl>` in minutes, if it gives one: kept, so that it still
+    /// applies after the 304s that follow this poll.
+    pub ttl_minutes: Option<i64>,
     /// Sentence hashes newly found to be this feed's boilerplate.
     pub boilerplate: Vec<u64>,
     /// The claim this poll was made under (many nodes on PostgreSQL): stored only if
@@ -257,6 +260,8 @@ pub struct FeedRow {
     /// whose time has passed is void).
     pub claimed_by: Option<String>,
     pub claim_until: Option<i64>,
+    /// The RSS `<ttl>` of the feed's last 200, in minutes.
+    pub ttl_minutes: Option<i64>,
 }
 
 /// What a node asks of [`FeedRow`]s it claims (see `Store::claim`).

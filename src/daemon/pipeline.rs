@@ -529,6 +529,14 @@ pub fn render_topic(
     Ok(Some(Format::ALL.iter().map(|&f| (f, publish::render(f, &meta, &entries))).collect()))
 }
 
+/// An RSS `<ttl>` in minutes as a wait, capped at a day like every hint a server gives.
+fn ttl_duration(minutes: i64) -> Option<std::time::Duration> {
+    u64::try_from(minutes)
+        .ok()
+        .filter(|m| *m > 0)
+        .map(|m| std::time::Duration::from_secs(m.min(24 * 60) * 60))
+}
+
 /// A jitter in `[0, 1)` that differs between feeds and between polls.
 fn jitter(feed_id: &str, now: DateTime<Utc>) -> f64 {
     let d = crate::dedup::digest(&[feed_id, &now.timestamp_millis().to_string()]);
@@ -587,8 +595,13 @@ async fn poll_feed_inner(
     let j = jitter(&feed.id, now);
     let body = match fetched {
         Ok(Fetched::NotModified { hints }) => {
-            let not_before =
-                hints.fresh_for.and_then(|d| chrono::TimeDelta::from_std(d).ok()).map(|d| now + d);
+            // The response's own freshness, else the <ttl> of the last 200: a 304 has
+            // no body to say it again.
+            let not_before = hints
+                .fresh_for
+                .or(row.ttl_minutes.and_then(ttl_duration))
+                .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+                .map(|d| now + d);
             let due = schedule::next_due(now, &schedule, 0, not_before, j);
             let id = feed.id.clone();
             let moved = moved(hints.moved_to).map(|u| u.to_string());
@@ -700,7 +713,7 @@ async fn poll_feed_inner(
     let not_before = body
         .hints
         .fresh_for
-        .or(parsed.ttl_minutes.map(|m| std::time::Duration::from_secs(u64::from(m.min(24 * 60)) * 60)))
+        .or(parsed.ttl_minutes.and_then(|m| ttl_duration(i64::from(m))))
         .and_then(|d| chrono::TimeDelta::from_std(d).ok())
         .map(|d| now + d);
     let record = FetchRecord {
@@ -711,6 +724,7 @@ async fn poll_feed_inner(
         site_link: parsed.site_link,
         moved_to: moved(body.hints.moved_to).map(|u| u.to_string()),
         next_due: Some(schedule::next_due(now, &schedule, 0, not_before, j)),
+        ttl_minutes: parsed.ttl_minutes.map(i64::from),
         boilerplate: new_boilerplate,
         claim,
     };

@@ -64,6 +64,7 @@ pub const TABLES: &[Table] = &[
             ("url", Text),
             ("title", Text),
             ("site_link", Text),
+            ("ttl_minutes", Int),
             ("etag", Text),
             ("last_modified", Text),
             ("last_fetch", Int),

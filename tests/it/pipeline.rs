@@ -21,6 +21,7 @@ on_both_engines!(
     a_syndicated_copy_with_another_link_joins_the_story,
     retention_prunes_unpublished_items_and_tombstones_keep_them_out,
     a_story_keeps_its_entry_when_a_later_copy_joins,
+    an_rss_ttl_still_holds_after_a_304,
 );
 
 const TOPIC: &str = r#"
@@ -148,6 +149,8 @@ async fn items_stored_before_the_hash_changed_are_not_updated_by_the_upgrade() {
             assert_eq!(n, 1, "{}", item.key);
         }
         db.execute("DELETE FROM meta WHERE key = 'legacy_hashes_below'", []).unwrap();
+        // What the later migrations added goes too.
+        db.execute("ALTER TABLE feeds DROP COLUMN ttl_minutes", []).unwrap();
         db.pragma_update(None, "user_version", 6).unwrap();
     }
     // Sent again unconditionally (one more byte, so not the same body).
@@ -601,4 +604,43 @@ async fn a_story_keeps_its_entry_when_a_later_copy_joins(engine: Engine) {
     assert_eq!(items[0]["id"], id, "the entry id is stable");
     assert_eq!(items[0]["url"], "https://agency.example/1", "the first-seen item stays the entry");
     assert_eq!(items[0]["_feedsieve"]["also_reported_by"][0]["url"], "https://wire.example/9");
+}
+
+/// Issue "Feeds in the wild": an RSS `<ttl>` was honoured after a 200 and forgotten
+/// after the 304 that followed (the feed fell back to its schedule).
+async fn an_rss_ttl_still_holds_after_a_304(engine: Engine) {
+    let server = FeedServer::start().await;
+    let body = String::from_utf8(fixture("formats/rss20.xml")).unwrap().replacen(
+        "<channel>",
+        "<channel><ttl>180</ttl>",
+        1,
+    );
+    assert!(body.contains("<ttl>180</ttl>"));
+    server.put("/feed", body.into_bytes(), "application/rss+xml");
+    let env = Env::with_daemon_on(
+        engine,
+        "timeout = \"5s\"\nschedule = \"every 5m\"",
+        &feed("f", &server.url("/feed")),
+    );
+    let due = |env: &Env| {
+        let row = env.store().feed("f").unwrap().unwrap();
+        row.next_due.unwrap() - row.last_fetch.unwrap()
+    };
+    let first = env.poll().await;
+    assert_eq!(first.fetched, 1);
+    // 180 minutes, less up to a quarter of jitter: far beyond the 5-minute schedule.
+    assert!(due(&env) >= 135 * 60, "after the 200: due in {} s", due(&env));
+    let second = env.poll().await;
+    assert_eq!(second.not_modified, 1, "{second:?}");
+    assert!(due(&env) >= 135 * 60, "after the 304: due in {} s", due(&env));
+    // A 200 without a ttl forgets it.
+    let plain = String::from_utf8(fixture("formats/rss20.xml")).unwrap().replacen(
+        "<channel>",
+        "<channel><!-- changed -->",
+        1,
+    );
+    server.put("/feed", plain.into_bytes(), "application/rss+xml");
+    env.poll().await;
+    env.poll().await;
+    assert!(due(&env) <= 10 * 60, "the schedule again: due in {} s", due(&env));
 }

@@ -31,8 +31,8 @@ pub fn rows(client: &mut Client, only: Option<&[&str]>, counts: bool) -> Result<
 
 /// The columns of a [`FeedRow`], as [`row`] reads them.
 const ROW: &str = "f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
-                   f.failures, f.next_due, f.moved_to, f.claimed_by, f.claim_until";
-const ROW_COLUMNS: usize = 13;
+                   f.failures, f.next_due, f.moved_to, f.claimed_by, f.claim_until, f.ttl_minutes";
+const ROW_COLUMNS: usize = 14;
 
 fn row(r: &postgres::Row, items: i64) -> FeedRow {
     FeedRow {
@@ -49,6 +49,7 @@ fn row(r: &postgres::Row, items: i64) -> FeedRow {
         moved_to: r.get(10),
         claimed_by: r.get(11),
         claim_until: r.get(12),
+        ttl_minutes: r.get(13),
         items,
     }
 }

@@ -420,7 +420,7 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
             let updated = tx.execute(
                 "UPDATE feeds SET etag = $2, last_modified = $3, last_fetch = $4, last_success = $4,
                      last_status = $5, error = NULL, failures = 0, title = COALESCE($6, title),
-                     site_link = COALESCE($7, site_link), moved_to = $8, next_due = $9,
+                     site_link = COALESCE($7, site_link), moved_to = $8, next_due = $9, ttl_minutes = $11,
                      claimed_by = CASE WHEN $10::BIGINT IS NULL THEN claimed_by END,
                      claim_until = CASE WHEN $10::BIGINT IS NULL THEN claim_until END
                  WHERE id = $1 AND ($10::BIGINT IS NULL OR claim_token = $10)",
@@ -435,6 +435,7 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
                     &r.moved_to,
                     &r.next_due.map(ts),
                     &r.claim,
+                    &r.ttl_minutes,
                 ],
             )?;
             if updated == 0 && r.claim.is_some() {

@@ -149,6 +149,10 @@ CREATE TABLE nodes (
     config    TEXT NOT NULL
 );
 "#,
+    r#"
+-- The RSS <ttl> of a feed's last 200, in minutes: it still holds after a 304.
+ALTER TABLE feeds ADD COLUMN ttl_minutes BIGINT;
+"#,
 ];
 
 /// Applies the steps the database lacks.

@@ -40,7 +40,7 @@ pub fn rows(conn: &Connection, only: Option<&[&str]>, counts: bool) -> Result<Ve
     };
     let sql = format!(
         "SELECT f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
-                f.failures, f.next_due, f.moved_to, {count}
+                f.failures, f.next_due, f.moved_to, {count}, f.ttl_minutes
          FROM feeds f {filter} ORDER BY f.id"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -61,6 +61,7 @@ pub fn rows(conn: &Connection, only: Option<&[&str]>, counts: bool) -> Result<Ve
             // One node: no claims.
             claimed_by: None,
             claim_until: None,
+            ttl_minutes: r.get(12)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

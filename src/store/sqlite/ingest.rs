@@ -190,7 +190,8 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
             .prepare_cached(
                 "UPDATE feeds SET etag = ?2, last_modified = ?3, last_fetch = ?4, last_success = ?4,
                      last_status = ?5, error = NULL, failures = 0, title = COALESCE(?6, title),
-                     site_link = COALESCE(?7, site_link), moved_to = ?8, next_due = ?9
+                     site_link = COALESCE(?7, site_link), moved_to = ?8, next_due = ?9,
+                     ttl_minutes = ?10
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -203,6 +204,7 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
                 record.site_link,
                 record.moved_to,
                 record.next_due.map(ts),
+                record.ttl_minutes,
             ])?;
         Ok(())
     }

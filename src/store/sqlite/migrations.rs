@@ -145,4 +145,8 @@ CREATE INDEX items_match ON items(id, story_id, first_seen, published, feed_id);
 -- function too (dedup::legacy_content_hash) before the item counts as changed.
 INSERT INTO meta (key, value) SELECT 'legacy_hashes_below', coalesce(max(id), 0) + 1 FROM items;
 "#,
+    r#"
+-- The RSS <ttl> of a feed's last 200, in minutes: it still holds after a 304.
+ALTER TABLE feeds ADD COLUMN ttl_minutes INTEGER;
+"#,
 ];

@@ -140,6 +140,8 @@ fn items_hashed_before_the_upgrade_are_not_taken_for_changed() {
         s.sync_feeds([("a", "https://a/")]).unwrap();
         s.ingest(&job("a", vec![as_before("a1", a1), as_before("a2", a2)], now)).unwrap();
         raw.execute("DELETE FROM meta WHERE key = 'legacy_hashes_below'", []).unwrap();
+        // What the later migrations added goes too.
+        raw.execute("ALTER TABLE feeds DROP COLUMN ttl_minutes", []).unwrap();
         raw.pragma_update(None, "user_version", 6).unwrap();
     }
     let (mut s, raw) = store_at(&path);
