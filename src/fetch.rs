@@ -227,7 +227,7 @@ impl Fetcher {
                 // A name that resolved to our own address (a literal one never gets here):
                 // what our own server answered is not read.
                 return Err(FetchError::RedirectRefused {
-                    to: current.to_string(),
+                    to: crate::model::redacted_url(&current),
                     why: "the daemon's own address",
                 });
             }
@@ -241,13 +241,13 @@ impl Fetcher {
                     .join(location)
                     .map_err(|e| FetchError::BadRedirect(format!("Location '{location}': {e}")))?;
                 if let Err(why) = redirect_allowed(&next, self.settings.own_address) {
-                    return Err(FetchError::RedirectRefused { to: next.to_string(), why });
+                    return Err(FetchError::RedirectRefused { to: crate::model::redacted_url(&next), why });
                 }
                 if let Some(own) = self.settings.own_address
                     && points_at(&next, own).await
                 {
                     return Err(FetchError::RedirectRefused {
-                        to: next.to_string(),
+                        to: crate::model::redacted_url(&next),
                         why: "the daemon's own address",
                     });
                 }
@@ -296,9 +296,15 @@ impl Fetcher {
             return FetchError::Timeout(self.settings.timeout);
         }
         if redirected && let Some(r) = refusal(&e) {
-            return FetchError::RedirectResolvedRefused { to: url.to_string(), addr: r.addr, why: r.why };
+            return FetchError::RedirectResolvedRefused {
+                to: crate::model::redacted_url(url),
+                addr: r.addr,
+                why: r.why,
+            };
         }
-        FetchError::Http(e)
+        // The feed's URL is the feed's, named by its id wherever this is shown; the
+        // error keeps none (it may carry credentials).
+        FetchError::Http(e.without_url())
     }
 
     async fn fetch_file(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchError> {

@@ -576,3 +576,28 @@ impl From<&Database> for Database {
         d.clone()
     }
 }
+
+/// `url` as operators and readers may see it: without a user name or password (a feed
+/// URL may carry credentials, `https://user:pass@host/...`, which reach the server and
+/// nothing else).
+pub fn redacted_url(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut u = url.clone();
+    // Only a URL that cannot have credentials refuses these, and it has none.
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// As [`redacted_url`], for a URL stored as text; what does not parse is left out.
+pub fn redacted_url_text(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().map(|u| redacted_url(&u))
+}
+
+/// A feed's address as a published feed may name it: an http(s) URL without
+/// credentials; none for a local file (a path of this machine).
+pub fn public_feed_url(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https")).map(|u| redacted_url(&u))
+}

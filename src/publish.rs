@@ -209,7 +209,8 @@ fn atom(meta: &TopicMeta<'_>, entries: &[EntryRow], updated: DateTime<Utc>) -> V
                     }),
                     source: Some(Source {
                         title: Text::plain(feed_name(e)),
-                        id: i.feed_url.clone(),
+                        // Never a local path or a URL's credentials.
+                        id: source_id(&i.feed_id, &i.feed_url),
                         updated: fixed(from_ts(i.changed_at)),
                         links: i.feed_site.iter().map(|s| link(s.clone(), "alternate", None, None)).collect(),
                         ..Source::default()
@@ -265,7 +266,9 @@ fn rss(meta: &TopicMeta<'_>, entries: &[EntryRow], updated: DateTime<Utc>) -> Ve
                         .iter()
                         .map(|c| Category { name: c.clone(), domain: None })
                         .collect(),
-                    source: Some(Source { url: i.feed_url.clone(), title: Some(feed_name(e).to_owned()) }),
+                    // RSS's <source> needs a URL: none for a feed read from a local file.
+                    source: crate::model::public_feed_url(&i.feed_url)
+                        .map(|url| Source { url, title: Some(feed_name(e).to_owned()) }),
                     dublin_core_ext: None,
                     ..Item::default()
                 }
@@ -327,7 +330,13 @@ struct JsonSource<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
+    url: Option<String>,
+}
+
+/// The `atom:source` id of a feed: its public URL, or for a feed read from a local
+/// file, a URN of its id.
+fn source_id(feed_id: &str, feed_url: &str) -> String {
+    crate::model::public_feed_url(feed_url).unwrap_or_else(|| format!("urn:feedsieve:feed:{feed_id}"))
 }
 
 fn json(meta: &TopicMeta<'_>, entries: &[EntryRow]) -> Vec<u8> {
@@ -360,7 +369,7 @@ fn json(meta: &TopicMeta<'_>, entries: &[EntryRow]) -> Vec<u8> {
                         source: JsonSource {
                             feed_id: &i.feed_id,
                             title: i.feed_title.as_deref(),
-                            url: Some(&i.feed_url),
+                            url: crate::model::public_feed_url(&i.feed_url),
                         },
                         also_reported_by: e
                             .also
@@ -368,7 +377,7 @@ fn json(meta: &TopicMeta<'_>, entries: &[EntryRow]) -> Vec<u8> {
                             .map(|(id, title, link)| JsonSource {
                                 feed_id: id,
                                 title: title.as_deref(),
-                                url: link.as_deref(),
+                                url: link.as_deref().and_then(crate::model::public_feed_url),
                             })
                             .collect(),
                     },

@@ -337,7 +337,9 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, ServeErro
         let _ = writeln!(
             h,
             "<tr class=\"{health}\"><td><span title=\"{}\">{}</span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape_html(f.url.as_str()),
+            escape_html(
+                &crate::model::public_feed_url(f.url.as_str()).unwrap_or_else(|| "a local file".into())
+            ),
             escape_html(&name),
             if f.enabled { "" } else { " <em>(disabled)</em>" },
             escape_html(&last),

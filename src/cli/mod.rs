@@ -481,10 +481,11 @@ fn write_feeds_json(
 /// A feed and its stored health as `status --json` and `feed list --json` show it.
 fn feed_json(config: &Config, f: &crate::config::FeedConfig, r: &FeedRow) -> serde_json::Value {
     json!({
-        "id": f.id, "url": f.url.as_str(), "tags": f.tags,
+        "id": f.id, "url": crate::model::redacted_url(&f.url), "tags": f.tags,
         "schedule": f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string(), "enabled": f.enabled,
         "next_due": rfc3339(r.next_due), "last_fetch": rfc3339(r.last_fetch), "last_status": r.last_status,
-        "error": r.error, "items": r.items, "failures": r.failures, "moved_to": r.moved_to,
+        "error": r.error, "items": r.items, "failures": r.failures,
+        "moved_to": r.moved_to.as_deref().and_then(crate::model::redacted_url_text),
     })
 }
 

@@ -141,7 +141,7 @@ pub fn export(feeds: &[FeedConfig]) -> String {
         o.push_str(&format!(
             "    <outline type=\"rss\" text=\"{0}\" title=\"{0}\" xmlUrl=\"{1}\"",
             esc(&f.id),
-            esc(f.url.as_str())
+            esc(&crate::model::redacted_url(&f.url))
         ));
         if !f.tags.is_empty() {
             let cats: Vec<String> =

@@ -21,3 +21,4 @@ mod manage;
 pub mod pg;
 mod pgharness;
 mod pipeline;
+mod secrets;
