@@ -213,6 +213,13 @@ fn atom(meta: &TopicMeta<'_>, entries: &[EntryRow], updated: DateTime<Utc>) -> V
                         id: source_id(&i.feed_id, &i.feed_url),
                         updated: fixed(from_ts(i.changed_at)),
                         links: i.feed_site.iter().map(|s| link(s.clone(), "alternate", None, None)).collect(),
+                        // RFC 4287 wants an author in the entry, its source or the
+                        // feed: an item without one is the source feed's.
+                        authors: if i.authors.is_empty() {
+                            vec![Person { name: feed_name(e).to_owned(), ..Person::default() }]
+                        } else {
+                            Vec::new()
+                        },
                         ..Source::default()
                     }),
                     ..Entry::default()

@@ -403,6 +403,18 @@ async fn outputs_are_valid_feeds_with_self_links_and_sources(engine: Engine) {
     let atom = String::from_utf8(env.export("all", Format::Atom)).unwrap();
     assert!(atom.contains(r#"<link href="http://feeds.test/topics/all.atom" rel="self""#), "{atom}");
     assert!(atom.contains("<source><title>Harbour Signal</title>"), "{atom}");
+    // RFC 4287 4.1.2 (the W3C validator's "Missing entry element: author"): every entry
+    // has an author, in itself or in its atom:source, as the feed has none.
+    assert!(!atom.split("<entry>").next().unwrap().contains("<author>"), "no feed-level author");
+    for entry in atom.split("<entry>").skip(1) {
+        let entry = entry.split("</entry>").next().unwrap();
+        assert!(entry.contains("<author><name>"), "an entry without an author: {entry}");
+    }
+    assert!(
+        atom.contains("<updated><author><name>Harbour Signal</name></author>")
+            || atom.contains("</updated><author><name>Harbour Signal</name></author>"),
+        "the source feed as author: {atom}"
+    );
     assert!(
         atom.contains("<updated>2025-06-09T08:00:00+00:00</updated>"),
         "feed updated = newest entry: {atom}"
