@@ -149,6 +149,32 @@ pub struct Fetcher {
     settings: FetchSettings,
     global: Arc<Semaphore>,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Whether the environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`),
+    /// which the clients then use, minding `NO_PROXY`. Through a proxy the resolver
+    /// sees only the proxy's name, so a redirect target's name is resolved and checked
+    /// here before the hop instead.
+    proxied: bool,
+    /// With a proxy: clients without one (for configured URLs, for redirect hops),
+    /// for loopback hosts, which no proxy serves (as Go's and Python's HTTP clients
+    /// do; curl would need NO_PROXY).
+    direct: Option<(reqwest::Client, reqwest::Client)>,
+}
+
+/// Whether `url`'s host is this machine: `localhost` or a loopback address.
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
+/// Whether the environment names a proxy for the clients (see [`Fetcher::proxied`]).
+fn proxy_in_environment() -> bool {
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
 }
 
 impl Fetcher {
@@ -164,17 +190,33 @@ impl Fetcher {
                 .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
                 .pool_idle_timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(settings.per_host.max(1))
-                .no_proxy()
+            // Proxies from the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and
+            // NO_PROXY), reqwest's default.
         };
         let client = builder().build().map_err(FetchError::Http)?;
         let redirect_client =
             builder().dns_resolver(Arc::new(RedirectResolver)).build().map_err(FetchError::Http)?;
+        let proxied = proxy_in_environment();
+        let direct = if proxied {
+            Some((
+                builder().no_proxy().build().map_err(FetchError::Http)?,
+                builder()
+                    .no_proxy()
+                    .dns_resolver(Arc::new(RedirectResolver))
+                    .build()
+                    .map_err(FetchError::Http)?,
+            ))
+        } else {
+            None
+        };
         Ok(Fetcher {
             client,
             redirect_client,
             global: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             settings,
             per_host: Mutex::new(HashMap::new()),
+            proxied,
+            direct,
         })
     }
 
@@ -211,7 +253,11 @@ impl Fetcher {
         let mut permanent_chain = true;
         let mut moved_to = None;
         for hop in 0..=MAX_REDIRECTS {
-            let client = if hop == 0 { &self.client } else { &self.redirect_client };
+            let (client, redirect_client) = match &self.direct {
+                Some((c, r)) if is_loopback_host(&current) => (c, r),
+                _ => (&self.client, &self.redirect_client),
+            };
+            let client = if hop == 0 { client } else { redirect_client };
             let mut req = client.get(current.clone());
             if let Some(etag) = &validators.etag {
                 req = req.header(header::IF_NONE_MATCH, etag);
@@ -242,6 +288,25 @@ impl Fetcher {
                     .map_err(|e| FetchError::BadRedirect(format!("Location '{location}': {e}")))?;
                 if let Err(why) = redirect_allowed(&next, self.settings.own_address) {
                     return Err(FetchError::RedirectRefused { to: crate::model::redacted_url(&next), why });
+                }
+                if self.proxied
+                    && let (Some(url::Host::Domain(host)), Some(port)) =
+                        (next.host(), next.port_or_known_default())
+                {
+                    // A name only the proxy can resolve is left to it.
+                    let found: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+                        Ok(addrs) => addrs.collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    if !found.is_empty()
+                        && let Err(r) = resolved_allowed(&found)
+                    {
+                        return Err(FetchError::RedirectResolvedRefused {
+                            to: crate::model::redacted_url(&next),
+                            addr: r.addr,
+                            why: r.why,
+                        });
+                    }
                 }
                 if let Some(own) = self.settings.own_address
                     && points_at(&next, own).await

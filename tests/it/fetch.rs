@@ -1,6 +1,8 @@
 //! Redirect counting and `Retry-After`, against a real server. The hostile transport
 //! scenarios (timeouts, size caps, gzip bombs, redirect targets) are in `hostile.rs`.
 
+use std::sync::{Arc, Mutex};
+
 use crate::util::{Env, FeedServer};
 
 fn one_feed(url: &str) -> String {
@@ -58,4 +60,98 @@ async fn retry_after_is_honoured_and_failures_count() {
     assert_eq!(row.error.as_deref(), Some("HTTP 429"));
     assert_eq!(row.failures, 2);
     assert!(row.next_due.unwrap() >= before + 7200, "next due {:?} honours Retry-After", row.next_due);
+}
+
+/// A forward proxy for plain HTTP: records each request's target and answers with
+/// what the target answers, reaching the host `feeds.example.test`, which only it can
+/// resolve, at `upstream`.
+async fn forward_proxy(upstream: String) -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::body::{Body, Bytes};
+    use axum::http::{Request, Response};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    feedsieve::fetch::install_tls_provider();
+    let client =
+        reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let app = axum::Router::new().fallback({
+        let seen = seen.clone();
+        move |req: Request<Body>| {
+            let (seen, client, upstream) = (seen.clone(), client.clone(), upstream.clone());
+            async move {
+                let target = req.uri().to_string();
+                seen.lock().unwrap().push(target.clone());
+                let mut forwarded = client.get(target.replacen("http://feeds.example.test", &upstream, 1));
+                for (k, v) in req.headers() {
+                    if k != "host" && k != "proxy-connection" {
+                        forwarded = forwarded.header(k, v);
+                    }
+                }
+                let answer = forwarded.send().await.unwrap();
+                let mut out = Response::builder().status(answer.status().as_u16());
+                for (k, v) in answer.headers() {
+                    out = out.header(k, v);
+                }
+                let body: Bytes = answer.bytes().await.unwrap();
+                out.body(Body::from(body)).unwrap()
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+/// Issue "Feeds in the wild": HTTP_PROXY was ignored (the client was built without
+/// proxies). The proxy from the environment carries the polls (here of a host only it
+/// can resolve), loopback hosts and NO_PROXY's stay off it, and a redirect through it
+/// is still held to the address rules.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_of_the_environment_is_used_and_no_proxy_honoured() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/feed", "formats/rss20.xml");
+    server.put_fixture("/local", "formats/atom.xml");
+    server.put_raw("/metadata", 307, &[("location", "http://169.254.169.254/latest/meta-data/")], vec![]);
+    let upstream = server.url("");
+    let (proxy, seen) = forward_proxy(upstream.trim_end_matches('/').to_owned()).await;
+    let env = Env::new(&format!(
+        "[[feed]]\nid = \"far\"\nurl = \"http://feeds.example.test/feed\"\n\n\
+         [[feed]]\nid = \"meta\"\nurl = \"http://feeds.example.test/metadata\"\n\n\
+         [[feed]]\nid = \"local\"\nurl = \"{}\"\n",
+        server.url("/local")
+    ));
+    let poll = |no_proxy: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"));
+        cmd.arg("--config").arg(&env.config_path).args(["poll", "--json"]);
+        for k in
+            ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "http_proxy"]
+        {
+            cmd.env_remove(k);
+        }
+        cmd.env("HTTP_PROXY", &proxy);
+        if let Some(hosts) = no_proxy {
+            cmd.env("NO_PROXY", hosts);
+        }
+        cmd
+    };
+    let mut cmd = poll(None);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["fetched"], 2, "far through the proxy, local directly: {result}");
+    let through: Vec<String> = seen.lock().unwrap().clone();
+    assert!(through.contains(&"http://feeds.example.test/feed".to_owned()), "{through:?}");
+    assert!(!through.iter().any(|t| t.contains("/local")), "loopback is not proxied: {through:?}");
+    assert_eq!(server.requests("/local").len(), 1);
+    let failure = result["failures"].as_array().unwrap().iter().find(|f| f["id"] == "meta").cloned().unwrap();
+    assert!(failure["error"].as_str().unwrap().contains("169.254.169.254"), "{failure}");
+    assert!(!through.iter().any(|t| t.contains("169.254")), "the refused redirect never reached the proxy");
+
+    // NO_PROXY: the host is then looked up here, where it does not resolve.
+    let before = seen.lock().unwrap().len();
+    let mut cmd = poll(Some("feeds.example.test"));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY kept the host off the proxy");
+    assert!(result["failures"].as_array().unwrap().iter().any(|f| f["id"] == "far"), "{result}");
 }
