@@ -89,6 +89,15 @@ pub struct Hints {
     pub moved_to: Option<Url>,
 }
 
+/// What a feed adds to its requests (see `FeedConfig`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Request<'a> {
+    /// Sent to the feed's own origin only.
+    pub headers: &'a [(String, String)],
+    /// Instead of feedsieve's own.
+    pub user_agent: Option<&'a str>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("HTTP {status}")]
@@ -229,6 +238,19 @@ impl Fetcher {
     /// # Errors
     /// A [`FetchError`] for any answer other than a feed body or "not modified".
     pub async fn fetch(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchError> {
+        self.fetch_with(url, validators, &Request::default()).await
+    }
+
+    /// As [`Fetcher::fetch`], with a feed's own request options.
+    ///
+    /// # Errors
+    /// As [`Fetcher::fetch`].
+    pub async fn fetch_with(
+        &self,
+        url: &Url,
+        validators: &Validators,
+        options: &Request<'_>,
+    ) -> Result<Fetched, FetchError> {
         if url.scheme() == "file" {
             return self.fetch_file(url, validators).await;
         }
@@ -236,7 +258,7 @@ impl Fetcher {
         let host_sem = self.host_semaphore(url);
         let _host = host_sem.acquire().await.map_err(|_| FetchError::Timeout(Duration::ZERO))?;
         let timeout = self.settings.timeout;
-        match tokio::time::timeout(timeout, self.fetch_http(url, validators)).await {
+        match tokio::time::timeout(timeout, self.fetch_http(url, validators, options)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(timeout)),
         }
@@ -248,7 +270,13 @@ impl Fetcher {
         map.entry(host).or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host.max(1)))).clone()
     }
 
-    async fn fetch_http(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchError> {
+    async fn fetch_http(
+        &self,
+        url: &Url,
+        validators: &Validators,
+        options: &Request<'_>,
+    ) -> Result<Fetched, FetchError> {
+        let origin = url.origin();
         let mut current = url.clone();
         let mut permanent_chain = true;
         let mut moved_to = None;
@@ -264,6 +292,16 @@ impl Fetcher {
             }
             if let Some(lm) = &validators.last_modified {
                 req = req.header(header::IF_MODIFIED_SINCE, lm);
+            }
+            if let Some(ua) = options.user_agent {
+                req = req.header(header::USER_AGENT, ua);
+            }
+            // The feed's own headers go to its own origin only, never to a host a
+            // redirect leads to.
+            if current.origin() == origin {
+                for (name, value) in options.headers {
+                    req = req.header(name.as_str(), value.as_str());
+                }
             }
             let resp = req.send().await.map_err(|e| self.map_err(e, hop > 0, &current))?;
             if hop > 0

@@ -134,7 +134,7 @@ pub const DAEMON_KEYS: &[&str] = &[
     "watch_config",
     "lease",
 ];
-pub const FEED_KEYS: &[&str] = &["id", "url", "schedule", "tags", "enabled"];
+pub const FEED_KEYS: &[&str] = &["id", "url", "schedule", "tags", "enabled", "headers", "user_agent"];
 pub const TOPIC_KEYS: &[&str] =
     &["id", "title", "description", "query", "exclude", "feeds", "tags", "limit", "max_age"];
 
@@ -152,7 +152,29 @@ pub struct FeedConfig {
     pub schedule: Option<Schedule>,
     pub tags: Vec<String>,
     pub enabled: bool,
+    /// Sent with every request to the feed's own origin (never to another host a
+    /// redirect leads to): names lower-cased, values as written.
+    pub headers: Vec<(String, String)>,
+    /// Instead of feedsieve's own (`feedsieve/VERSION`).
+    pub user_agent: Option<String>,
 }
+
+/// Headers a feed's `headers` may not set: what feedsieve sets itself, what belongs
+/// to the connection, and credentials, which come from files only.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "if-none-match",
+    "if-modified-since",
+    "user-agent",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
@@ -753,7 +775,61 @@ impl<'a> Reader<'a> {
         let schedule = self.schedule(t, "schedule");
         let tags = self.tags(t);
         let enabled = self.boolean(t, "enabled").unwrap_or(true);
-        Some(FeedConfig { id: id?, url: url?, schedule, tags, enabled })
+        let headers = self.headers(t);
+        let user_agent = self.string(t, "user_agent").and_then(|(s, span)| {
+            if s.trim().is_empty() || reqwest::header::HeaderValue::from_str(&s).is_err() {
+                self.error(
+                    span,
+                    format!("'user_agent' = '{s}' is not a usable User-Agent (printable, not empty)"),
+                );
+                None
+            } else {
+                Some(s)
+            }
+        });
+        Some(FeedConfig { id: id?, url: url?, schedule, tags, enabled, headers, user_agent })
+    }
+
+    /// A feed's `headers`: a table of header names to strings.
+    fn headers(&mut self, t: &DeTable<'a>) -> Vec<(String, String)> {
+        let Some(v) = Self::get(t, "headers") else { return Vec::new() };
+        let Some(table) = v.get_ref().as_table() else {
+            self.error(
+                v.span(),
+                "'headers' must be a table of names to values, like { \"Accept-Language\" = \"en\" }",
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (name, value) in table.iter() {
+            let lower = name.get_ref().to_ascii_lowercase();
+            let Some(text) = value.get_ref().as_str() else {
+                self.error(value.span(), format!("header '{}' must be a string", name.get_ref()));
+                continue;
+            };
+            if reqwest::header::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                self.error(name.span(), format!("'{}' is not a header name", name.get_ref()));
+            } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+                let why = match lower.as_str() {
+                    "authorization" | "proxy-authorization" | "cookie" => {
+                        "credentials come from files: use token_file, or username and password_file"
+                    }
+                    "user-agent" => "use user_agent",
+                    _ => "feedsieve sets it itself",
+                };
+                self.error(name.span(), format!("header '{}' cannot be set here: {why}", name.get_ref()));
+            } else if reqwest::header::HeaderValue::from_str(text).is_err() {
+                self.error(
+                    value.span(),
+                    format!("header '{}': the value is not printable text", name.get_ref()),
+                );
+            } else if out.iter().any(|(n, _)| *n == lower) {
+                self.error(name.span(), format!("header '{}' is given twice", name.get_ref()));
+            } else {
+                out.push((lower, text.to_owned()));
+            }
+        }
+        out
     }
 
     fn tags(&mut self, t: &DeTable<'a>) -> Vec<String> {

@@ -590,7 +590,8 @@ async fn poll_feed_inner(
     let target =
         row.moved_to.as_deref().and_then(|u| url::Url::parse(u).ok()).unwrap_or_else(|| feed.url.clone());
     let moved = |hinted: Option<url::Url>| hinted.or_else(|| (target != feed.url).then(|| target.clone()));
-    let fetched = p.fetcher.fetch(&target, &validators).await;
+    let options = crate::fetch::Request { headers: &feed.headers, user_agent: feed.user_agent.as_deref() };
+    let fetched = p.fetcher.fetch_with(&target, &validators, &options).await;
     let now = p.clock.now();
     let j = jitter(&feed.id, now);
     let body = match fetched {

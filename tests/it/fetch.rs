@@ -155,3 +155,61 @@ async fn the_proxy_of_the_environment_is_used_and_no_proxy_honoured() {
     assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY kept the host off the proxy");
     assert!(result["failures"].as_array().unwrap().iter().any(|f| f["id"] == "far"), "{result}");
 }
+
+/// A feed's `headers` and `user_agent` reach its server; on a redirect to another
+/// origin the headers stay behind (the user agent goes on).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_s_headers_go_to_its_own_origin_only() {
+    let server = FeedServer::start().await;
+    let other = FeedServer::start().await;
+    server.put_fixture("/feed", "formats/rss20.xml");
+    other.put_fixture("/elsewhere", "formats/atom.xml");
+    server.put_raw("/away", 302, &[("location", &other.url("/elsewhere"))], vec![]);
+    server.put_raw("/here", 302, &[("location", "/feed")], vec![]);
+    let options = "headers = { \"Accept-Language\" = \"en\", \"X-Partner-Id\" = \"desk-7\" }\n\
+                   user_agent = \"Mozilla/5.0 (compatible; partner-reader)\"\n";
+    let env = Env::new(&format!(
+        "{}{options}\n[[feed]]\nid = \"away\"\nurl = \"{}\"\n{options}\n[[feed]]\nid = \"here\"\nurl = \"{}\"\n{options}",
+        one_feed(&server.url("/feed")),
+        server.url("/away"),
+        server.url("/here")
+    ));
+    let summary = env.poll().await;
+    assert_eq!(summary.fetched, 3, "{summary:?}");
+    let sent = |reqs: Vec<axum::http::HeaderMap>| {
+        reqs.into_iter()
+            .map(|h| {
+                let get = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_owned());
+                (get("accept-language"), get("x-partner-id"), get("user-agent"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let ua = Some("Mozilla/5.0 (compatible; partner-reader)".to_owned());
+    let full = (Some("en".to_owned()), Some("desk-7".to_owned()), ua.clone());
+    // f directly, and "here" redirected within the origin: with the headers, twice.
+    assert_eq!(sent(server.requests("/feed")), vec![full.clone(), full.clone()]);
+    assert_eq!(sent(server.requests("/away")), vec![full]);
+    assert_eq!(sent(other.requests("/elsewhere")), vec![(None, None, ua)], "no headers to another origin");
+}
+
+#[test]
+fn headers_that_carry_credentials_or_belong_to_feedsieve_are_refused() {
+    let env = Env::new(
+        "[[feed]]\nid = \"f\"\nurl = \"https://example.org/feed\"\n\
+         headers = { Authorization = \"Bearer x\", Host = \"h\", \"bad name\" = \"v\", \"X-Ok\" = 3 }\n\
+         user_agent = \"\"\n",
+    );
+    let out = env.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "header 'Authorization' cannot be set here: credentials come from files",
+        "header 'Host' cannot be set here: feedsieve sets it itself",
+        "'bad name' is not a header name",
+        "header 'X-Ok' must be a string",
+        "'user_agent' = '' is not a usable User-Agent",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    assert!(!err.contains("Bearer x"), "{err}");
+}
