@@ -335,6 +335,10 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     let listening = match handle.call(|s| s.listener()).await {
         Ok(Some(l)) => {
             spawn_listener(l, handle.clone(), notice_tx, metrics.clone(), shutdown.clone());
+            // What other nodes changed between this node's first rendering and its
+            // LISTEN was announced to nobody here: look once, now that later changes
+            // will be (missed, a node served older bytes until its 30 s look).
+            refresh_outputs(&pipeline, &state, &mut outputs_seen).await;
             true
         }
         Ok(None) => false,
