@@ -102,6 +102,19 @@ fn feed_items(i: usize) -> Vec<(String, String, String, String)> {
     items
 }
 
+/// `n` feeds `/f0.xml`... on `server`, feed `i` holding the items of `feed_items(story(i))`
+/// and answering after `delay`; their `[[feed]]` tables.
+fn slow_feeds(server: &FeedServer, n: usize, delay: Duration, story: impl Fn(usize) -> usize) -> String {
+    let mut feeds = String::new();
+    for i in 0..n {
+        let path = format!("/f{i}.xml");
+        server.put(&path, rss(&feed_items(story(i))), "application/rss+xml");
+        server.delay(&path, delay);
+        feeds.push_str(&format!("[[feed]]\nid = \"f{i}\"\nurl = \"{}\"\n\n", server.url(&path)));
+    }
+    feeds
+}
+
 fn cluster_env(server: &FeedServer, daemon: &str) -> Env {
     let mut feeds = String::new();
     for i in 0..FEEDS {
@@ -226,18 +239,7 @@ async fn three_nodes_poll_each_feed_once_and_serve_the_same_bytes() {
 async fn a_killed_node_s_feeds_are_polled_by_the_others_after_its_lease() {
     const N: usize = 8;
     let server = FeedServer::start().await;
-    for i in 0..N {
-        let path = format!("/f{i}.xml");
-        server.put(&path, rss(&feed_items(FEEDS - 1 - i)), "application/rss+xml");
-        server.delay(&path, Duration::from_secs(3));
-    }
-    let mut feeds = String::new();
-    for i in 0..N {
-        feeds.push_str(&format!(
-            "[[feed]]\nid = \"f{i}\"\nurl = \"{}\"\n\n",
-            server.url(&format!("/f{i}.xml"))
-        ));
-    }
+    let feeds = slow_feeds(&server, N, Duration::from_secs(3), |i| FEEDS - 1 - i);
     let env = Env::with_daemon_on(
         Engine::Postgres,
         "timeout = \"5s\"\nlease = \"10s\"\nschedule = \"every 1h\"\nlisten = \"127.0.0.1:0\"\n\
@@ -286,18 +288,7 @@ async fn a_killed_node_s_feeds_are_polled_by_the_others_after_its_lease() {
 async fn a_stopped_node_hands_its_claims_over_at_once() {
     const N: usize = 8;
     let server = FeedServer::start().await;
-    for i in 0..N {
-        let path = format!("/f{i}.xml");
-        server.put(&path, rss(&feed_items(FEEDS / 2 - 1 - i)), "application/rss+xml");
-        server.delay(&path, Duration::from_secs(3));
-    }
-    let mut feeds = String::new();
-    for i in 0..N {
-        feeds.push_str(&format!(
-            "[[feed]]\nid = \"f{i}\"\nurl = \"{}\"\n\n",
-            server.url(&format!("/f{i}.xml"))
-        ));
-    }
+    let feeds = slow_feeds(&server, N, Duration::from_secs(3), |i| FEEDS / 2 - 1 - i);
     let env = Env::with_daemon_on(
         Engine::Postgres,
         "timeout = \"5s\"\nlease = \"10m\"\nschedule = \"every 1h\"\nlisten = \"127.0.0.1:0\"\n\
@@ -414,13 +405,7 @@ async fn a_node_with_another_config_file_is_named_in_a_warning() {
 async fn a_node_holds_no_more_claims_than_it_can_soon_poll() {
     const N: usize = 40;
     let server = FeedServer::start().await;
-    let mut feeds = String::new();
-    for i in 0..N {
-        let path = format!("/f{i}.xml");
-        server.put(&path, rss(&feed_items(i % FEEDS)), "application/rss+xml");
-        server.delay(&path, Duration::from_millis(300));
-        feeds.push_str(&format!("[[feed]]\nid = \"f{i}\"\nurl = \"{}\"\n\n", server.url(&path)));
-    }
+    let feeds = slow_feeds(&server, N, Duration::from_millis(300), |i| i % FEEDS);
     let env = Env::with_daemon_on(
         Engine::Postgres,
         "timeout = \"5s\"\nschedule = \"every 1h\"\nlisten = \"127.0.0.1:0\"\nfetch_concurrency = 1",

@@ -195,18 +195,20 @@ fn repository_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// No file of the repository names `../shared/` or a path of a build machine, and no
+/// No file of the repository names a folder outside it or a path of a build machine, and no
 /// Markdown file links to a file the repository does not have.
 #[test]
 fn the_documents_refer_only_to_the_repository() {
     let mut files = Vec::new();
     repository_files(&root(), &mut files);
     assert!(files.iter().any(|f| f.ends_with("docs/configuration.md")) && files.len() > 50, "{files:?}");
-    let this = root().join("tests/it/docs.rs");
+    // Written in pieces, so that this file does not name them either.
+    let outside =
+        [concat!("sha", "red", "/SPEC.md"), concat!("../", "sha", "red", "/"), concat!("/", "wo", "rk/")];
     let mut problems = Vec::new();
-    for file in files.iter().filter(|f| **f != this) {
+    for file in &files {
         let Ok(text) = std::fs::read_to_string(file) else { continue };
-        for bad in ["shared/SPEC.md", "../shared/", "/work/"] {
+        for bad in outside {
             if text.contains(bad) {
                 problems.push(format!("{}: names {bad}", file.display()));
             }
