@@ -32,6 +32,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use crate::config::{Auth, Proxy};
+
 /// Redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -49,6 +51,9 @@ pub struct FetchSettings {
     pub per_host: usize,
     /// The daemon's own listen address: a redirect never leads there.
     pub own_address: Option<SocketAddr>,
+    /// `[daemon] proxy`: for requests whose feed names none. `None`: the
+    /// environment's (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+    pub proxy: Option<Proxy>,
 }
 
 /// What the feed last sent, to make the request conditional.
@@ -96,6 +101,15 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
     /// Instead of feedsieve's own.
     pub user_agent: Option<&'a str>,
+    /// Sent to the feed's own origin only. Credentials written in the URL fetched
+    /// are taken when this is `None`.
+    pub auth: Option<&'a Auth>,
+    /// The feed's own proxy setting, over `[daemon] proxy` and the environment.
+    pub proxy: Option<&'a Proxy>,
+    /// The feed's configured URL, whose origin alone gets `headers` and `auth`
+    /// (`None`: the URL fetched). A feed that moved permanently to another host is
+    /// fetched there, without them.
+    pub home: Option<&'a Url>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,22 +165,78 @@ pub fn install_tls_provider() {
 
 /// The HTTP clients, with the concurrency limits around them.
 pub struct Fetcher {
-    /// For configured URLs: the operator chose them, wherever they resolve.
-    client: reqwest::Client,
-    /// For redirect hops: its resolver refuses addresses a redirect may not reach.
-    redirect_client: reqwest::Client,
+    /// The clients of the environment's proxy setting (reqwest's default: proxies
+    /// from `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, minding `NO_PROXY`).
+    environment: Arc<Clients>,
+    /// Without any proxy: for `proxy = "none"`, and for loopback hosts, which no proxy
+    /// serves (as Go's and Python's HTTP clients do; curl would need NO_PROXY).
+    direct: Arc<Clients>,
+    /// The clients of each configured proxy, made when first needed.
+    via: Mutex<HashMap<String, Arc<Clients>>>,
     settings: FetchSettings,
     global: Arc<Semaphore>,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// Whether the environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`),
-    /// which the clients then use, minding `NO_PROXY`. Through a proxy the resolver
-    /// sees only the proxy's name, so a redirect target's name is resolved and checked
-    /// here before the hop instead.
+}
+
+/// One way out: a client for configured URLs (the operator chose them, wherever they
+/// resolve) and one for redirect hops (its resolver refuses addresses a redirect may
+/// not reach).
+struct Clients {
+    client: reqwest::Client,
+    redirect_client: reqwest::Client,
+    /// Whether requests go through a proxy. The resolver then sees only the proxy's
+    /// name (or nothing, with socks5h), so a redirect target's name is resolved and
+    /// checked before the hop instead.
     proxied: bool,
-    /// With a proxy: clients without one (for configured URLs, for redirect hops),
-    /// for loopback hosts, which no proxy serves (as Go's and Python's HTTP clients
-    /// do; curl would need NO_PROXY).
-    direct: Option<(reqwest::Client, reqwest::Client)>,
+}
+
+impl Clients {
+    fn new(settings: &FetchSettings, proxy: Option<reqwest::Proxy>) -> Result<Clients, FetchError> {
+        let environment = proxy.is_none();
+        let builder = || {
+            let b = reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(settings.timeout)
+                .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(settings.per_host.max(1));
+            match &proxy {
+                // reqwest's default: proxies from the environment.
+                None => b,
+                Some(p) => b.proxy(p.clone()),
+            }
+        };
+        Ok(Clients {
+            client: builder().build().map_err(FetchError::Http)?,
+            redirect_client: builder()
+                .dns_resolver(Arc::new(RedirectResolver))
+                .build()
+                .map_err(FetchError::Http)?,
+            proxied: !environment || proxy_in_environment(),
+        })
+    }
+
+    fn direct(settings: &FetchSettings) -> Result<Clients, FetchError> {
+        let none = || {
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(settings.timeout)
+                .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(settings.per_host.max(1))
+                .no_proxy()
+        };
+        Ok(Clients {
+            client: none().build().map_err(FetchError::Http)?,
+            redirect_client: none()
+                .dns_resolver(Arc::new(RedirectResolver))
+                .build()
+                .map_err(FetchError::Http)?,
+            proxied: false,
+        })
+    }
 }
 
 /// Whether `url`'s host is this machine: `localhost` or a loopback address.
@@ -191,42 +261,41 @@ impl Fetcher {
     /// If the TLS backend cannot be set up.
     pub fn new(settings: FetchSettings) -> Result<Fetcher, FetchError> {
         install_tls_provider();
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(USER_AGENT)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(settings.timeout)
-                .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-                .pool_idle_timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(settings.per_host.max(1))
-            // Proxies from the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and
-            // NO_PROXY), reqwest's default.
-        };
-        let client = builder().build().map_err(FetchError::Http)?;
-        let redirect_client =
-            builder().dns_resolver(Arc::new(RedirectResolver)).build().map_err(FetchError::Http)?;
-        let proxied = proxy_in_environment();
-        let direct = if proxied {
-            Some((
-                builder().no_proxy().build().map_err(FetchError::Http)?,
-                builder()
-                    .no_proxy()
-                    .dns_resolver(Arc::new(RedirectResolver))
-                    .build()
-                    .map_err(FetchError::Http)?,
-            ))
-        } else {
-            None
-        };
         Ok(Fetcher {
-            client,
-            redirect_client,
+            environment: Arc::new(Clients::new(&settings, None)?),
+            direct: Arc::new(Clients::direct(&settings)?),
+            via: Mutex::new(HashMap::new()),
             global: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             settings,
             per_host: Mutex::new(HashMap::new()),
-            proxied,
-            direct,
         })
+    }
+
+    /// The clients for a request to `url` with the feed's `proxy`: loopback hosts
+    /// directly; else the feed's proxy, `[daemon] proxy` (which minds `NO_PROXY`),
+    /// or the environment's.
+    fn clients(&self, url: &Url, proxy: Option<&Proxy>) -> Result<Arc<Clients>, FetchError> {
+        if is_loopback_host(url) {
+            return Ok(self.direct.clone());
+        }
+        let (chosen, daemon_wide) = match (proxy, &self.settings.proxy) {
+            (Some(p), _) => (p, false),
+            (None, Some(p)) => (p, true),
+            (None, None) => return Ok(self.environment.clone()),
+        };
+        let Proxy::Via(proxy_url) = chosen else { return Ok(self.direct.clone()) };
+        let key = format!("{}{}", if daemon_wide { "daemon " } else { "" }, chosen.key());
+        let mut via = self.via.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = via.get(&key) {
+            return Ok(c.clone());
+        }
+        let mut p = reqwest::Proxy::all(proxy_url.as_str()).map_err(|e| FetchError::Http(e.without_url()))?;
+        if daemon_wide {
+            p = p.no_proxy(reqwest::NoProxy::from_env());
+        }
+        let clients = Arc::new(Clients::new(&self.settings, Some(p))?);
+        via.insert(key, clients.clone());
+        Ok(clients)
     }
 
     pub fn settings(&self) -> &FetchSettings {
@@ -276,16 +345,18 @@ impl Fetcher {
         validators: &Validators,
         options: &Request<'_>,
     ) -> Result<Fetched, FetchError> {
-        let origin = url.origin();
-        let mut current = url.clone();
+        let home = options.home.unwrap_or(url);
+        let origin = home.origin();
+        // Credentials: the feed's, else those written in its URL; sent by us, to its
+        // own origin only (a URL's user info is never left for the client to send).
+        let url_auth = Auth::from_url(home);
+        let auth = options.auth.or(url_auth.as_ref());
+        let mut current = without_credentials(url);
         let mut permanent_chain = true;
         let mut moved_to = None;
         for hop in 0..=MAX_REDIRECTS {
-            let (client, redirect_client) = match &self.direct {
-                Some((c, r)) if is_loopback_host(&current) => (c, r),
-                _ => (&self.client, &self.redirect_client),
-            };
-            let client = if hop == 0 { client } else { redirect_client };
+            let clients = self.clients(&current, options.proxy)?;
+            let client = if hop == 0 { &clients.client } else { &clients.redirect_client };
             let mut req = client.get(current.clone());
             if let Some(etag) = &validators.etag {
                 req = req.header(header::IF_NONE_MATCH, etag);
@@ -296,12 +367,19 @@ impl Fetcher {
             if let Some(ua) = options.user_agent {
                 req = req.header(header::USER_AGENT, ua);
             }
-            // The feed's own headers go to its own origin only, never to a host a
-            // redirect leads to.
-            if current.origin() == origin {
+            // The feed's own headers and credentials go to its own origin only, never
+            // to a host a redirect leads to.
+            if same_origin(&origin, &current) {
                 for (name, value) in options.headers {
                     req = req.header(name.as_str(), value.as_str());
                 }
+                req = match auth {
+                    Some(Auth::Basic { username, password }) => {
+                        req.basic_auth(username, Some(password.expose()))
+                    }
+                    Some(Auth::Bearer(token)) => req.bearer_auth(token.expose()),
+                    None => req,
+                };
             }
             let resp = req.send().await.map_err(|e| self.map_err(e, hop > 0, &current))?;
             if hop > 0
@@ -323,11 +401,12 @@ impl Fetcher {
                     })?;
                 let next = current
                     .join(location)
+                    .map(|u| without_credentials(&u))
                     .map_err(|e| FetchError::BadRedirect(format!("Location '{location}': {e}")))?;
                 if let Err(why) = redirect_allowed(&next, self.settings.own_address) {
                     return Err(FetchError::RedirectRefused { to: crate::model::redacted_url(&next), why });
                 }
-                if self.proxied
+                if clients.proxied
                     && let (Some(url::Host::Domain(host)), Some(port)) =
                         (next.host(), next.port_or_known_default())
                 {
@@ -439,6 +518,32 @@ impl Fetcher {
             hints: Hints::default(),
         }))
     }
+}
+
+/// Whether `url` is of the feed's origin `home`: the same scheme, host and port, or
+/// the same host upgraded from http to https on the default ports (a redirect to
+/// the https address of the same site keeps the feed's credentials, as on the wire
+/// they are then safer, not exposed).
+fn same_origin(home: &url::Origin, url: &Url) -> bool {
+    let here = url.origin();
+    if here == *home {
+        return true;
+    }
+    match (home, &here) {
+        (url::Origin::Tuple(s1, h1, p1), url::Origin::Tuple(s2, h2, p2)) => {
+            s1 == "http" && s2 == "https" && h1 == h2 && *p1 == 80 && *p2 == 443
+        }
+        _ => false,
+    }
+}
+
+/// `url` without the user name and password written in it.
+fn without_credentials(url: &Url) -> Url {
+    let mut u = url.clone();
+    // Only a URL that cannot have credentials refuses these, and it has none.
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u
 }
 
 enum Capped {
@@ -645,6 +750,23 @@ pub fn address_allowed(ip: IpAddr) -> Result<(), &'static str> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn credentials_stay_with_the_feed_s_origin() {
+        let home = Url::parse("http://partner.example.org/feed").unwrap().origin();
+        let same = |s: &str| same_origin(&home, &Url::parse(s).unwrap());
+        assert!(same("http://partner.example.org/other"));
+        assert!(same("https://partner.example.org/feed"), "the same site over TLS");
+        assert!(!same("http://partner.example.org:8080/feed"));
+        assert!(!same("https://partner.example.org:8443/feed"));
+        assert!(!same("http://cdn.example.org/feed"));
+        assert!(!same("http://partner.example.org.evil.test/feed"));
+        let tls = Url::parse("https://partner.example.org/feed").unwrap().origin();
+        assert!(
+            !same_origin(&tls, &Url::parse("http://partner.example.org/feed").unwrap()),
+            "never downgraded"
+        );
+    }
 
     #[test]
     fn redirect_targets() {

@@ -11,10 +11,10 @@ use clap::{Args, Subcommand};
 use url::Url;
 
 use super::{UsageError, load, open_for_reading, progress_bar, runtime, write_feeds_json};
-use crate::config::edit::{ConfigEdit, NewFeed, NewTopic, derive_id};
-use crate::config::{self, Config, opml};
-use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
-use crate::model::{from_ts, rows_by_id};
+use crate::config::edit::{ConfigEdit, FeedOptions, NewFeed, NewTopic, derive_id};
+use crate::config::{self, Config, FeedConfig, opml};
+use crate::fetch::{FetchSettings, Fetched, Fetcher, Request, Validators};
+use crate::model::{from_ts, redacted_url, rows_by_id};
 use crate::store::Store;
 use crate::{dedup, parse};
 
@@ -39,6 +39,8 @@ pub enum FeedCommand {
         /// Do not fetch the URL: add it as given (needs no network).
         #[arg(long)]
         no_fetch: bool,
+        #[command(flatten)]
+        options: Box<FeedOptionArgs>,
     },
     /// Remove a feed from the config file (its stored items are kept unless --purge).
     Remove {
@@ -52,6 +54,49 @@ pub enum FeedCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `feed add`'s per-feed request options, as in the config file (see its reference).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FeedOptionArgs {
+    /// A header sent with the feed's requests, "Name: value" (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Instead of feedsieve's own User-Agent.
+    #[arg(long, value_name = "TEXT")]
+    pub user_agent: Option<String>,
+    /// HTTP Basic user name (with --password-file).
+    #[arg(long, value_name = "NAME", requires = "password_file")]
+    pub username: Option<String>,
+    /// File holding the HTTP Basic password (relative: to $CREDENTIALS_DIRECTORY, else the config folder).
+    #[arg(long, value_name = "FILE", requires = "username")]
+    pub password_file: Option<String>,
+    /// File holding a bearer token (relative as --password-file).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["username", "password_file"])]
+    pub token_file: Option<String>,
+    /// The feed's proxy: http://, https://, socks5://, socks5h:// URL, or "none".
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+}
+
+impl FeedOptionArgs {
+    fn options(&self) -> Result<FeedOptions, UsageError> {
+        let mut headers = Vec::new();
+        for h in &self.headers {
+            let Some((name, value)) = h.split_once(':') else {
+                return Err(UsageError(format!("--header '{h}': write it as \"Name: value\"")));
+            };
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        Ok(FeedOptions {
+            headers,
+            user_agent: self.user_agent.clone(),
+            username: self.username.clone(),
+            password_file: self.password_file.clone(),
+            token_file: self.token_file.clone(),
+            proxy: self.proxy.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,14 +124,15 @@ fn already(config: &Config, url: &Url) -> Option<String> {
 /// Usage and config errors (exit 2) and fetch or store failures (exit 1).
 pub fn feed(path: &Path, cmd: FeedCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        FeedCommand::Add { url, id, tags, schedule, pick, no_fetch } => {
-            add(path, &url, id, tags, schedule, pick, no_fetch)
+        FeedCommand::Add { url, id, tags, schedule, pick, no_fetch, options } => {
+            add(path, &url, id, tags, schedule, pick, no_fetch, &options)
         }
         FeedCommand::Remove { id, purge } => remove(path, &id, purge),
         FeedCommand::List { json } => list(&load(path)?, json),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn add(
     path: &Path,
     url: &str,
@@ -95,7 +141,9 @@ fn add(
     schedule: Option<String>,
     pick: Option<usize>,
     no_fetch: bool,
+    options: &FeedOptionArgs,
 ) -> anyhow::Result<ExitCode> {
+    let options = options.options()?;
     let config = load(path)?;
     if let Some(s) = &schedule {
         crate::schedule::Schedule::parse(s).map_err(|e| UsageError(format!("--schedule: {e}")))?;
@@ -107,28 +155,52 @@ fn add(
         }
     }
     let given = config::feed_url(url.trim(), &config::folder_of(&config.path)).map_err(UsageError)?;
+    let shown = redacted_url(&given);
     if let Some(other) = already(&config, &given) {
-        return Err(UsageError(format!("{given} is already configured as feed '{other}'")).into());
+        return Err(UsageError(format!("{shown} is already configured as feed '{other}'")).into());
     }
+    // The feed as the file will have it, options and secret files checked, before
+    // anything is fetched with them.
+    let trial_id = id.clone().unwrap_or_else(|| "feed-being-added".to_owned());
+    let new_feed = |id: String, url: String| NewFeed {
+        id,
+        url,
+        tags: tags.clone(),
+        schedule: schedule.clone(),
+        enabled: true,
+        options: options.clone(),
+    };
+    let mut trial = ConfigEdit::open(path)?;
+    trial.add_feed(&new_feed(trial_id.clone(), url.trim().to_owned()));
+    let trial = config::parse(&trial.text(), path)?;
+    let Some(feed) = trial.feed(&trial_id) else {
+        anyhow::bail!("the feed added for a trial is missing from the config")
+    };
     let (url_text, title) = if no_fetch {
         (url.trim().to_owned(), None)
     } else {
-        let (found, title) = runtime()?.block_on(discover(&config, &given, pick))?;
+        let (found, title) = runtime()?.block_on(discover(&config, feed, pick))?;
         if let Some(other) = already(&config, &found) {
-            return Err(UsageError(format!("{found} is already configured as feed '{other}'")).into());
+            return Err(UsageError(format!(
+                "{} is already configured as feed '{other}'",
+                redacted_url(&found)
+            ))
+            .into());
         }
         if found != given {
-            println!("{given} is a web page; it advertises {found}");
+            println!("{shown} is a web page; it advertises {}", redacted_url(&found));
         }
         (if found == given { url.trim().to_owned() } else { found.to_string() }, title)
     };
     let taken: Vec<&str> = config.feeds.iter().map(|f| f.id.as_str()).collect();
     let id = id.unwrap_or_else(|| derive_id(title.as_deref(), &url_text, &taken));
     let mut edit = ConfigEdit::open(path)?;
-    edit.add_feed(&NewFeed { id: id.clone(), url: url_text.clone(), tags, schedule, enabled: true });
+    edit.add_feed(&new_feed(id.clone(), url_text.clone()));
     edit.save(config::parse)?;
     println!(
-        "added feed '{id}' ({url_text}){} to {}",
+        "added feed '{id}' ({}){} to {}",
+        config::feed_url(&url_text, &config::folder_of(path))
+            .map_or_else(|_| "?".to_owned(), |u| redacted_url(&u)),
         title.map(|t| format!(" \"{t}\"")).unwrap_or_default(),
         path.display()
     );
@@ -138,7 +210,11 @@ fn add(
 
 /// Fetches `url`: a feed is taken as it is; an HTML page's advertised feed is taken
 /// if it advertises one (or `pick` says which). Returns the feed URL and its title.
-async fn discover(config: &Config, url: &Url, pick: Option<usize>) -> anyhow::Result<(Url, Option<String>)> {
+async fn discover(
+    config: &Config,
+    feed: &FeedConfig,
+    pick: Option<usize>,
+) -> anyhow::Result<(Url, Option<String>)> {
     let d = &config.daemon;
     let fetcher = Fetcher::new(FetchSettings {
         timeout: d.timeout,
@@ -146,24 +222,36 @@ async fn discover(config: &Config, url: &Url, pick: Option<usize>) -> anyhow::Re
         concurrency: 1,
         per_host: 1,
         own_address: None,
+        proxy: d.proxy.clone(),
     })?;
+    let request = Request {
+        headers: &feed.headers,
+        user_agent: feed.user_agent.as_deref(),
+        auth: feed.auth.as_ref(),
+        proxy: feed.proxy.as_ref(),
+        home: Some(&feed.url),
+    };
+    let url = &feed.url;
     let get = |u: Url| {
         let fetcher = &fetcher;
         async move {
-            match fetcher.fetch(&u, &Validators::default()).await {
+            let shown = redacted_url(&u);
+            match fetcher.fetch_with(&u, &Validators::default(), &request).await {
                 Ok(Fetched::Body(b)) => Ok(b),
                 Ok(Fetched::NotModified { .. }) => {
-                    anyhow::bail!("{u} answered 304 to an unconditional request")
+                    anyhow::bail!("{shown} answered 304 to an unconditional request")
                 }
                 Err(e) => Err(anyhow::Error::new(e)
-                    .context(format!("cannot fetch {u} (use --no-fetch to add it without checking)"))),
+                    .context(format!("cannot fetch {shown} (use --no-fetch to add it without checking)"))),
             }
         }
     };
     let body = get(url.clone()).await?;
+    let feed_url_given = url.clone();
+    let url = redacted_url(url);
     let now = chrono::Utc::now();
     match parse::parse_response(&body.bytes, body.content_type.as_deref(), &body.final_url, now) {
-        Ok(feed) => return Ok((url.clone(), feed.title)),
+        Ok(feed) => return Ok((feed_url_given.clone(), feed.title)),
         Err(parse::ParseError::NotAFeed(_)) => {}
         Err(e) => return Err(UsageError(format!("{url} is not a usable feed: {e}")).into()),
     }
@@ -310,7 +398,14 @@ fn import(path: &Path, file: &Path) -> anyhow::Result<ExitCode> {
         let id = derive_id(o.title.as_deref(), &o.url, &taken_refs);
         let tags: Vec<String> =
             o.tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
-        edit.add_feed(&NewFeed { id: id.clone(), url: o.url.clone(), tags, schedule, enabled: o.enabled });
+        edit.add_feed(&NewFeed {
+            id: id.clone(),
+            url: o.url.clone(),
+            tags,
+            schedule,
+            enabled: o.enabled,
+            options: FeedOptions::default(),
+        });
         seen.push(key);
         taken.push(id);
         added += 1;

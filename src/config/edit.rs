@@ -20,6 +20,19 @@ pub struct NewFeed {
     pub tags: Vec<String>,
     pub schedule: Option<String>,
     pub enabled: bool,
+    /// Per-feed request options, written as given (`check` validates them).
+    pub options: FeedOptions,
+}
+
+/// What `feed add` may set beyond the basics (see the config reference).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedOptions {
+    pub headers: Vec<(String, String)>,
+    pub user_agent: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub token_file: Option<String>,
+    pub proxy: Option<String>,
 }
 
 /// A topic to add.
@@ -80,6 +93,25 @@ impl ConfigEdit {
         }
         if !f.enabled {
             t["enabled"] = value(false);
+        }
+        let o = &f.options;
+        if !o.headers.is_empty() {
+            let mut h = toml_edit::InlineTable::new();
+            for (name, v) in &o.headers {
+                h.insert(name, v.as_str().into());
+            }
+            t["headers"] = value(h);
+        }
+        for (key, v) in [
+            ("user_agent", &o.user_agent),
+            ("username", &o.username),
+            ("password_file", &o.password_file),
+            ("token_file", &o.token_file),
+            ("proxy", &o.proxy),
+        ] {
+            if let Some(v) = v {
+                t[key] = value(v.as_str());
+            }
         }
         if let Some(feeds) = self.tables_mut("feed") {
             // Tables are laid out by position; sharing the last feed's position (a
@@ -240,6 +272,7 @@ query = 'border'
             tags: vec!["news".into(), "wire".into()],
             schedule: Some("@hourly".into()),
             enabled: true,
+            options: Default::default(),
         });
         let out = e.text();
         let expected_tail = "tags = [\"x\"]\n\n[[feed]]\nid = \"c\"\nurl = \"https://c.example/rss\"\ntags = [\"news\", \"wire\"]\nschedule = \"@hourly\"\n\n# Topics below\n[[topic]]";
@@ -268,6 +301,7 @@ query = 'border'
             tags: vec![],
             schedule: None,
             enabled: true,
+            options: Default::default(),
         });
         // A comment after the last table stays at the end of the file.
         assert_eq!(

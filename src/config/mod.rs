@@ -22,6 +22,9 @@ use url::Url;
 
 pub mod edit;
 pub mod opml;
+pub mod secrets;
+
+pub use secrets::{Auth, Proxy, Secret};
 
 use crate::curate::query::{self, Query};
 use crate::model::{Database, PgTarget};
@@ -72,6 +75,8 @@ pub struct Daemon {
     pub watch_config: bool,
     /// PostgreSQL, many nodes: how long a node owns a feed it claimed to poll.
     pub lease: Duration,
+    /// The proxy of feeds that set none; `None`: the environment's.
+    pub proxy: Option<Proxy>,
 }
 
 impl Default for Daemon {
@@ -93,6 +98,7 @@ impl Default for Daemon {
             dedup_window: Duration::from_secs(7 * 86_400),
             watch_config: false,
             lease: DEFAULT_LEASE,
+            proxy: None,
         }
     }
 }
@@ -133,8 +139,21 @@ pub const DAEMON_KEYS: &[&str] = &[
     "dedup_window",
     "watch_config",
     "lease",
+    "proxy",
 ];
-pub const FEED_KEYS: &[&str] = &["id", "url", "schedule", "tags", "enabled", "headers", "user_agent"];
+pub const FEED_KEYS: &[&str] = &[
+    "id",
+    "url",
+    "schedule",
+    "tags",
+    "enabled",
+    "headers",
+    "user_agent",
+    "username",
+    "password_file",
+    "token_file",
+    "proxy",
+];
 pub const TOPIC_KEYS: &[&str] =
     &["id", "title", "description", "query", "exclude", "feeds", "tags", "limit", "max_age"];
 
@@ -157,6 +176,11 @@ pub struct FeedConfig {
     pub headers: Vec<(String, String)>,
     /// Instead of feedsieve's own (`feedsieve/VERSION`).
     pub user_agent: Option<String>,
+    /// `username` + `password_file`, or `token_file`, read from their files; or the
+    /// credentials written in `url`. Sent to the feed's own origin only.
+    pub auth: Option<Auth>,
+    /// `None`: `[daemon] proxy`, else the environment's.
+    pub proxy: Option<Proxy>,
 }
 
 /// Headers a feed's `headers` may not set: what feedsieve sets itself, what belongs
@@ -517,14 +541,19 @@ impl<'a> Reader<'a> {
     /// `LoadCredential=`) when that is set, else to the config file's folder. It must
     /// exist now, so that `check` finds a missing one before the daemon does.
     fn secret_file(&mut self, s: &str, span: Span) -> Option<PathBuf> {
-        let base = std::env::var_os("CREDENTIALS_DIRECTORY").map_or_else(|| self.dir.clone(), PathBuf::from);
-        let path = base.join(s);
+        let path = self.credentials_dir().join(s);
         if path.is_file() {
             Some(path)
         } else {
             self.error(span, format!("secret file {} does not exist or is not a file", path.display()));
             None
         }
+    }
+
+    /// Where secret files are: `$CREDENTIALS_DIRECTORY` when set, else the config
+    /// file's folder.
+    fn credentials_dir(&self) -> PathBuf {
+        std::env::var_os("CREDENTIALS_DIRECTORY").map_or_else(|| self.dir.clone(), PathBuf::from)
     }
 
     /// The position of character `offset` inside the string value at `span`.
@@ -742,6 +771,7 @@ impl<'a> Reader<'a> {
             }
             d.lease = x;
         }
+        d.proxy = self.proxy(t);
         d
     }
 
@@ -787,7 +817,81 @@ impl<'a> Reader<'a> {
                 Some(s)
             }
         });
-        Some(FeedConfig { id: id?, url: url?, schedule, tags, enabled, headers, user_agent })
+        let auth = self.auth(t, id.as_deref().unwrap_or("?"), url.as_ref());
+        let proxy = self.proxy(t);
+        Some(FeedConfig { id: id?, url: url?, schedule, tags, enabled, headers, user_agent, auth, proxy })
+    }
+
+    /// `proxy`, in `[daemon]` or a feed.
+    fn proxy(&mut self, t: &DeTable<'a>) -> Option<Proxy> {
+        let (text, span) = self.string(t, "proxy")?;
+        Proxy::parse(&text).map_err(|e| self.error(span, e)).ok()
+    }
+
+    /// A feed's credentials: `username` with `password_file`, or `token_file`, each
+    /// file read now; else those written in its URL.
+    fn auth(&mut self, t: &DeTable<'a>, id: &str, url: Option<&Url>) -> Option<Auth> {
+        let username = self.string(t, "username");
+        let password = self.string(t, "password_file");
+        let token = self.string(t, "token_file");
+        let in_url = url.and_then(Auth::from_url);
+        let read = |this: &mut Self, key: &str, (file, span): (String, Span)| {
+            let path = this.credentials_dir().join(&file);
+            match secrets::read_secret(&path) {
+                Ok(s) => {
+                    if secrets::readable_by_others(&path) {
+                        this.warn(
+                            span,
+                            format!(
+                                "feed '{id}': {key} {} is readable by every user of this machine (chmod 600)",
+                                path.display()
+                            ),
+                        );
+                    }
+                    Some(s)
+                }
+                Err(e) => {
+                    this.error(span, format!("feed '{id}': {key}: {e}"));
+                    None
+                }
+            }
+        };
+        let from_files = match (username, password, token) {
+            (None, None, None) => return in_url,
+            (Some((user, _)), Some(p), None) => {
+                let password = read(self, "password_file", p)?;
+                Auth::Basic { username: user, password }
+            }
+            (None, None, Some(tk)) => Auth::Bearer(read(self, "token_file", tk)?),
+            (Some((_, span)), None, None) => {
+                self.error(span, format!("feed '{id}': 'username' needs a 'password_file'"));
+                return None;
+            }
+            (None, Some((_, span)), None) => {
+                self.error(span, format!("feed '{id}': 'password_file' needs a 'username'"));
+                return None;
+            }
+            (_, _, Some((_, span))) => {
+                self.error(
+                    span,
+                    format!(
+                        "feed '{id}': give either 'token_file' or 'username' with 'password_file', not both"
+                    ),
+                );
+                return None;
+            }
+        };
+        if in_url.is_some() {
+            let span = t.get("url").map(|v| v.span()).unwrap_or_default();
+            self.error(
+                span,
+                format!(
+                    "feed '{id}': credentials are both in its url and in username/token_file: keep the files"
+                ),
+            );
+            return None;
+        }
+        Some(from_files)
     }
 
     /// A feed's `headers`: a table of header names to strings.

@@ -140,6 +140,7 @@ impl Pipeline {
             concurrency: d.fetch_concurrency,
             per_host: d.per_host_concurrency,
             own_address: Some(d.listen),
+            proxy: d.proxy.clone(),
         })?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Pipeline {
@@ -590,7 +591,13 @@ async fn poll_feed_inner(
     let target =
         row.moved_to.as_deref().and_then(|u| url::Url::parse(u).ok()).unwrap_or_else(|| feed.url.clone());
     let moved = |hinted: Option<url::Url>| hinted.or_else(|| (target != feed.url).then(|| target.clone()));
-    let options = crate::fetch::Request { headers: &feed.headers, user_agent: feed.user_agent.as_deref() };
+    let options = crate::fetch::Request {
+        headers: &feed.headers,
+        user_agent: feed.user_agent.as_deref(),
+        auth: feed.auth.as_ref(),
+        proxy: feed.proxy.as_ref(),
+        home: Some(&feed.url),
+    };
     let fetched = p.fetcher.fetch_with(&target, &validators, &options).await;
     let now = p.clock.now();
     let j = jitter(&feed.id, now);

@@ -139,10 +139,26 @@ fn config_with(table: &str, key: &str, example: &str, dir: &Path) -> String {
             }
             format!("[daemon]\n{}\n{feeds}", with(&base))
         }
-        "feed" => format!(
-            "[[feed]]\n{}\n",
-            with(&[("id", "\"x\"".into()), ("url", "\"https://example.org/feed\"".into())])
-        ),
+        "feed" => {
+            let mut base =
+                vec![("id", "\"x\"".to_owned()), ("url", "\"https://example.org/feed\"".to_owned())];
+            // Credentials come in pairs, from files that must exist.
+            let secret = |file: &str| std::fs::write(dir.join(file), "secret\n").unwrap();
+            let named = |default: &str| value.get(key).and_then(|v| v.as_str()).unwrap_or(default).to_owned();
+            match key {
+                "username" => {
+                    base.push(("password_file", "\"partner.pass\"".into()));
+                    secret("partner.pass");
+                }
+                "password_file" => {
+                    base.push(("username", "\"reader\"".into()));
+                    secret(&named("partner.pass"));
+                }
+                "token_file" => secret(&named("partner.token")),
+                _ => {}
+            }
+            format!("[[feed]]\n{}\n", with(&base))
+        }
         "topic" => {
             format!("{feeds}[[topic]]\n{}", with(&[("id", "\"t\"".into()), ("query", "\"border\"".into())]))
         }

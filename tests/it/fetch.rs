@@ -156,6 +156,50 @@ async fn the_proxy_of_the_environment_is_used_and_no_proxy_honoured() {
     assert!(result["failures"].as_array().unwrap().iter().any(|f| f["id"] == "far"), "{result}");
 }
 
+/// `proxy` in a feed and in `[daemon]`: the feed's own proxy carries its requests,
+/// the daemon's carries the others', "none" goes straight out (where the proxy's host
+/// does not resolve), and a feed's credentials travel through its proxy to the feed.
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_proxies_carry_the_feeds_that_name_them() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/feed", "formats/rss20.xml");
+    server.put_fixture("/own", "formats/atom.xml");
+    server.put_fixture("/none", "formats/atom.xml");
+    server.require_authorization("/own", "Bearer tok-through-proxy");
+    let upstream = server.url("");
+    let upstream = upstream.trim_end_matches('/');
+    let (daemon_proxy, via_daemon) = forward_proxy(upstream.to_owned()).await;
+    let (feed_proxy, via_feed) = forward_proxy(upstream.to_owned()).await;
+    let env = Env::with_daemon(
+        &format!("timeout = \"5s\"\nproxy = \"{daemon_proxy}\""),
+        &format!(
+            "[[feed]]\nid = \"far\"\nurl = \"http://feeds.example.test/feed\"\n\n\
+             [[feed]]\nid = \"own\"\nurl = \"http://feeds.example.test/own\"\nproxy = \"{feed_proxy}\"\ntoken_file = \"own.token\"\n\n\
+             [[feed]]\nid = \"none\"\nurl = \"http://feeds.example.test/none\"\nproxy = \"none\"\n"
+        ),
+    );
+    std::fs::write(env.config_path.parent().unwrap().join("own.token"), "tok-through-proxy\n").unwrap();
+    let summary = env.poll().await;
+    assert_eq!((summary.fetched, summary.failed), (2, 1), "{summary:?}");
+    assert_eq!(*via_daemon.lock().unwrap(), vec!["http://feeds.example.test/feed".to_owned()]);
+    assert_eq!(*via_feed.lock().unwrap(), vec!["http://feeds.example.test/own".to_owned()]);
+    let auth = server.requests("/own")[0].get("authorization").cloned();
+    assert_eq!(auth.unwrap(), "Bearer tok-through-proxy");
+    assert!(server.requests("/none").is_empty(), "\"none\" went to no proxy");
+    let error = &env.rows("SELECT error FROM feeds WHERE id = 'none'")[0][0];
+    assert!(error.contains("request failed"), "{error}");
+
+    let bad = Env::with_daemon(
+        "proxy = \"ftp://p.internal\"",
+        "[[feed]]\nid = \"f\"\nurl = \"https://example.org/\"\nproxy = \"socks4://user:hunter2@p:1\"\n",
+    );
+    let out = bad.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'proxy' scheme 'ftp' is not one of http, https, socks5, socks5h"), "{err}");
+    assert!(err.contains("'proxy' scheme 'socks4'") && !err.contains("hunter2"), "{err}");
+}
+
 /// A feed's `headers` and `user_agent` reach its server; on a redirect to another
 /// origin the headers stay behind (the user agent goes on).
 #[tokio::test(flavor = "multi_thread")]

@@ -309,3 +309,70 @@ async fn feed_add_honours_the_http_charset_as_polling_does() {
     let config = std::fs::read_to_string(&env.config_path).unwrap();
     assert!(config.contains(&server.url("/latin1.xml")), "{config}");
 }
+
+/// `feed add` takes the per-feed request options: they are checked (a missing secret
+/// file names the feed and leaves the file alone), used for the fetch that finds the
+/// feed, and written to the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn feed_add_takes_the_request_options_and_fetches_with_them() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/police.xml", "formats/rss20.xml");
+    server.put_fixture("/partner.xml", "poll/v1.xml");
+    server.require_authorization("/partner.xml", "Bearer partner-tok-77");
+    let env = env(&server);
+    let before = std::fs::read_to_string(&env.config_path).unwrap();
+    let args = |e: &crate::util::CliEnv| {
+        e.cli(&[
+            "feed",
+            "add",
+            &format!("{}/partner.xml", e.base),
+            "--id",
+            "partner",
+            "--token-file",
+            "partner.token",
+            "--header",
+            "Accept-Language: en",
+            "--user-agent",
+            "partner-reader/2",
+            "--proxy",
+            "none",
+        ])
+    };
+    let e = env.clone_path();
+    let missing = tokio::task::spawn_blocking(move || args(&e)).await.unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("feed 'partner': token_file: cannot read"), "{}", stderr(&missing));
+    assert_eq!(std::fs::read_to_string(&env.config_path).unwrap(), before, "the file is untouched");
+    assert!(server.requests("/partner.xml").is_empty(), "nothing fetched with a missing secret");
+
+    std::fs::write(env.config_path.parent().unwrap().join("partner.token"), "partner-tok-77\n").unwrap();
+    let e = env.clone_path();
+    let out = tokio::task::spawn_blocking(move || args(&e)).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = server.requests("/partner.xml");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["authorization"], "Bearer partner-tok-77");
+    assert_eq!(sent[0]["accept-language"], "en");
+    assert_eq!(sent[0]["user-agent"], "partner-reader/2");
+    let after = std::fs::read_to_string(&env.config_path).unwrap();
+    let added = format!(
+        "\n[[feed]]\nid = \"partner\"\nurl = \"{}\"\nheaders = {{ Accept-Language = \"en\" }}\n\
+         user_agent = \"partner-reader/2\"\ntoken_file = \"partner.token\"\nproxy = \"none\"\n",
+        server.url("/partner.xml")
+    );
+    assert_eq!(after, before.replace("\n# ---- Topics", &format!("{added}\n# ---- Topics")));
+    assert!(!after.contains("partner-tok-77") && !stdout(&out).contains("partner-tok-77"));
+    let config = env.config();
+    let feed = config.feed("partner").unwrap();
+    assert_eq!(feed.headers, vec![("accept-language".to_owned(), "en".to_owned())]);
+    assert_eq!(feed.proxy, Some(feedsieve::config::Proxy::Direct));
+
+    let e = env.clone_path();
+    let bad = tokio::task::spawn_blocking(move || {
+        e.cli(&["feed", "add", "https://x.example/rss", "--no-fetch", "--header", "no colon"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--header 'no colon': write it as \"Name: value\""), "{}", stderr(&bad));
+}

@@ -31,6 +31,8 @@ struct Resource {
     content_type: String,
     etag: String,
     headers: Vec<(String, String)>,
+    /// The `Authorization` value without which the answer is 401.
+    authorization: Option<String>,
 }
 
 #[derive(Default)]
@@ -87,6 +89,7 @@ impl FeedServer {
             content_type: content_type.to_owned(),
             etag,
             headers: vec![],
+            authorization: None,
         };
         self.state.lock().unwrap().files.insert(path.to_owned(), r);
     }
@@ -100,6 +103,7 @@ impl FeedServer {
             content_type: "application/xml".into(),
             etag: String::new(),
             headers: headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            authorization: None,
         };
         self.state.lock().unwrap().files.insert(path.to_owned(), r);
     }
@@ -122,6 +126,13 @@ impl FeedServer {
         }
     }
 
+    /// Answers 401 at `path` unless the request carries exactly this `Authorization`.
+    pub fn require_authorization(&self, path: &str, value: &str) {
+        if let Some(r) = self.state.lock().unwrap().files.get_mut(path) {
+            r.authorization = Some(value.to_owned());
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -138,6 +149,15 @@ fn serve(state: &Mutex<ServerState>, req: Request<Body>) -> Response<Body> {
     let Some(r) = st.files.get(&path).cloned() else {
         return Response::builder().status(StatusCode::NOT_FOUND).body(Body::from("not found")).unwrap();
     };
+    if let Some(want) = &r.authorization
+        && req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(want.as_str())
+    {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(header::WWW_AUTHENTICATE, "Basic realm=\"partners\"")
+            .body(Body::from("authentication required"))
+            .unwrap();
+    }
     if r.status != StatusCode::OK || !r.headers.is_empty() {
         let mut b = Response::builder().status(r.status);
         for (k, v) in &r.headers {
@@ -529,6 +549,14 @@ pub fn html_start_tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
 /// The index page and `/topics.opml` as the daemon's HTTP server answers them for
 /// `env`'s config and database.
 pub async fn served_pages(env: &Env) -> (String, String) {
+    let mut pages = served(env, &["/", "/topics.opml"]).await;
+    let opml = pages.pop().unwrap_or_default();
+    (pages.pop().unwrap_or_default(), opml)
+}
+
+/// Each of `paths` as the daemon's HTTP server answers it (200 asserted) for `env`'s
+/// config and database.
+pub async fn served(env: &Env, paths: &[&str]) -> Vec<String> {
     use feedsieve::serve::{AppState, router};
     use std::sync::RwLock;
     let config = Arc::new(env.config());
@@ -545,15 +573,12 @@ pub async fn served_pages(env: &Env) -> (String, String) {
     let task = tokio::spawn(async move { axum::serve(listener, router(state)).await });
     feedsieve::fetch::install_tls_provider();
     let http = reqwest::Client::new();
-    let get = |p: &str| {
-        let r = http.get(format!("http://{addr}{p}")).send();
-        async move {
-            let r = r.await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap()
-        }
-    };
-    let pages = (get("/").await, get("/topics.opml").await);
+    let mut pages = Vec::new();
+    for p in paths {
+        let r = http.get(format!("http://{addr}{p}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+        pages.push(r.text().await.unwrap());
+    }
     task.abort();
     pages
 }
