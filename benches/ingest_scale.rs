@@ -74,7 +74,7 @@ fn item(run: usize, n: usize, body: &str) -> NewItem {
         ..Item::default()
     };
     item.content_hash = dedup::content_hash(&item);
-    NewItem { item, summary_text: body.to_owned(), content_text: String::new(), fingerprint }
+    NewItem { item, summary_text: body.to_owned(), content_text: String::new(), fingerprint, article: false }
 }
 
 struct Gen {

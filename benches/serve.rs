@@ -90,6 +90,7 @@ fn item(feed: usize, n: usize, rng: &mut Rng) -> NewItem {
         fingerprint: dedup::fingerprint(&text, &HashSet::new()),
         summary_text: text,
         content_text: String::new(),
+        article: false,
     }
 }
 

@@ -110,6 +110,9 @@ pub struct Request<'a> {
     /// (`None`: the URL fetched). A feed that moved permanently to another host is
     /// fetched there, without them.
     pub home: Option<&'a Url>,
+    /// The URL fetched came from a feed, not from the operator (an article link): it
+    /// is held to the redirect rules like a redirect target.
+    pub untrusted: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,11 +355,15 @@ impl Fetcher {
         let url_auth = Auth::from_url(home);
         let auth = options.auth.or(url_auth.as_ref());
         let mut current = without_credentials(url);
+        if options.untrusted {
+            self.check_target(&current, &*self.clients(&current, options.proxy)?).await?;
+        }
         let mut permanent_chain = true;
         let mut moved_to = None;
         for hop in 0..=MAX_REDIRECTS {
             let clients = self.clients(&current, options.proxy)?;
-            let client = if hop == 0 { &clients.client } else { &clients.redirect_client };
+            let checked = hop > 0 || options.untrusted;
+            let client = if checked { &clients.redirect_client } else { &clients.client };
             let mut req = client.get(current.clone());
             if let Some(etag) = &validators.etag {
                 req = req.header(header::IF_NONE_MATCH, etag);
@@ -381,8 +388,8 @@ impl Fetcher {
                     None => req,
                 };
             }
-            let resp = req.send().await.map_err(|e| self.map_err(e, hop > 0, &current))?;
-            if hop > 0
+            let resp = req.send().await.map_err(|e| self.map_err(e, checked, &current))?;
+            if checked
                 && let (Some(own), Some(peer)) = (self.settings.own_address, resp.remote_addr())
                 && is_own_address(own, peer)
             {
@@ -403,36 +410,7 @@ impl Fetcher {
                     .join(location)
                     .map(|u| without_credentials(&u))
                     .map_err(|e| FetchError::BadRedirect(format!("Location '{location}': {e}")))?;
-                if let Err(why) = redirect_allowed(&next, self.settings.own_address) {
-                    return Err(FetchError::RedirectRefused { to: crate::model::redacted_url(&next), why });
-                }
-                if clients.proxied
-                    && let (Some(url::Host::Domain(host)), Some(port)) =
-                        (next.host(), next.port_or_known_default())
-                {
-                    // A name only the proxy can resolve is left to it.
-                    let found: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
-                        Ok(addrs) => addrs.collect(),
-                        Err(_) => Vec::new(),
-                    };
-                    if !found.is_empty()
-                        && let Err(r) = resolved_allowed(&found)
-                    {
-                        return Err(FetchError::RedirectResolvedRefused {
-                            to: crate::model::redacted_url(&next),
-                            addr: r.addr,
-                            why: r.why,
-                        });
-                    }
-                }
-                if let Some(own) = self.settings.own_address
-                    && points_at(&next, own).await
-                {
-                    return Err(FetchError::RedirectRefused {
-                        to: crate::model::redacted_url(&next),
-                        why: "the daemon's own address",
-                    });
-                }
+                self.check_target(&next, &clients).await?;
                 let permanent =
                     matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::PERMANENT_REDIRECT);
                 permanent_chain &= permanent;
@@ -470,6 +448,43 @@ impl Fetcher {
             return Ok(Fetched::Body(Body { bytes, final_url: current, validators, content_type, hints }));
         }
         Err(FetchError::TooManyRedirects)
+    }
+
+    /// Holds a URL the operator did not configure (a redirect's target, an article
+    /// link) to the redirect rules before any request: scheme and literal address;
+    /// through a proxy, the addresses its name resolves to here; and the daemon's own
+    /// address. Without a proxy the hop's resolver checks the name as it connects.
+    async fn check_target(&self, next: &Url, clients: &Clients) -> Result<(), FetchError> {
+        if let Err(why) = redirect_allowed(next, self.settings.own_address) {
+            return Err(FetchError::RedirectRefused { to: crate::model::redacted_url(next), why });
+        }
+        if clients.proxied
+            && let (Some(url::Host::Domain(host)), Some(port)) = (next.host(), next.port_or_known_default())
+        {
+            // A name only the proxy can resolve is left to it.
+            let found: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(_) => Vec::new(),
+            };
+            if !found.is_empty()
+                && let Err(r) = resolved_allowed(&found)
+            {
+                return Err(FetchError::RedirectResolvedRefused {
+                    to: crate::model::redacted_url(next),
+                    addr: r.addr,
+                    why: r.why,
+                });
+            }
+        }
+        if let Some(own) = self.settings.own_address
+            && points_at(next, own).await
+        {
+            return Err(FetchError::RedirectRefused {
+                to: crate::model::redacted_url(next),
+                why: "the daemon's own address",
+            });
+        }
+        Ok(())
     }
 
     /// `redirected`: the request was a redirect hop, whose resolver may have refused.

@@ -37,6 +37,7 @@
 //! - [`daemon`]: the wiring: the poll pass shared by `poll` and the scheduler, reload, stop.
 //! - [`cli`]: the command line, including feed/topic/OPML management.
 
+pub mod article;
 pub mod cli;
 pub mod config;
 pub mod curate;

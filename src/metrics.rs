@@ -28,6 +28,9 @@ pub struct Metrics {
     claims_taken_over: AtomicU64,
     claims_lost: AtomicU64,
     notifications: AtomicU64,
+    articles_fetched: AtomicU64,
+    articles_failed: AtomicU64,
+    articles_skipped: AtomicU64,
 }
 
 /// How a fetch ended, for the `outcome` label.
@@ -91,6 +94,13 @@ impl Metrics {
         self.notifications.fetch_add(1, Relaxed);
     }
 
+    /// What one poll's article pages (`full_text`) came to.
+    pub fn articles(&self, report: &crate::model::ArticleReport) {
+        self.articles_fetched.fetch_add(u64::from(report.fetched), Relaxed);
+        self.articles_failed.fetch_add(u64::from(report.failed), Relaxed);
+        self.articles_skipped.fetch_add(u64::from(report.skipped), Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self, sizes: &Sizes) -> String {
         let mut o = String::with_capacity(2048);
@@ -147,6 +157,19 @@ impl Metrics {
         for (name, help, c) in counters {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Relaxed));
         }
+        let _ = writeln!(
+            o,
+            "# HELP feedsieve_articles_total Article pages of new items (full_text) by outcome: fetched and \
+             extracted, failed (the item keeps the feed's text), skipped (past the per-poll limit)."
+        );
+        let _ = writeln!(o, "# TYPE feedsieve_articles_total counter");
+        for (label, c) in [
+            ("fetched", &self.articles_fetched),
+            ("failed", &self.articles_failed),
+            ("skipped", &self.articles_skipped),
+        ] {
+            let _ = writeln!(o, "feedsieve_articles_total{{outcome=\"{label}\"}} {}", c.load(Relaxed));
+        }
         let _ = writeln!(o, "# HELP feedsieve_config_reloads_total Config reloads by result.");
         let _ = writeln!(o, "# TYPE feedsieve_config_reloads_total counter");
         let _ =
@@ -195,5 +218,18 @@ mod tests {
         assert!(text.contains("feedsieve_fetch_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("feedsieve_fetch_duration_seconds_count 3"));
         assert!(text.contains("feedsieve_topic_stories{topic=\"t\"} 3"));
+    }
+
+    #[test]
+    fn article_pages_are_counted_by_outcome() {
+        let m = Metrics::default();
+        let report =
+            |fetched, failed, skipped| crate::model::ArticleReport { fetched, failed, skipped, error: None };
+        m.articles(&report(3, 1, 0));
+        m.articles(&report(1, 1, 5));
+        let text = m.render(&Sizes::default());
+        assert!(text.contains("feedsieve_articles_total{outcome=\"fetched\"} 4"), "{text}");
+        assert!(text.contains("feedsieve_articles_total{outcome=\"failed\"} 2"));
+        assert!(text.contains("feedsieve_articles_total{outcome=\"skipped\"} 5"));
     }
 }

@@ -138,6 +138,9 @@ pub struct NewItem {
     pub content_text: String,
     /// For finding near-duplicate copies in other feeds; `None` for texts too short.
     pub fingerprint: Option<Fingerprint>,
+    /// `item.content` is the main text of the item's own page (`full_text`), not
+    /// the feed's.
+    pub article: bool,
 }
 
 /// How items join stories: near-duplicates first seen within `window` seconds whose
@@ -187,10 +190,26 @@ pub struct FetchRecord {
     pub ttl_minutes: Option<i64>,
     /// Sentence hashes newly found to be this feed's boilerplate.
     pub boilerplate: Vec<u64>,
+    /// What the poll's article fetches came to (`full_text` feeds that had new
+    /// items); `None` leaves the feed's last report as it is.
+    pub articles: Option<ArticleReport>,
     /// The claim this poll was made under (many nodes on PostgreSQL): stored only if
     /// the feed's claim is still this one, so that a poll that outlived its lease
     /// cannot overwrite a newer poll by another node.
     pub claim: Option<i64>,
+}
+
+/// The article pages one poll of a `full_text` feed fetched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArticleReport {
+    /// Pages whose main text became their item's content.
+    pub fetched: u32,
+    /// Pages that could not be fetched or gave no text: their items keep the feed's.
+    pub failed: u32,
+    /// New items past the per-poll limit, stored with the feed's text.
+    pub skipped: u32,
+    /// The last failure, naming the page (without credentials).
+    pub error: Option<String>,
 }
 
 /// A poll that stored no items, as the feed row records it.
@@ -262,6 +281,27 @@ pub struct FeedRow {
     pub claim_until: Option<i64>,
     /// The RSS `<ttl>` of the feed's last 200, in minutes.
     pub ttl_minutes: Option<i64>,
+    /// Article pages (`full_text`) that failed in the last poll that fetched any,
+    /// and the last failure.
+    pub article_failures: i64,
+    pub article_error: Option<String>,
+}
+
+impl FeedRow {
+    /// What is wrong with the feed, for a person: the last poll's error, else the
+    /// article pages (`full_text`) that failed in the last poll that fetched any.
+    pub fn problem(&self) -> Option<String> {
+        self.error.clone().or_else(|| {
+            (self.article_failures > 0).then(|| {
+                format!(
+                    "{} article page{} failed: {}",
+                    self.article_failures,
+                    if self.article_failures == 1 { "" } else { "s" },
+                    self.article_error.as_deref().unwrap_or("?")
+                )
+            })
+        })
+    }
 }
 
 /// What a node asks of [`FeedRow`]s it claims (see `Store::claim`).

@@ -629,7 +629,7 @@ pub const MAX_HTML_DEPTH: usize = 256;
 
 /// The deepest nesting of open tags, by a linear scan (an upper bound: void elements
 /// and unclosed tags count as open).
-fn nesting_depth(html: &str) -> usize {
+pub(crate) fn nesting_depth(html: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
     let bytes = html.as_bytes();
     for (i, b) in bytes.iter().enumerate() {

@@ -346,7 +346,7 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Response, ServeErro
             escape_html(&status),
             r.items,
             sparkline(&days, now.timestamp() / 86_400),
-            escape_html(r.error.as_deref().unwrap_or(""))
+            escape_html(&r.problem().unwrap_or_default())
         );
     }
     h.push_str("</tbody></table>\n</main>\n<footer>feedsieve ");

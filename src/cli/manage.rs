@@ -77,6 +77,9 @@ pub struct FeedOptionArgs {
     /// The feed's proxy: http://, https://, socks5://, socks5h:// URL, or "none".
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
+    /// Fetch each new item's page and keep its main text as the item's content.
+    #[arg(long)]
+    pub full_text: bool,
 }
 
 impl FeedOptionArgs {
@@ -95,6 +98,7 @@ impl FeedOptionArgs {
             password_file: self.password_file.clone(),
             token_file: self.token_file.clone(),
             proxy: self.proxy.clone(),
+            full_text: self.full_text,
         })
     }
 }
@@ -230,6 +234,7 @@ async fn discover(
         auth: feed.auth.as_ref(),
         proxy: feed.proxy.as_ref(),
         home: Some(&feed.url),
+        untrusted: false,
     };
     let url = &feed.url;
     let get = |u: Url| {
@@ -340,7 +345,7 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     for f in &config.feeds {
         let r = row(&f.id);
         let status = r.last_status.map_or("-".to_owned(), |s| s.to_string());
-        let mut error = r.error.clone().unwrap_or_default();
+        let mut error = r.problem().unwrap_or_default();
         if let Some(m) = &r.moved_to {
             error = format!("moved to {m}{}{error}", if error.is_empty() { "" } else { "; " });
         }

@@ -484,7 +484,8 @@ fn feed_json(config: &Config, f: &crate::config::FeedConfig, r: &FeedRow) -> ser
         "id": f.id, "url": crate::model::redacted_url(&f.url), "tags": f.tags,
         "schedule": f.schedule.as_ref().unwrap_or(&config.daemon.schedule).to_string(), "enabled": f.enabled,
         "next_due": rfc3339(r.next_due), "last_fetch": rfc3339(r.last_fetch), "last_status": r.last_status,
-        "error": r.error, "items": r.items, "failures": r.failures,
+        "error": r.error, "items": r.items, "failures": r.failures, "full_text": f.full_text,
+        "article_failures": r.article_failures, "article_error": r.article_error,
         "moved_to": r.moved_to.as_deref().and_then(crate::model::redacted_url_text),
     })
 }
@@ -546,7 +547,7 @@ fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         let last =
             r.last_fetch.map(|t| from_ts(t).format("%Y-%m-%d %H:%M").to_string()).unwrap_or("never".into());
         let st = r.last_status.map(|s| s.to_string()).unwrap_or("-".into());
-        println!("{:<24} {:>6} {:>6}  {:<20}  {}", f.id, st, r.items, last, r.error.unwrap_or_default());
+        println!("{:<24} {:>6} {:>6}  {:<20}  {}", f.id, st, r.items, last, r.problem().unwrap_or_default());
     }
     println!("{total} items stored");
     for t in &config.topics {

@@ -33,6 +33,7 @@ pub struct FeedOptions {
     pub password_file: Option<String>,
     pub token_file: Option<String>,
     pub proxy: Option<String>,
+    pub full_text: bool,
 }
 
 /// A topic to add.
@@ -112,6 +113,9 @@ impl ConfigEdit {
             if let Some(v) = v {
                 t[key] = value(v.as_str());
             }
+        }
+        if o.full_text {
+            t["full_text"] = value(true);
         }
         if let Some(feeds) = self.tables_mut("feed") {
             // Tables are laid out by position; sharing the last feed's position (a

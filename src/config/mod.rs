@@ -153,6 +153,7 @@ pub const FEED_KEYS: &[&str] = &[
     "password_file",
     "token_file",
     "proxy",
+    "full_text",
 ];
 pub const TOPIC_KEYS: &[&str] =
     &["id", "title", "description", "query", "exclude", "feeds", "tags", "limit", "max_age"];
@@ -181,6 +182,8 @@ pub struct FeedConfig {
     pub auth: Option<Auth>,
     /// `None`: `[daemon] proxy`, else the environment's.
     pub proxy: Option<Proxy>,
+    /// Fetch each new item's page and keep its main text as the item's content.
+    pub full_text: bool,
 }
 
 /// Headers a feed's `headers` may not set: what feedsieve sets itself, what belongs
@@ -819,7 +822,19 @@ impl<'a> Reader<'a> {
         });
         let auth = self.auth(t, id.as_deref().unwrap_or("?"), url.as_ref());
         let proxy = self.proxy(t);
-        Some(FeedConfig { id: id?, url: url?, schedule, tags, enabled, headers, user_agent, auth, proxy })
+        let full_text = self.boolean(t, "full_text").unwrap_or(false);
+        Some(FeedConfig {
+            id: id?,
+            url: url?,
+            schedule,
+            tags,
+            enabled,
+            headers,
+            user_agent,
+            auth,
+            proxy,
+            full_text,
+        })
     }
 
     /// `proxy`, in `[daemon]` or a feed.

@@ -13,13 +13,16 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::HashSet;
+
+use crate::article::{self, ArticleError};
 use crate::config::{Config, FeedConfig};
 use crate::curate::{self, TopicChange};
 use crate::fetch::{FetchSettings, Fetched, Fetcher, Validators};
 use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{
-    ClaimRequest, FeedRecord, FeedRow, FetchRecord, IngestJob, NewItem, PollOutcome, PollSummary,
-    PruneCounts, StoryRule,
+    ArticleReport, ClaimRequest, FeedRecord, FeedRow, FetchRecord, IngestJob, NewItem, PollOutcome,
+    PollSummary, PruneCounts, StoryRule,
 };
 use crate::publish::{self, Format, RenderedTopic, TopicMeta};
 use crate::schedule;
@@ -597,6 +600,7 @@ async fn poll_feed_inner(
         auth: feed.auth.as_ref(),
         proxy: feed.proxy.as_ref(),
         home: Some(&feed.url),
+        untrusted: false,
     };
     let fetched = p.fetcher.fetch_with(&target, &validators, &options).await;
     let now = p.clock.now();
@@ -691,6 +695,11 @@ async fn poll_feed_inner(
     let total = parsed.items.len();
     let wanted: Vec<bool> = parsed.items.iter().map(is_candidate).collect();
     let unchanged = wanted.iter().filter(|w| !**w).count();
+    let (from_pages, articles) = if feed.full_text && unchanged < total {
+        full_text(p, feed, &mut parsed.items, &known, &wanted).await?
+    } else {
+        (HashSet::new(), None)
+    };
     let items = std::mem::take(&mut parsed.items);
     let cpu = p.cpu.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
     let prepared = tokio::task::spawn_blocking(move || {
@@ -701,7 +710,7 @@ async fn poll_feed_inner(
     })
     .await;
     drop(cpu);
-    let (prepared, new_boilerplate) = match prepared {
+    let (mut prepared, new_boilerplate) = match prepared {
         Ok(v) => v,
         Err(e) => {
             return fail(
@@ -717,6 +726,13 @@ async fn poll_feed_inner(
             .await;
         }
     };
+
+    for n in &mut prepared {
+        n.article = from_pages.contains(&n.item.key);
+    }
+    if let Some(report) = &articles {
+        p.metrics.articles(report);
+    }
 
     let not_before = body
         .hints
@@ -734,6 +750,7 @@ async fn poll_feed_inner(
         next_due: Some(schedule::next_due(now, &schedule, 0, not_before, j)),
         ttl_minutes: parsed.ttl_minutes.map(i64::from),
         boilerplate: new_boilerplate,
+        articles,
         claim,
     };
     let rule = StoryRule {
@@ -805,9 +822,127 @@ fn prepare(
         .into_iter()
         .map(|(item, text)| {
             let fingerprint = dedup::fingerprint_split(text.body(), &text.sentences, boilerplate);
-            NewItem { summary_text: text.summary, content_text: text.content, fingerprint, item }
+            NewItem {
+                summary_text: text.summary,
+                content_text: text.content,
+                fingerprint,
+                item,
+                article: false,
+            }
         })
         .collect()
+}
+
+/// `full_text`: the pages of a poll's new items become their content, fetched
+/// concurrently under the fetcher's limits, at most [`article::MAX_ARTICLES_PER_POLL`]
+/// of them (the newest first) and within [`article::budget`] in all; a failure leaves
+/// the item as the feed gave it. A correction of an item whose content is its page's
+/// keeps that content (a page is fetched once per item, never again). Returns the keys
+/// whose content is their page's, and what the poll's pages came to (`None`: it had no
+/// new item with a page to fetch).
+async fn full_text(
+    p: &Pipeline,
+    feed: &FeedConfig,
+    items: &mut [crate::model::Item],
+    known: &std::collections::HashMap<String, Option<crate::store::Known>>,
+    wanted: &[bool],
+) -> Result<(HashSet<String>, Option<ArticleReport>), StoreError> {
+    let mut from_pages = HashSet::new();
+    let kept: Vec<String> = items
+        .iter()
+        .zip(wanted)
+        .filter(|(it, w)| **w && matches!(known.get(&it.key), Some(Some(k)) if k.article))
+        .map(|(it, _)| it.key.clone())
+        .collect();
+    if !kept.is_empty() {
+        let id = feed.id.clone();
+        let stored = p
+            .store
+            .read(move |s| s.article_contents(&id, &kept.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await?;
+        for it in items.iter_mut() {
+            if let Some(content) = stored.get(&it.key) {
+                it.content = Some(content.clone());
+                from_pages.insert(it.key.clone());
+            }
+        }
+    }
+    let mut new: Vec<(usize, url::Url)> = items
+        .iter()
+        .enumerate()
+        .filter(|(i, it)| wanted[*i] && !known.contains_key(&it.key))
+        .filter_map(|(i, it)| Some((i, article::fetchable(it.link.as_deref()?)?)))
+        .collect();
+    if new.is_empty() {
+        return Ok((from_pages, None));
+    }
+    // The newest first (stable: a feed's own order among equal dates).
+    new.sort_by_key(|(i, _)| std::cmp::Reverse(items[*i].published));
+    let mut report = ArticleReport::default();
+    if new.len() > article::MAX_ARTICLES_PER_POLL {
+        report.skipped = (new.len() - article::MAX_ARTICLES_PER_POLL) as u32;
+        new.truncate(article::MAX_ARTICLES_PER_POLL);
+    }
+    let deadline = tokio::time::Instant::now() + article::budget(p.config.daemon.timeout);
+    let mut tasks = JoinSet::new();
+    for (i, link) in new {
+        let (config, fetcher, cpu, id) =
+            (p.config.clone(), p.fetcher.clone(), p.cpu.clone(), feed.id.clone());
+        tasks.spawn(async move {
+            let work = async {
+                let Some(feed) = config.feed(&id) else {
+                    return Err(ArticleError::NoText("feed removed".into()));
+                };
+                let request = crate::fetch::Request {
+                    headers: &feed.headers,
+                    user_agent: feed.user_agent.as_deref(),
+                    auth: feed.auth.as_ref(),
+                    proxy: feed.proxy.as_ref(),
+                    home: Some(&feed.url),
+                    untrusted: true,
+                };
+                let page = article::fetch(&fetcher, &link, &request).await?;
+                let _cpu = cpu.acquire_owned().await.map_err(|_| ArticleError::Crashed)?;
+                tokio::task::spawn_blocking(move || article::extract(&page))
+                    .await
+                    .map_err(|_| ArticleError::Crashed)?
+            };
+            let outcome = match tokio::time::timeout_at(deadline, work).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("not fetched within the poll's time for article pages".to_owned()),
+            };
+            (i, link, outcome)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let Ok((i, link, outcome)) = done else {
+            report.failed += 1;
+            continue;
+        };
+        match outcome {
+            Ok(html) => {
+                items[i].content = Some(html);
+                from_pages.insert(items[i].key.clone());
+                report.fetched += 1;
+            }
+            Err(e) => {
+                let shown = crate::model::redacted_url(&link);
+                tracing::debug!(feed = %feed.id, "article page {shown}: {e}");
+                report.failed += 1;
+                report.error = Some(format!("{shown}: {e}"));
+            }
+        }
+    }
+    if report.failed > 0 {
+        tracing::info!(
+            feed = %feed.id,
+            "{} of {} article pages failed; their items keep the feed's text (last: {})",
+            report.failed,
+            report.failed + report.fetched,
+            report.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok((from_pages, Some(report)))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -49,6 +49,8 @@ pub trait Engine: Send {
     /// Of `keys` (distinct), those stored in `feed_id` and those tombstoned (`None`).
     fn known_keys(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, Option<Known>>, StoreError>;
     fn boilerplate(&self, feed_id: &str) -> Result<HashSet<u64>, StoreError>;
+    /// The stored contents of those of `keys` whose content is their page's main text.
+    fn article_contents(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, String>, StoreError>;
     /// Polls that stored no items, on their feed rows, in one transaction; none of
     /// them if any outlived its claim ([`StoreError::Fenced`]).
     fn record_group(&mut self, records: &[&FeedRecord]) -> Result<(), StoreError>;

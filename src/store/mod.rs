@@ -268,6 +268,19 @@ impl Store {
         self.engine.known_keys(feed_id, &keys)
     }
 
+    /// The stored contents of those of `keys` whose content is their page's main text
+    /// (`full_text`): what a correction from the feed keeps.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn article_contents(
+        &self,
+        feed_id: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        self.engine.article_contents(feed_id, keys)
+    }
+
     /// A feed's known boilerplate sentences (hashes from [`crate::dedup::sentences`]).
     ///
     /// # Errors

@@ -19,13 +19,15 @@ use crate::model::{Fingerprint, Item, Match, NewItem, StoryRule};
 pub struct Known {
     pub hash: [u8; 16],
     pub legacy: bool,
+    /// The stored content is the item's own page's main text (`full_text`).
+    pub article: bool,
 }
 
 impl Known {
     /// Stored row `id`'s content `hash`, given the id below which hashes are legacy
     /// ones (0: none are).
-    pub(crate) fn of(id: i64, hash: &[u8], legacy_below: i64) -> Known {
-        Known { hash: <[u8; 16]>::try_from(hash).unwrap_or_default(), legacy: id < legacy_below }
+    pub(crate) fn of(id: i64, hash: &[u8], legacy_below: i64, article: bool) -> Known {
+        Known { hash: <[u8; 16]>::try_from(hash).unwrap_or_default(), legacy: id < legacy_below, article }
     }
 
     /// Whether `item` says what the stored item said: the rule for "unchanged".

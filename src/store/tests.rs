@@ -17,7 +17,7 @@ pub fn new_item(key: &str, text: &str) -> NewItem {
     let fingerprint = dedup::fingerprint(text, &std::collections::HashSet::new());
     let mut item = Item { key: key.into(), title: key.into(), summary: Some(text.into()), ..Item::default() };
     item.content_hash = dedup::content_hash(&item);
-    NewItem { item, summary_text: text.into(), content_text: String::new(), fingerprint }
+    NewItem { item, summary_text: text.into(), content_text: String::new(), fingerprint, article: false }
 }
 
 pub fn job(feed: &str, items: Vec<NewItem>, now: DateTime<Utc>) -> IngestJob {
@@ -125,7 +125,48 @@ on_both_engines!(
     reads_do_not_wait_behind_the_writer,
     queued_polls_are_grouped_and_a_failure_stays_with_its_feed,
     queued_records_are_grouped_each_on_its_feed,
+    an_article_s_content_is_known_and_the_feed_keeps_its_report,
 );
+
+/// `full_text`: an item whose content is its page's is known as such, that content
+/// can be read back (for a correction to keep), and a poll's article report stays on
+/// the feed row until a poll with a report of its own.
+fn an_article_s_content_is_known_and_the_feed_keeps_its_report(engine: Engine) {
+    use crate::model::ArticleReport;
+    let now = Utc::now();
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    s.sync_feeds([("a", "https://a/")]).unwrap();
+    let mut page = new_item("p1", TEXT);
+    page.item.content = Some("<p>The page's own text.</p>".into());
+    page.article = true;
+    let mut j = job("a", vec![page, new_item("f1", "Only the feed's text for this one, words enough.")], now);
+    j.record.articles = Some(ArticleReport {
+        fetched: 1,
+        failed: 1,
+        skipped: 0,
+        error: Some("https://a/x: HTTP 404".into()),
+    });
+    s.ingest(&j).unwrap();
+    let known = s.known_keys("a", ["p1", "f1"]).unwrap();
+    assert!(known["p1"].unwrap().article && !known["f1"].unwrap().article, "{known:?}");
+    let contents = s.article_contents("a", &["p1", "f1", "nope"]).unwrap();
+    assert_eq!(contents.len(), 1);
+    assert_eq!(contents["p1"], "<p>The page's own text.</p>");
+    let row = |s: &Store| s.feeds().unwrap().into_iter().find(|r| r.id == "a").unwrap();
+    let r = row(&s);
+    assert_eq!((r.article_failures, r.article_error.as_deref()), (1, Some("https://a/x: HTTP 404")));
+    assert_eq!(r.problem().as_deref(), Some("1 article page failed: https://a/x: HTTP 404"));
+    // A poll without new pages leaves the report; one whose pages all worked clears it.
+    s.ingest(&job("a", vec![], now)).unwrap();
+    assert_eq!(row(&s).article_failures, 1);
+    let mut j = job("a", vec![], now);
+    j.record.articles = Some(ArticleReport { fetched: 2, ..ArticleReport::default() });
+    s.ingest(&j).unwrap();
+    let r = row(&s);
+    assert_eq!((r.article_failures, r.article_error.clone(), r.problem()), (0, None, None));
+    assert_eq!(db.rows("SELECT article FROM items ORDER BY key"), vec![vec![0], vec![1]]);
+}
 
 /// Runs `f` to its end on a runtime of its own (the store is set up before, outside
 /// any runtime, as the command line does).
@@ -264,7 +305,11 @@ fn known_keys_are_the_listed_ones_stored_or_tombstoned(engine: Engine) {
         .unwrap();
     let known = s.known_keys("a", ["a1", "old", "new", "b1", "a1"]).unwrap();
     assert_eq!(known.len(), 2, "only listed keys of this feed: {known:?}");
-    assert_eq!(known["a1"], Some(Known { hash: expected, legacy: false }), "stored, with its content hash");
+    assert_eq!(
+        known["a1"],
+        Some(Known { hash: expected, legacy: false, article: false }),
+        "stored, with its content hash"
+    );
     assert_eq!(known["old"], None, "tombstoned");
 }
 
@@ -420,7 +465,13 @@ fn text_item(key: &str, title: &str, summary: &str, content: &str, categories: &
         ..Item::default()
     };
     item.content_hash = dedup::content_hash(&item);
-    NewItem { item, summary_text: summary.into(), content_text: content.into(), fingerprint: None }
+    NewItem {
+        item,
+        summary_text: summary.into(),
+        content_text: content.into(),
+        fingerprint: None,
+        article: false,
+    }
 }
 
 /// Topic queries select the same items on every engine: phrases across punctuation,

@@ -14,6 +14,7 @@ mod dedup;
 mod docs;
 mod faults;
 mod fetch;
+mod fulltext;
 mod fuzz;
 mod hostile;
 mod manage;

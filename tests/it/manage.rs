@@ -336,6 +336,7 @@ async fn feed_add_takes_the_request_options_and_fetches_with_them() {
             "partner-reader/2",
             "--proxy",
             "none",
+            "--full-text",
         ])
     };
     let e = env.clone_path();
@@ -357,7 +358,7 @@ async fn feed_add_takes_the_request_options_and_fetches_with_them() {
     let after = std::fs::read_to_string(&env.config_path).unwrap();
     let added = format!(
         "\n[[feed]]\nid = \"partner\"\nurl = \"{}\"\nheaders = {{ Accept-Language = \"en\" }}\n\
-         user_agent = \"partner-reader/2\"\ntoken_file = \"partner.token\"\nproxy = \"none\"\n",
+         user_agent = \"partner-reader/2\"\ntoken_file = \"partner.token\"\nproxy = \"none\"\nfull_text = true\n",
         server.url("/partner.xml")
     );
     assert_eq!(after, before.replace("\n# ---- Topics", &format!("{added}\n# ---- Topics")));
@@ -366,6 +367,7 @@ async fn feed_add_takes_the_request_options_and_fetches_with_them() {
     let feed = config.feed("partner").unwrap();
     assert_eq!(feed.headers, vec![("accept-language".to_owned(), "en".to_owned())]);
     assert_eq!(feed.proxy, Some(feedsieve::config::Proxy::Direct));
+    assert!(feed.full_text);
 
     let e = env.clone_path();
     let bad = tokio::task::spawn_blocking(move || {

@@ -150,7 +150,15 @@ async fn items_stored_before_the_hash_changed_are_not_updated_by_the_upgrade() {
         }
         db.execute("DELETE FROM meta WHERE key = 'legacy_hashes_below'", []).unwrap();
         // What the later migrations added goes too.
-        db.execute("ALTER TABLE feeds DROP COLUMN ttl_minutes", []).unwrap();
+        // What the later migrations added goes too.
+        for added in [
+            "feeds DROP COLUMN ttl_minutes",
+            "items DROP COLUMN article",
+            "feeds DROP COLUMN article_failures",
+            "feeds DROP COLUMN article_error",
+        ] {
+            db.execute(&format!("ALTER TABLE {added}"), []).unwrap();
+        }
         db.pragma_update(None, "user_version", 6).unwrap();
     }
     // Sent again unconditionally (one more byte, so not the same body).

@@ -31,8 +31,9 @@ pub fn rows(client: &mut Client, only: Option<&[&str]>, counts: bool) -> Result<
 
 /// The columns of a [`FeedRow`], as [`row`] reads them.
 const ROW: &str = "f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
-                   f.failures, f.next_due, f.moved_to, f.claimed_by, f.claim_until, f.ttl_minutes";
-const ROW_COLUMNS: usize = 14;
+                   f.failures, f.next_due, f.moved_to, f.claimed_by, f.claim_until, f.ttl_minutes,
+                   f.article_failures, f.article_error";
+const ROW_COLUMNS: usize = 16;
 
 fn row(r: &postgres::Row, items: i64) -> FeedRow {
     FeedRow {
@@ -50,6 +51,8 @@ fn row(r: &postgres::Row, items: i64) -> FeedRow {
         claimed_by: r.get(11),
         claim_until: r.get(12),
         ttl_minutes: r.get(13),
+        article_failures: r.get(14),
+        article_error: r.get(15),
         items,
     }
 }
@@ -138,14 +141,15 @@ pub fn known_keys(
 ) -> Result<HashMap<String, Option<Known>>, StoreError> {
     let mut out = HashMap::new();
     for r in client.query(
-        "SELECT key, id, content_hash, (SELECT value FROM meta WHERE key = 'legacy_hashes_below')
+        "SELECT key, id, content_hash, (SELECT value FROM meta WHERE key = 'legacy_hashes_below'), article
          FROM items WHERE feed_id = $1 AND key = ANY($2)",
         &[&feed_id, &keys],
     )? {
         let hash: Vec<u8> = r.get(2);
         // Items copied from a SQLite store of before XXH3 keep their old hashes.
         let legacy_below: Option<i64> = r.get(3);
-        out.insert(r.get(0), Some(Known::of(r.get(1), &hash, legacy_below.unwrap_or(0))));
+        let article: i64 = r.get(4);
+        out.insert(r.get(0), Some(Known::of(r.get(1), &hash, legacy_below.unwrap_or(0), article == 1)));
     }
     for r in
         client.query("SELECT key FROM tombstones WHERE feed_id = $1 AND key = ANY($2)", &[&feed_id, &keys])?
@@ -153,6 +157,23 @@ pub fn known_keys(
         out.entry(r.get(0)).or_insert(None);
     }
     Ok(out)
+}
+
+/// The stored contents of those of `keys` whose content is their page's main text.
+pub fn article_contents(
+    client: &mut impl GenericClient,
+    feed_id: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, String>, StoreError> {
+    Ok(client
+        .query(
+            "SELECT key, content FROM items
+             WHERE feed_id = $1 AND key = ANY($2) AND article = 1 AND content IS NOT NULL",
+            &[&feed_id, &keys],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 pub fn boilerplate(client: &mut Client, feed_id: &str) -> Result<HashSet<u64>, StoreError> {

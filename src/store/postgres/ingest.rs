@@ -188,7 +188,8 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
             .iter()
             .map(|r| {
                 let id: i64 = r.get(2);
-                let stored = Stored { id, story: r.get(3), known: Known::of(id, r.get(4), legacy_below) };
+                let stored =
+                    Stored { id, story: r.get(3), known: Known::of(id, r.get(4), legacy_below, false) };
                 ((r.get(0), r.get(1)), stored)
             })
             .collect();
@@ -348,8 +349,14 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
         } else {
             self.inserts.push(row);
         }
-        self.stored
-            .insert(k, Stored { id, story, known: Known { hash: n.item.content_hash, legacy: false } });
+        self.stored.insert(
+            k,
+            Stored {
+                id,
+                story,
+                known: Known { hash: n.item.content_hash, legacy: false, article: n.article },
+            },
+        );
         if let Some(link) = &n.item.canonical_link {
             self.links.entry(link.clone()).or_insert(story);
         }
@@ -421,6 +428,8 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
                 "UPDATE feeds SET etag = $2, last_modified = $3, last_fetch = $4, last_success = $4,
                      last_status = $5, error = NULL, failures = 0, title = COALESCE($6, title),
                      site_link = COALESCE($7, site_link), moved_to = $8, next_due = $9, ttl_minutes = $11,
+                     article_failures = COALESCE($12, article_failures),
+                     article_error = CASE WHEN $12::BIGINT IS NULL THEN article_error ELSE $13 END,
                      claimed_by = CASE WHEN $10::BIGINT IS NULL THEN claimed_by END,
                      claim_until = CASE WHEN $10::BIGINT IS NULL THEN claim_until END
                  WHERE id = $1 AND ($10::BIGINT IS NULL OR claim_token = $10)",
@@ -436,6 +445,8 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
                     &r.next_due.map(ts),
                     &r.claim,
                     &r.ttl_minutes,
+                    &r.articles.as_ref().map(|a| i64::from(a.failed)),
+                    &r.articles.as_ref().and_then(|a| a.error.clone()),
                 ],
             )?;
             if updated == 0 && r.claim.is_some() {
@@ -473,30 +484,34 @@ fn write_items(tx: &mut Transaction<'_>, rows: &[Row<'_>], update: bool) -> Resu
         c.story.push(r.story);
         c.fingerprint.push(r.n.fingerprint.as_ref().map(dedup::signature_bytes));
         c.base.push(it.base.as_deref());
+        c.article.push(i64::from(r.n.article));
     }
     c.search = vectors(rows);
-    let unnest = "unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    let unnest =
+        "unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[],
-                         $14::bigint[], $15::bytea[], $16::bigint[], $17::bytea[], $18::text[], $19::text[])
+                         $14::bigint[], $15::bytea[], $16::bigint[], $17::bytea[], $18::text[], $19::text[],
+                         $20::bigint[])
                   AS u(id, feed_id, key, guid, link, canonical_link, title, summary, content, authors,
-                       categories, published, updated, now, content_hash, story_id, fingerprint, base, search)";
+                       categories, published, updated, now, content_hash, story_id, fingerprint, base, search,
+                       article)";
     let sql = if update {
         format!(
             "UPDATE items SET guid = u.guid, link = u.link, canonical_link = u.canonical_link, title = u.title,
                  summary = u.summary, content = u.content, authors = u.authors, categories = u.categories,
                  published = u.published, updated = u.updated, changed_at = u.now,
                  content_hash = u.content_hash, fingerprint = u.fingerprint, base = u.base,
-                 sanitized = false, search = u.search::tsvector
+                 sanitized = false, search = u.search::tsvector, article = u.article
              FROM {unnest} WHERE items.id = u.id"
         )
     } else {
         format!(
             "INSERT INTO items (id, feed_id, key, guid, link, canonical_link, title, summary, content, authors,
                  categories, published, updated, first_seen, changed_at, content_hash, story_id, fingerprint,
-                 base, sanitized, search)
+                 base, sanitized, search, article)
              SELECT id, feed_id, key, guid, link, canonical_link, title, summary, content, authors, categories,
                  published, updated, now, now, content_hash, story_id, fingerprint, base, false,
-                 search::tsvector
+                 search::tsvector, article
              FROM {unnest}"
         )
     };
@@ -522,6 +537,7 @@ fn write_items(tx: &mut Transaction<'_>, rows: &[Row<'_>], update: bool) -> Resu
             &c.fingerprint,
             &c.base,
             &c.search,
+            &c.article,
         ],
     )?;
     Ok(())
@@ -575,4 +591,5 @@ struct Columns<'r> {
     fingerprint: Vec<Option<Vec<u8>>>,
     base: Vec<Option<&'r str>>,
     search: Vec<String>,
+    article: Vec<i64>,
 }

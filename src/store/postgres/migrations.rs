@@ -153,6 +153,13 @@ CREATE TABLE nodes (
 -- The RSS <ttl> of a feed's last 200, in minutes: it still holds after a 304.
 ALTER TABLE feeds ADD COLUMN ttl_minutes BIGINT;
 "#,
+    r#"
+-- full_text: an item whose content is its own page's main text (1), which a
+-- correction from the feed keeps; and each feed's article failures in its last poll.
+ALTER TABLE items ADD COLUMN article BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE feeds ADD COLUMN article_failures BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE feeds ADD COLUMN article_error TEXT;
+"#,
 ];
 
 /// Applies the steps the database lacks.

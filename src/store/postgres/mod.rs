@@ -226,6 +226,10 @@ impl Engine for Postgres {
         self.with(|c| feeds::known_keys(c, feed_id, keys))
     }
 
+    fn article_contents(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        self.with(|c| feeds::article_contents(c, feed_id, keys))
+    }
+
     fn boilerplate(&self, feed_id: &str) -> Result<HashSet<u64>, StoreError> {
         self.with(|c| feeds::boilerplate(c, feed_id))
     }

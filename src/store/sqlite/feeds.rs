@@ -40,7 +40,7 @@ pub fn rows(conn: &Connection, only: Option<&[&str]>, counts: bool) -> Result<Ve
     };
     let sql = format!(
         "SELECT f.id, f.url, f.title, f.etag, f.last_modified, f.last_fetch, f.last_status, f.error,
-                f.failures, f.next_due, f.moved_to, {count}, f.ttl_minutes
+                f.failures, f.next_due, f.moved_to, {count}, f.ttl_minutes, f.article_failures, f.article_error
          FROM feeds f {filter} ORDER BY f.id"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -62,6 +62,8 @@ pub fn rows(conn: &Connection, only: Option<&[&str]>, counts: bool) -> Result<Ve
             claimed_by: None,
             claim_until: None,
             ttl_minutes: r.get(12)?,
+            article_failures: r.get(13)?,
+            article_error: r.get(14)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -75,14 +77,34 @@ pub fn known_keys(
     let mut out = HashMap::new();
     let legacy_below = legacy_hashes_below(conn)?;
     let mut stored =
-        conn.prepare_cached("SELECT id, content_hash FROM items WHERE feed_id = ?1 AND key = ?2")?;
+        conn.prepare_cached("SELECT id, content_hash, article FROM items WHERE feed_id = ?1 AND key = ?2")?;
     let mut tombstoned = conn.prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND key = ?2")?;
     for key in keys {
-        let row = stored.query_row([feed_id, key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)));
-        if let Some((id, hash)) = row.optional()? {
-            out.insert((*key).to_owned(), Some(Known::of(id, &hash, legacy_below)));
+        let row = stored.query_row([feed_id, key], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)? == 1))
+        });
+        if let Some((id, hash, article)) = row.optional()? {
+            out.insert((*key).to_owned(), Some(Known::of(id, &hash, legacy_below, article)));
         } else if tombstoned.exists([feed_id, key])? {
             out.insert((*key).to_owned(), None);
+        }
+    }
+    Ok(out)
+}
+
+/// The stored contents of those of `keys` whose content is their page's main text.
+pub fn article_contents(
+    conn: &Connection,
+    feed_id: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT content FROM items WHERE feed_id = ?1 AND key = ?2 AND article = 1 AND content IS NOT NULL",
+    )?;
+    let mut out = HashMap::new();
+    for key in keys {
+        if let Some(content) = stmt.query_row([feed_id, key], |r| r.get::<_, String>(0)).optional()? {
+            out.insert((*key).to_owned(), content);
         }
     }
     Ok(out)

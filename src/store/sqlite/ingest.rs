@@ -66,7 +66,8 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
             Some(l) => l,
             None => *self.legacy_below.insert(legacy_hashes_below(&self.tx)?),
         };
-        Ok(Some(Known::of(id, &hash, legacy_below)))
+        // Only "changed or not" is asked here.
+        Ok(Some(Known::of(id, &hash, legacy_below, false)))
     }
 
     fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError> {
@@ -134,15 +135,15 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
             .prepare_cached(
                 "INSERT INTO items (feed_id, key, guid, link, canonical_link, title, summary, content, authors,
                      categories, published, updated, first_seen, changed_at, content_hash, story_id, fingerprint,
-                     base, sanitized)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, 0)
+                     base, sanitized, article)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, 0, ?18)
                  ON CONFLICT (feed_id, key) DO UPDATE SET
                      guid = excluded.guid, link = excluded.link, canonical_link = excluded.canonical_link,
                      title = excluded.title, summary = excluded.summary, content = excluded.content,
                      authors = excluded.authors, categories = excluded.categories, published = excluded.published,
                      updated = excluded.updated, changed_at = excluded.changed_at,
                      content_hash = excluded.content_hash, fingerprint = excluded.fingerprint,
-                     base = excluded.base, sanitized = 0
+                     base = excluded.base, sanitized = 0, article = excluded.article
                  RETURNING id",
             )?
             .query_row(
@@ -164,6 +165,7 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
                     story,
                     fp_bytes,
                     it.base,
+                    i64::from(n.article),
                 ],
                 |r| r.get(0),
             )?;
@@ -191,7 +193,9 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
                 "UPDATE feeds SET etag = ?2, last_modified = ?3, last_fetch = ?4, last_success = ?4,
                      last_status = ?5, error = NULL, failures = 0, title = COALESCE(?6, title),
                      site_link = COALESCE(?7, site_link), moved_to = ?8, next_due = ?9,
-                     ttl_minutes = ?10
+                     ttl_minutes = ?10,
+                     article_failures = COALESCE(?11, article_failures),
+                     article_error = CASE WHEN ?11 IS NULL THEN article_error ELSE ?12 END
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -205,6 +209,8 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
                 record.moved_to,
                 record.next_due.map(ts),
                 record.ttl_minutes,
+                record.articles.as_ref().map(|a| i64::from(a.failed)),
+                record.articles.as_ref().and_then(|a| a.error.as_deref()),
             ])?;
         Ok(())
     }

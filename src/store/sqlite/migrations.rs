@@ -149,4 +149,11 @@ INSERT INTO meta (key, value) SELECT 'legacy_hashes_below', coalesce(max(id), 0)
 -- The RSS <ttl> of a feed's last 200, in minutes: it still holds after a 304.
 ALTER TABLE feeds ADD COLUMN ttl_minutes INTEGER;
 "#,
+    r#"
+-- full_text: an item whose content is its own page's main text (1), which a
+-- correction from the feed keeps; and each feed's article failures in its last poll.
+ALTER TABLE items ADD COLUMN article INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feeds ADD COLUMN article_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feeds ADD COLUMN article_error TEXT;
+"#,
 ];

@@ -235,6 +235,10 @@ impl Engine for Sqlite {
         feeds::known_keys(&self.conn, feed_id, keys)
     }
 
+    fn article_contents(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        feeds::article_contents(&self.conn, feed_id, keys)
+    }
+
     fn boilerplate(&self, feed_id: &str) -> Result<HashSet<u64>, StoreError> {
         feeds::boilerplate(&self.conn, feed_id)
     }

@@ -1,0 +1,258 @@
+//! `full_text = true`: each new item's page fetched once, its main text stored as the
+//! item's content, indexed for topics and republished; hostile pages leave the feed's
+//! own text and the rest of the poll untouched.
+
+use feedsieve::publish::Format;
+
+use crate::pipeline::FORBIDDEN;
+use crate::util::{Env, FeedServer, served, strings};
+
+/// A news page: navigation, the article's paragraphs, related links, a footer.
+fn page(title: &str, paragraphs: &[&str]) -> Vec<u8> {
+    let body: String = paragraphs.iter().map(|p| format!("<p>{p}</p>\n")).collect();
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <script>window.tracker = 'NAVTRACKER';</script></head><body>\
+         <header><nav><a href=\"/\">Home</a> | <a href=\"/weather\">Weather NAVWEATHER</a></nav></header>\
+         <main><article><h1>{title}</h1>\n{body}</article>\
+         <aside><h3>Related</h3><ul><li><a href=\"/r/1\">Lottery results RELATEDLOTTERY</a></li></ul></aside></main>\
+         <footer>Copyright 2026 Example Gazette FOOTERCOPY. All rights reserved.</footer></body></html>"
+    )
+    .into_bytes()
+}
+
+const LONG: [&str; 4] = [
+    "Coast guard crews intercepted two inflatable boats off the eastern headland before dawn on Sunday, \
+     the regional command said, and brought forty-one people ashore at the harbour.",
+    "Investigators believe the crossings were organised by a migrant smuggling network that charged each \
+     passenger several thousand euros, according to a statement from the prosecutor's office.",
+    "Three men were arrested at a holiday let near the marina where officers found satellite phones, \
+     fuel receipts and a ledger of payments, the statement added.",
+    "The command said patrols along the coast would continue through the week while the weather stayed calm.",
+];
+
+const DULL: [&str; 3] = [
+    "The county road safety partnership published its annual report on Monday, showing fewer collisions \
+     on rural routes than in any year since records began.",
+    "Officers credited new speed cameras on two notorious bends and a winter campaign about icy mornings, \
+     and thanked volunteers who ran the community speed watch scheme.",
+    "The partnership will hold a public meeting at the town hall next month to discuss the next plan.",
+];
+
+fn rss(server: &FeedServer, items: &[(&str, &str, &str)]) -> Vec<u8> {
+    let mut doc = String::from(
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>Coast Command</title>\
+         <link>https://coast.example.org/</link><description>News</description>",
+    );
+    for (i, (guid, title, path)) in items.iter().enumerate() {
+        doc.push_str(&format!(
+            "<item><guid isPermaLink=\"false\">{guid}</guid><title>{title}</title><link>{}</link>\
+             <description>Read the full statement on our website.</description>\
+             <pubDate>Sun, 0{} Nov 2026 06:00:00 +0000</pubDate></item>",
+            if path.starts_with("http") { (*path).to_owned() } else { server.url(path) },
+            i + 1
+        ));
+    }
+    doc.push_str("</channel></rss>");
+    doc.into_bytes()
+}
+
+const TOPIC: &str = "[[topic]]\nid = \"smuggling\"\nquery = '\"migrant smuggling\"'\n";
+
+/// A summary-only feed: its topic matches only through the article page. The page is
+/// fetched once per item, not again on later polls, after a restart or on a
+/// correction of the item, and the summary stays the summary.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_summary_only_feed_matches_its_topic_through_the_article() {
+    let server = FeedServer::start().await;
+    server.put("/a1.html", page("Boats intercepted", &LONG), "text/html; charset=utf-8");
+    server.put("/a2.html", page("Road safety report", &DULL), "text/html; charset=utf-8");
+    let items =
+        [("c-1", "Boats intercepted off the headland", "/a1.html"), ("c-2", "Road report", "/a2.html")];
+    server.put("/feed", rss(&server, &items), "application/rss+xml");
+    let feed = |full: bool| {
+        format!("[[feed]]\nid = \"coast\"\nurl = \"{}\"\nfull_text = {full}\n\n{TOPIC}", server.url("/feed"))
+    };
+
+    // Without full_text: the feed's one-line summaries match nothing.
+    let plain = Env::new(&feed(false));
+    assert_eq!(plain.poll().await.new_items, 2);
+    assert!(
+        strings(Format::Atom, &plain.export("smuggling", Format::Atom)).iter().all(|s| !s.contains("Boats"))
+    );
+    assert!(server.requests("/a1.html").is_empty(), "no page fetched without full_text");
+
+    let env = Env::new(&feed(true));
+    let summary = env.poll().await;
+    assert_eq!((summary.new_items, summary.failed), (2, 0), "{summary:?}");
+    let json: serde_json::Value = serde_json::from_slice(&env.export("smuggling", Format::Json)).unwrap();
+    let entries = json["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "only the smuggling story: {json}");
+    let entry = &entries[0];
+    assert_eq!(entry["title"], "Boats intercepted off the headland");
+    let html = entry["content_html"].as_str().unwrap();
+    assert!(html.contains("migrant smuggling network") && html.contains("ledger of payments"), "{html}");
+    for boilerplate in ["NAVWEATHER", "RELATEDLOTTERY", "FOOTERCOPY", "NAVTRACKER"] {
+        assert!(!html.contains(boilerplate), "{boilerplate} kept in {html}");
+    }
+    assert_eq!(entry["summary"], "Read the full statement on our website.", "the summary stays the summary");
+    for format in Format::ALL {
+        let body = String::from_utf8(env.export("smuggling", format)).unwrap();
+        assert!(body.contains("satellite phones"), "{format:?} carries the article");
+    }
+    let rows = env.rows("SELECT key, article FROM items ORDER BY key");
+    assert_eq!(
+        rows,
+        vec![vec!["g:c-1".to_owned(), "1".to_owned()], vec!["g:c-2".to_owned(), "1".to_owned()]]
+    );
+
+    // Polled again (a new process: as after a restart), and then with the first item
+    // corrected by the feed: no page is fetched again, and the article stays.
+    env.poll().await;
+    let corrected = [("c-1", "Boats intercepted off the headland (updated)", "/a1.html"), items[1]];
+    server.put("/feed", rss(&server, &corrected), "application/rss+xml");
+    let summary = env.poll().await;
+    assert_eq!(summary.updated_items, 1, "{summary:?}");
+    assert_eq!(server.requests("/a1.html").len(), 1, "each page fetched once");
+    assert_eq!(server.requests("/a2.html").len(), 1);
+    let json: serde_json::Value = serde_json::from_slice(&env.export("smuggling", Format::Json)).unwrap();
+    let entry = &json["items"][0];
+    assert_eq!(entry["title"], "Boats intercepted off the headland (updated)");
+    assert!(entry["content_html"].as_str().unwrap().contains("migrant smuggling network"), "{entry}");
+    assert_eq!(env.rows("SELECT article FROM items WHERE key = 'g:c-1'")[0][0], "1");
+}
+
+/// Article pages that are huge, slow, redirect to a forbidden address, link there
+/// directly, are not HTML, have no text, or carry the XSS corpus: each item keeps the
+/// feed's text, the failures are counted and shown, nothing hostile is published, and
+/// the poll's other feed is unaffected.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_article_pages_leave_the_feed_s_text_and_the_poll_unharmed() {
+    let server = FeedServer::start().await;
+    let huge = page("Huge", &[&"migrant smuggling ".repeat(40_000)]);
+    assert!(huge.len() > 512 * 1024);
+    server.put("/huge.html", huge, "text/html");
+    server.put("/slow.html", page("Slow", &LONG), "text/html");
+    server.delay("/slow.html", std::time::Duration::from_secs(4));
+    server.put_raw("/to-metadata", 302, &[("location", "http://169.254.169.254/latest/meta-data/")], vec![]);
+    server.put("/report.pdf", b"%PDF-1.7 migrant smuggling".to_vec(), "application/pdf");
+    server.put("/empty.html", page("Empty", &["Subscribe to read this story."]), "text/html");
+    // The XSS corpus's payloads inside a real article's paragraphs.
+    let corpus = String::from_utf8(crate::util::fixture("xss.xml")).unwrap();
+    let payloads: Vec<&str> =
+        corpus.split("<![CDATA[").skip(1).filter_map(|s| s.split("]]>").next()).collect();
+    assert!(payloads.len() >= 5, "the corpus has its payloads");
+    let mut xss = format!("<p>{}</p><p>{}</p>", LONG[0], LONG[1]);
+    for p in &payloads {
+        xss.push_str(&format!("<div>{p}</div><p>{}</p>", LONG[2]));
+    }
+    server.put("/xss.html", page("XSS", &[&xss]), "text/html; charset=utf-8");
+    let items = [
+        ("h-huge", "Huge page", "/huge.html"),
+        ("h-slow", "Slow page", "/slow.html"),
+        ("h-redirect", "Redirect to metadata", "/to-metadata"),
+        ("h-direct", "Metadata link", "http://169.254.169.254/latest/meta-data/"),
+        ("h-pdf", "A PDF", "/report.pdf"),
+        ("h-empty", "Paywall", "/empty.html"),
+        ("h-xss", "Hostile markup", "/xss.html"),
+    ];
+    server.put("/hostile", rss(&server, &items), "application/rss+xml");
+    server.put_fixture("/plain", "formats/rss20.xml");
+    let env = Env::with_daemon(
+        "timeout = \"2s\"\nmax_feed_bytes = \"512KiB\"",
+        &format!(
+            "[[feed]]\nid = \"hostile\"\nurl = \"{}\"\nfull_text = true\n\n\
+             [[feed]]\nid = \"plain\"\nurl = \"{}\"\n\n\
+             [[topic]]\nid = \"all\"\nfeeds = [\"hostile\", \"plain\"]\nlimit = 100\n",
+            server.url("/hostile"),
+            server.url("/plain")
+        ),
+    );
+    let summary = env.poll().await;
+    assert_eq!((summary.fetched, summary.failed), (2, 0), "{summary:?}");
+    let plain: usize = env.rows("SELECT count(*) FROM items WHERE feed_id = 'plain'")[0][0].parse().unwrap();
+    assert!(plain > 0, "the other feed's items are stored");
+    assert_eq!(summary.new_items, 7 + plain, "{summary:?}");
+    let rows =
+        env.rows("SELECT key, article, content IS NULL FROM items WHERE feed_id = 'hostile' ORDER BY key");
+    for r in &rows {
+        let from_page = r[0] == "g:h-xss";
+        assert_eq!(r[1], if from_page { "1" } else { "0" }, "{r:?}");
+        assert_eq!(r[2], if from_page { "0" } else { "1" }, "the feed gave no content: {r:?}");
+    }
+    let feed = env.rows("SELECT article_failures, article_error, error FROM feeds WHERE id = 'hostile'");
+    assert_eq!(feed[0][0], "6", "{feed:?}");
+    assert_eq!(feed[0][2], "NULL", "the feed itself polled fine");
+
+    let status = String::from_utf8(env.cli(&["status"]).stdout).unwrap();
+    assert!(status.contains("6 article pages failed"), "{status}");
+    let list: serde_json::Value =
+        serde_json::from_slice(&env.cli(&["feed", "list", "--json"]).stdout).unwrap();
+    let hostile = list["feeds"].as_array().unwrap().iter().find(|f| f["id"] == "hostile").unwrap().clone();
+    assert_eq!(hostile["article_failures"], 6);
+    assert_eq!(hostile["full_text"], true);
+    let page = &served(&env, &["/"]).await[0];
+    assert!(page.contains("6 article pages failed"), "the / page shows it");
+
+    // Polled again by another process (as after a restart): no page fetched again.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .args(["poll"])
+        .env("RUST_LOG", "feedsieve=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(server.requests("/huge.html").len(), 1, "not fetched again by the next poll");
+
+    for format in Format::ALL {
+        let body = env.export("all", format);
+        let raw = String::from_utf8_lossy(&body).to_lowercase();
+        let decoded = strings(format, &body).join("\n").to_lowercase();
+        for bad in FORBIDDEN {
+            assert!(!raw.contains(bad) && !decoded.contains(bad), "{format:?} publishes {bad}");
+        }
+        assert!(decoded.contains("ledger of payments"), "{format:?}: the XSS page's text is published");
+    }
+}
+
+/// Why each hostile page failed, as `feedsieve poll` logs it at debug level.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_article_failure_is_explained() {
+    let server = FeedServer::start().await;
+    server.put("/huge.html", page("Huge", &[&"word ".repeat(300_000)]), "text/html");
+    server.put_raw("/to-metadata", 302, &[("location", "http://169.254.169.254/")], vec![]);
+    server.put("/report.pdf", b"%PDF-1.7".to_vec(), "application/pdf");
+    server.put("/empty.html", page("Empty", &["Subscribe to read."]), "text/html");
+    let items = [
+        ("e-huge", "Huge", "/huge.html"),
+        ("e-redirect", "Redirect", "/to-metadata"),
+        ("e-direct", "Direct", "http://169.254.169.254/latest/"),
+        ("e-pdf", "PDF", "/report.pdf"),
+        ("e-empty", "Empty", "/empty.html"),
+    ];
+    server.put("/feed", rss(&server, &items), "application/rss+xml");
+    let env = Env::with_daemon(
+        "timeout = \"5s\"\nmax_feed_bytes = \"512KiB\"",
+        &format!("[[feed]]\nid = \"f\"\nurl = \"{}\"\nfull_text = true\n", server.url("/feed")),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .args(["poll"])
+        .env("RUST_LOG", "feedsieve=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    for why in [
+        "huge.html: the body is larger than the limit of 524288 bytes",
+        "to-metadata: redirect to http://169.254.169.254/ refused: link-local or metadata address",
+        "redirect to http://169.254.169.254/latest/ refused: link-local or metadata address",
+        "report.pdf: not an HTML page (Content-Type: application/pdf)",
+        "empty.html: no main text found",
+    ] {
+        assert!(log.contains(why), "missing {why:?} in\n{log}");
+    }
+    assert!(log.contains("5 of 5 article pages failed"), "{log}");
+}
