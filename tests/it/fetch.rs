@@ -200,6 +200,67 @@ async fn configured_proxies_carry_the_feeds_that_name_them() {
     assert!(err.contains("'proxy' scheme 'socks4'") && !err.contains("hunter2"), "{err}");
 }
 
+/// A SOCKS5 proxy without authentication (RFC 1928, CONNECT only): records each
+/// target as the client named it and connects `feeds.example.test` to `upstream`.
+async fn socks5_proxy(upstream: std::net::SocketAddr) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else { return };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 2];
+                client.read_exact(&mut head).await.unwrap();
+                let mut methods = vec![0u8; head[1] as usize];
+                client.read_exact(&mut methods).await.unwrap();
+                client.write_all(&[5, 0]).await.unwrap();
+                let mut req = [0u8; 4];
+                client.read_exact(&mut req).await.unwrap();
+                let host = match req[3] {
+                    3 => {
+                        let len = client.read_u8().await.unwrap();
+                        let mut name = vec![0u8; len as usize];
+                        client.read_exact(&mut name).await.unwrap();
+                        String::from_utf8(name).unwrap()
+                    }
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        client.read_exact(&mut ip).await.unwrap();
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    other => panic!("address type {other}"),
+                };
+                let port = client.read_u16().await.unwrap();
+                record.lock().unwrap().push(format!("{host}:{port}"));
+                let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (format!("socks5h://{addr}"), seen)
+}
+
+/// `proxy = "socks5h://..."`: the feed's name goes to the proxy unresolved, and the
+/// proxy carries the poll.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socks5h_proxy_carries_a_feed_by_name() {
+    let server = FeedServer::start().await;
+    server.put_fixture("/feed", "formats/rss20.xml");
+    let (proxy, seen) = socks5_proxy(server.addr).await;
+    let env = Env::new(&format!(
+        "[[feed]]\nid = \"far\"\nurl = \"http://feeds.example.test/feed\"\nproxy = \"{proxy}\"\n"
+    ));
+    let summary = env.poll().await;
+    assert_eq!((summary.fetched, summary.failed), (1, 0), "{summary:?}");
+    assert_eq!(*seen.lock().unwrap(), vec!["feeds.example.test:80".to_owned()]);
+    assert_eq!(server.requests("/feed").len(), 1);
+}
+
 /// A feed's `headers` and `user_agent` reach its server; on a redirect to another
 /// origin the headers stay behind (the user agent goes on).
 #[tokio::test(flavor = "multi_thread")]

@@ -256,3 +256,39 @@ async fn each_article_failure_is_explained() {
     }
     assert!(log.contains("5 of 5 article pages failed"), "{log}");
 }
+
+/// A summary-only item and another outlet's copy of the whole story are one story
+/// once the article's text is fetched, and two without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_article_joins_another_outlet_s_copy() {
+    let server = FeedServer::start().await;
+    server.put("/a1.html", page("Boats intercepted", &LONG), "text/html; charset=utf-8");
+    server.put(
+        "/coast",
+        rss(&server, &[("c-1", "Boats intercepted off the headland", "/a1.html")]),
+        "application/rss+xml",
+    );
+    // The wire's copy: its own headline, link, lead-in and footer around the story.
+    let copy: String = LONG.iter().map(|p| format!("<p>{p}</p>")).collect();
+    let wire = format!(
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>Wire</title><link>https://wire.example.net/</link>\
+         <description>Wire</description><item><guid>w-1</guid><title>Dozens brought ashore after boats stopped</title>\
+         <link>https://wire.example.net/story/991</link><description><![CDATA[<p>HARBOURTOWN (Example Wire)</p>{copy}\
+         <p>Reporting by the Example Wire coastal desk; editing by the night team.</p>]]></description></item></channel></rss>"
+    );
+    server.put("/wire", wire.into_bytes(), "application/rss+xml");
+    let stories = |full: bool| {
+        let env = Env::new(&format!(
+            "[[feed]]\nid = \"coast\"\nurl = \"{}\"\nfull_text = {full}\n\n[[feed]]\nid = \"wire\"\nurl = \"{}\"\n",
+            server.url("/coast"),
+            server.url("/wire")
+        ));
+        async move {
+            let summary = env.poll().await;
+            assert_eq!(summary.new_items, 2, "{summary:?}");
+            env.rows("SELECT count(DISTINCT story_id) FROM items")[0][0].clone()
+        }
+    };
+    assert_eq!(stories(false).await, "2", "the one-line summary resembles nothing");
+    assert_eq!(stories(true).await, "1", "the article and the wire's copy are one story");
+}
