@@ -39,7 +39,7 @@ pub const MIN_TEXT_CHARS: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArticleError {
-    #[error("{0}")]
+    #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error("not an HTML page (Content-Type: {0})")]
     NotHtml(String),

@@ -908,7 +908,7 @@ async fn full_text(
                     .map_err(|_| ArticleError::Crashed)?
             };
             let outcome = match tokio::time::timeout_at(deadline, work).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
+                Ok(r) => r.map_err(|e| crate::error_chain(&e)),
                 Err(_) => Err("not fetched within the poll's time for article pages".to_owned()),
             };
             (i, link, outcome)
