@@ -122,6 +122,7 @@ fn main() {
             title: &topic.title,
             description: topic.description.as_deref(),
             base_url: &config.daemon.base_url,
+            hub: None,
         };
         for (i, f) in Format::ALL.into_iter().enumerate() {
             let a = Stopwatch::start();

@@ -81,6 +81,7 @@ fn render<M: Measurement>(c: &mut Criterion<M>) {
         title: "Border security",
         description: Some("Border security, migrant smuggling and human trafficking"),
         base_url: &base_url,
+        hub: None,
     };
     let parsed = corpus.parse_all(Utc::now());
     let mut g = c.benchmark_group("render");

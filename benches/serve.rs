@@ -144,6 +144,7 @@ fn state() -> (Arc<AppState>, tempfile::TempDir) {
         store,
         metrics: Arc::new(Metrics::default()),
         node: "bench".into(),
+        websub: None,
     });
     state.update_topics(vec![RenderedTopic { id: TOPIC.into(), outputs }], &[TOPIC]);
     (state, dir)

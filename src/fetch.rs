@@ -663,7 +663,7 @@ async fn points_at(url: &Url, own: SocketAddr) -> bool {
 
 /// Whether `peer` is the daemon's own listen address `own` (any loopback address when
 /// it listens on all addresses).
-fn is_own_address(own: SocketAddr, peer: SocketAddr) -> bool {
+pub(crate) fn is_own_address(own: SocketAddr, peer: SocketAddr) -> bool {
     let ip = unmap(peer.ip());
     let own_ip = unmap(own.ip());
     peer.port() == own.port() && (ip == own_ip || (own_ip.is_unspecified() && ip.is_loopback()))

@@ -51,6 +51,7 @@ pub mod publish;
 pub mod schedule;
 pub mod serve;
 pub mod store;
+pub mod websub;
 
 /// The throwaway PostgreSQL server of the tests (shared with `tests/it`).
 #[cfg(test)]

@@ -31,6 +31,11 @@ pub struct Metrics {
     articles_fetched: AtomicU64,
     articles_failed: AtomicU64,
     articles_skipped: AtomicU64,
+    websub_delivered: AtomicU64,
+    websub_failed: AtomicU64,
+    websub_gone: AtomicU64,
+    pushes_ok: AtomicU64,
+    pushes_refused: AtomicU64,
 }
 
 /// How a fetch ended, for the `outcome` label.
@@ -101,6 +106,23 @@ impl Metrics {
         self.articles_skipped.fetch_add(u64::from(report.skipped), Relaxed);
     }
 
+    /// A delivery to a subscriber of a topic feed (feedsieve as a hub).
+    pub fn websub_delivered(&self, outcome: &crate::model::Delivered) {
+        use crate::model::Delivered;
+        match outcome {
+            Delivered::Ok { .. } => &self.websub_delivered,
+            Delivered::Failed { .. } => &self.websub_failed,
+            Delivered::Gone => &self.websub_gone,
+            Delivered::Later { .. } => return,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// A hub's push to a source feed's callback: signed right (stored) or not.
+    pub fn websub_push(&self, ok: bool) {
+        if ok { &self.pushes_ok } else { &self.pushes_refused }.fetch_add(1, Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self, sizes: &Sizes) -> String {
         let mut o = String::with_capacity(2048);
@@ -169,6 +191,25 @@ impl Metrics {
             ("skipped", &self.articles_skipped),
         ] {
             let _ = writeln!(o, "feedsieve_articles_total{{outcome=\"{label}\"}} {}", c.load(Relaxed));
+        }
+        let _ = writeln!(
+            o,
+            "# HELP feedsieve_websub_deliveries_total Topic feed versions POSTed to WebSub subscribers, by outcome (gone: the subscriber answered 410)."
+        );
+        let _ = writeln!(o, "# TYPE feedsieve_websub_deliveries_total counter");
+        for (label, c) in
+            [("ok", &self.websub_delivered), ("failed", &self.websub_failed), ("gone", &self.websub_gone)]
+        {
+            let _ =
+                writeln!(o, "feedsieve_websub_deliveries_total{{outcome=\"{label}\"}} {}", c.load(Relaxed));
+        }
+        let _ = writeln!(
+            o,
+            "# HELP feedsieve_websub_pushes_total Pushes hubs sent to source feeds' callbacks, by outcome (refused: a bad or missing signature)."
+        );
+        let _ = writeln!(o, "# TYPE feedsieve_websub_pushes_total counter");
+        for (label, c) in [("stored", &self.pushes_ok), ("refused", &self.pushes_refused)] {
+            let _ = writeln!(o, "feedsieve_websub_pushes_total{{outcome=\"{label}\"}} {}", c.load(Relaxed));
         }
         let _ = writeln!(o, "# HELP feedsieve_config_reloads_total Config reloads by result.");
         let _ = writeln!(o, "# TYPE feedsieve_config_reloads_total counter");

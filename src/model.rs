@@ -54,6 +54,10 @@ pub struct ParsedFeed {
     pub site_link: Option<String>,
     /// RSS `<ttl>` in minutes, a hint for scheduling.
     pub ttl_minutes: Option<u32>,
+    /// The WebSub hub the feed advertises (`<link rel="hub">`), and its self URL
+    /// (`rel="self"`), the topic to subscribe to at that hub.
+    pub hub: Option<String>,
+    pub self_url: Option<String>,
     pub items: Vec<Item>,
     /// Items dropped because the feed repeated a key or exceeded the per-poll cap.
     pub skipped: usize,
@@ -197,6 +201,61 @@ pub struct FetchRecord {
     /// the feed's claim is still this one, so that a poll that outlived its lease
     /// cannot overwrite a newer poll by another node.
     pub claim: Option<i64>,
+}
+
+/// A subscriber of one of feedsieve's topic feeds (feedsieve as a WebSub hub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSubscription {
+    pub topic: String,
+    /// The format subscribed to: `atom`, `rss` or `json` (the feed URL's extension).
+    pub format: String,
+    pub callback: String,
+    /// `hub.secret`: the pushes are signed with it.
+    pub secret: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A new version of a topic feed owed to one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub topic: String,
+    pub format: String,
+    pub callback: String,
+    pub secret: Option<String>,
+    /// The version (the output's ETag) to deliver.
+    pub etag: String,
+    /// Failed attempts at it so far.
+    pub attempts: i64,
+}
+
+/// What a delivery came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// The subscriber took `etag`.
+    Ok { etag: String },
+    /// It answered 410: the subscription ends.
+    Gone,
+    /// It failed: tried again at `retry_at`, or given up (`None`) until the next change.
+    Failed { error: String, retry_at: Option<i64> },
+    /// This node does not hold that version yet: another look soon, not an attempt.
+    Later { retry_at: i64 },
+}
+
+/// A source feed's subscription at the hub it advertises (feedsieve as a WebSub
+/// subscriber).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub feed_id: String,
+    pub hub: String,
+    /// The feed's self URL: the topic subscribed to.
+    pub topic: String,
+    /// This subscription's own secret: pushes must be signed with it.
+    pub secret: String,
+    /// `requested`, `active` (verified), or `unsubscribing`.
+    pub state: String,
+    pub lease_until: Option<i64>,
+    pub requested_at: i64,
+    pub error: Option<String>,
 }
 
 /// The article pages one poll of a `full_text` feed fetched.

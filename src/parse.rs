@@ -96,9 +96,17 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
         .iter()
         .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
         .and_then(|l| absolute_http(&l.href, Some(url)));
+    let rel = |name: &str| {
+        feed.links
+            .iter()
+            .find(|l| l.rel.as_deref() == Some(name))
+            .and_then(|l| absolute_http(&l.href, Some(url)))
+    };
     let mut out = ParsedFeed {
         title: feed.title.as_ref().map(|t| text_of(t, MAX_TITLE_CHARS)).filter(|t| !t.is_empty()),
         site_link,
+        hub: rel("hub"),
+        self_url: rel("self"),
         ttl_minutes: feed.ttl,
         items: Vec::with_capacity(feed.entries.len().min(MAX_ITEMS)),
         skipped: 0,

@@ -59,6 +59,8 @@ pub struct TopicMeta<'a> {
     pub description: Option<&'a str>,
     /// `[daemon] base_url`, ending in `/`.
     pub base_url: &'a Url,
+    /// The WebSub hub the feed names beside its self link (`[websub] hub`).
+    pub hub: Option<&'a str>,
 }
 
 impl TopicMeta<'_> {
@@ -163,10 +165,15 @@ fn atom(meta: &TopicMeta<'_>, entries: &[EntryRow], updated: DateTime<Utc>) -> V
             version: Some(env!("CARGO_PKG_VERSION").into()),
             ..Generator::default()
         }),
-        links: vec![
-            link(meta.self_url(Format::Atom), "self", Some("application/atom+xml"), None),
-            link(meta.base_url.to_string(), "alternate", Some("text/html"), None),
-        ],
+        links: meta
+            .hub
+            .map(|h| link(h.to_owned(), "hub", None, None))
+            .into_iter()
+            .chain([
+                link(meta.self_url(Format::Atom), "self", Some("application/atom+xml"), None),
+                link(meta.base_url.to_string(), "alternate", Some("text/html"), None),
+            ])
+            .collect(),
         entries: entries
             .iter()
             .map(|e| {
@@ -251,12 +258,17 @@ fn rss(meta: &TopicMeta<'_>, entries: &[EntryRow], updated: DateTime<Utc>) -> Ve
         generator: Some(concat!("feedsieve ", env!("CARGO_PKG_VERSION")).into()),
         last_build_date: Some(rfc2822(updated)),
         atom_ext: Some(AtomExtension {
-            links: vec![Link {
-                href: meta.self_url(Format::Rss),
-                rel: "self".into(),
-                mime_type: Some("application/rss+xml".into()),
-                ..Link::default()
-            }],
+            links: meta
+                .hub
+                .map(|h| Link { href: h.to_owned(), rel: "hub".into(), ..Link::default() })
+                .into_iter()
+                .chain([Link {
+                    href: meta.self_url(Format::Rss),
+                    rel: "self".into(),
+                    mime_type: Some("application/rss+xml".into()),
+                    ..Link::default()
+                }])
+                .collect(),
         }),
         items: entries
             .iter()
@@ -298,7 +310,17 @@ struct JsonFeed<'a> {
     description: Option<&'a str>,
     home_page_url: String,
     feed_url: String,
+    /// WebSub hubs (JSON Feed 1.1 `hubs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<JsonHub<'a>>,
     items: Vec<JsonItem<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonHub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(serde::Serialize)]
@@ -353,6 +375,7 @@ fn json(meta: &TopicMeta<'_>, entries: &[EntryRow]) -> Vec<u8> {
         description: meta.description,
         home_page_url: meta.base_url.to_string(),
         feed_url: meta.self_url(Format::Json),
+        hubs: meta.hub.map(|url| JsonHub { kind: "WebSub", url }).into_iter().collect(),
         items: entries
             .iter()
             .map(|e| {

@@ -73,12 +73,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The node answering (`run --node`), named by `/healthz`.
     pub node: String,
+    /// WebSub's clients and channels; `None` where nothing runs them (tests, benches).
+    pub websub: Option<crate::websub::WebSubState>,
 }
 
 impl AppState {
     /// Replaces the cached outputs of the given topics (an output whose bytes did not
     /// change keeps its cached entry) and drops topics no longer configured.
-    pub fn update_topics(&self, topics: Vec<RenderedTopic>, configured: &[&str]) {
+    /// Outputs whose bytes changed are owed to their WebSub subscribers.
+    pub fn update_topics(self: &Arc<Self>, topics: Vec<RenderedTopic>, configured: &[&str]) {
+        let mut changed: Vec<(String, Format, String)> = Vec::new();
         let mut fresh: Vec<(String, HashMap<&'static str, Arc<CachedFeed>>)> = Vec::new();
         {
             let current = self.feeds.read().unwrap_or_else(|e| e.into_inner());
@@ -89,7 +93,10 @@ impl AppState {
                     let ext = r.format.extension();
                     match old.and_then(|o| o.get(ext)).filter(|c| c.etag == r.etag) {
                         Some(same) => m.insert(ext, same.clone()),
-                        None => m.insert(ext, Arc::new(CachedFeed::new(r))),
+                        None => {
+                            changed.push((t.id.clone(), r.format, r.etag.clone()));
+                            m.insert(ext, Arc::new(CachedFeed::new(r)))
+                        }
                     };
                 }
                 fresh.push((t.id, m));
@@ -100,10 +107,25 @@ impl AppState {
             feeds.insert(id, m);
         }
         feeds.retain(|id, _| configured.contains(&id.as_str()));
+        drop(feeds);
+        if self.websub.is_some() && !changed.is_empty() {
+            let me = self.clone();
+            tokio::spawn(async move { crate::websub::changed(&me, changed).await });
+        }
     }
 
     fn config(&self) -> Arc<Config> {
         self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The config now in force.
+    pub fn current_config(&self) -> Arc<Config> {
+        self.config()
+    }
+
+    /// A topic's cached output in the format of extension `ext`.
+    pub fn cached(&self, topic: &str, ext: &str) -> Option<Arc<CachedFeed>> {
+        self.feed(topic, ext)
     }
 
     fn feed(&self, topic: &str, ext: &str) -> Option<Arc<CachedFeed>> {
@@ -119,6 +141,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/topics.opml", get(opml))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/websub", axum::routing::post(crate::websub::hub_request))
+        .route(
+            "/websub/callback/{feed}",
+            get(crate::websub::callback_verify).post(crate::websub::callback_push),
+        )
         .fallback(|| async { ServeError::NotFound })
         .with_state(state)
 }
@@ -199,6 +226,12 @@ async fn topic_feed(
         return b.status(StatusCode::NOT_MODIFIED).body(Body::empty()).map_err(|_| ServeError::Internal);
     }
     b = b.header(header::CONTENT_TYPE, feed.format.content_type());
+    // WebSub discovery (the Recommendation, 4): the hub and the topic's self URL.
+    let config = state.config();
+    if let Some(hub) = config.hub_url() {
+        let own = crate::websub::topic_url(&config, topic, feed.format);
+        b = b.header(header::LINK, format!("<{hub}>; rel=\"hub\", <{own}>; rel=\"self\""));
+    }
     let body = if gzip {
         b = b.header(header::CONTENT_ENCODING, "gzip");
         feed.gzip.clone()

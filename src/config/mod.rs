@@ -39,6 +39,8 @@ pub struct Config {
     pub daemon: Daemon,
     pub feeds: Vec<FeedConfig>,
     pub topics: Vec<TopicConfig>,
+    /// `[websub]`: push on both ends.
+    pub websub: WebSub,
     /// Things that work but are probably not what the operator meant.
     pub warnings: Vec<Problem>,
     /// Position of each feed id in `feeds`, for [`Config::feed`]: with 100,000 feeds a
@@ -122,7 +124,8 @@ const DEFAULT_SCHEDULE: &str = "*/30 * * * *";
 
 /// The tables of a config file, and the keys each takes: anything else is an error.
 /// docs/configuration.md documents exactly these (a test holds it to them).
-pub const TABLES: &[&str] = &["daemon", "feed", "topic"];
+pub const TABLES: &[&str] = &["daemon", "feed", "topic", "websub"];
+pub const WEBSUB_KEYS: &[&str] = &["hub", "subscribe"];
 pub const DAEMON_KEYS: &[&str] = &[
     "database",
     "database_password_file",
@@ -161,6 +164,38 @@ pub const TOPIC_KEYS: &[&str] =
 fn default_base_url(listen: SocketAddr) -> Url {
     Url::parse(&format!("http://{listen}"))
         .unwrap_or_else(|_| Url::parse("http://127.0.0.1:8077").expect("literal URL"))
+}
+
+/// `[websub]`: WebSub (W3C) on both ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebSub {
+    /// The hub topic feeds name: feedsieve's own (`/websub`) or another. `None`: none.
+    pub hub: Option<Hub>,
+    /// Subscribe to the hubs that source feeds advertise.
+    pub subscribe: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hub {
+    /// `hub = "self"`: feedsieve is the hub of its topic feeds, at `/websub`.
+    Itself,
+    /// Another hub, pinged with `hub.mode=publish` on every change.
+    External(Url),
+}
+
+impl Config {
+    /// The hub URL topic feeds advertise, if any.
+    pub fn hub_url(&self) -> Option<String> {
+        match self.websub.hub.as_ref()? {
+            Hub::Itself => Some(
+                self.daemon
+                    .base_url
+                    .join("websub")
+                    .map_or_else(|_| format!("{}websub", self.daemon.base_url), |u| u.to_string()),
+            ),
+            Hub::External(u) => Some(u.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -616,7 +651,18 @@ impl<'a> Reader<'a> {
             }
         }
         let feeds: Vec<FeedConfig> = feeds.into_iter().map(|(f, _)| f).collect();
+        let websub = match doc.get("websub") {
+            None => WebSub::default(),
+            Some(v) => match v.get_ref().as_table() {
+                Some(t) => self.websub(t, &daemon),
+                None => {
+                    self.error(v.span(), "'websub' must be a table: [websub]");
+                    WebSub::default()
+                }
+            },
+        };
         Config {
+            websub,
             path: self.file.clone(),
             daemon,
             feed_index: feeds.iter().enumerate().map(|(i, f)| (f.id.clone(), i)).collect(),
@@ -776,6 +822,45 @@ impl<'a> Reader<'a> {
         }
         d.proxy = self.proxy(t);
         d
+    }
+
+    fn websub(&mut self, t: &DeTable<'a>, daemon: &Daemon) -> WebSub {
+        self.known_keys(t, WEBSUB_KEYS, "[websub]");
+        let hub = self.string(t, "hub").and_then(|(s, span)| {
+            if s.trim() == "self" {
+                return Some(Hub::Itself);
+            }
+            match Url::parse(s.trim()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                    Some(Hub::External(u))
+                }
+                _ => {
+                    self.error(span, format!("'hub' = '{s}': \"self\" or a hub's http(s) URL"));
+                    None
+                }
+            }
+        });
+        let subscribe = self.boolean(t, "subscribe").unwrap_or(false);
+        let public = !daemon.base_url.host_str().is_some_and(|h| {
+            h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        });
+        if (subscribe || hub.is_some()) && !daemon.base_url_set {
+            let span = t.get("subscribe").or_else(|| t.get("hub")).map(|v| v.span()).unwrap_or_default();
+            self.warn(
+                span,
+                "WebSub needs [daemon] base_url: the address hubs and subscribers reach this daemon at",
+            );
+        } else if subscribe && !public {
+            let span = t.get("subscribe").map(|v| v.span()).unwrap_or_default();
+            self.warn(
+                span,
+                format!(
+                    "'subscribe': base_url {} is this machine: only local hubs can reach it",
+                    daemon.base_url
+                ),
+            );
+        }
+        WebSub { hub, subscribe }
     }
 
     /// `max_feed_bytes = 1048576` is accepted as well as `"1MiB"`.

@@ -270,10 +270,17 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
     let store = Store::open(&db)?;
     let (handle, writer) = StoreHandle::spawn(store).context("starting the database writer")?;
     let config = Arc::new(config);
-    let mut pipeline = Arc::new(
-        Pipeline::with(config.clone(), handle.clone(), clock, metrics.clone(), shutdown.child_token())?
-            .for_node(node.clone()),
-    );
+    // WebSub: hubs' pushes come to this loop; polled feeds' adverts to the task that
+    // subscribes to their hubs.
+    let (push_tx, mut pushes) = mpsc::channel::<crate::websub::Push>(64);
+    let (advert_tx, adverts) = mpsc::unbounded_channel::<crate::websub::Advert>();
+    let mut pipeline = {
+        let mut p =
+            Pipeline::with(config.clone(), handle.clone(), clock, metrics.clone(), shutdown.child_token())?
+                .for_node(node.clone());
+        p.adverts = Some(advert_tx);
+        Arc::new(p)
+    };
     // A database that cannot be written (a read-only file, a lock held by another
     // process) must not keep the daemon from serving what it holds: the problem is
     // reported, topics are rendered from the reader, and each pass tries again.
@@ -290,7 +297,10 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
         store: handle.clone(),
         metrics: metrics.clone(),
         node: node.clone(),
+        websub: Some(crate::websub::WebSubState::new(Some(config.daemon.listen), Some(push_tx))?),
     });
+    tokio::spawn(crate::websub::deliver(state.clone(), shutdown.clone()));
+    tokio::spawn(crate::websub::manage_sources(state.clone(), adverts, shutdown.clone()));
     // The version of the outputs served (see `Store::record_outputs`).
     let mut outputs_seen = match curate_and_publish(&pipeline).await {
         Ok(published) => {
@@ -401,6 +411,30 @@ pub async fn run(config: Config, listener: TcpListener, mut control: Control) ->
                         Ok(rows) => sched.resync(&rows, clock.now()),
                         Err(e) => tracing::warn!("reading feeds after a node gave up its claims: {}", crate::error_chain(&e)),
                     },
+                }
+                continue;
+            }
+            Some(push) = pushes.recv() => {
+                let id = push.feed_id.clone();
+                match pipeline::store_pushed(&pipeline, &id, push.body, push.content_type).await {
+                    Ok(Some(crate::model::PollOutcome::Fetched { new, updated, .. })) => {
+                        tracing::info!(feed = %id, "WebSub push stored: {new} new, {updated} updated");
+                        if new + updated > 0 {
+                            match curate_and_publish(&pipeline).await {
+                                Ok(published) if published.version >= outputs_seen => {
+                                    outputs_seen = published.version;
+                                    state.update_topics(published.topics, &topic_ids(&pipeline.config));
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::error!("cannot update topics after a push: {}", crate::error_chain(&e)),
+                            }
+                        }
+                    }
+                    Ok(Some(crate::model::PollOutcome::Failed { error })) => {
+                        tracing::warn!(feed = %id, "WebSub push not stored: {error}");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(feed = %id, "storing a WebSub push: {}", crate::error_chain(&e)),
                 }
                 continue;
             }
@@ -728,7 +762,8 @@ async fn reload_inner(
             current.metrics.clone(),
             current.cancel.clone(),
         )?
-        .for_node(current.node.as_ref().map_or_else(Node::default_name, |n| n.name.clone())),
+        .for_node(current.node.as_ref().map_or_else(Node::default_name, |n| n.name.clone()))
+        .with_adverts(current.adverts.clone()),
     );
     sync_feeds(&p).await?;
     let rows = p.store.call(|s| s.feed_states()).await?;

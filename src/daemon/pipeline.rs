@@ -86,6 +86,8 @@ pub struct Pipeline {
     /// Feeds being fetched or stored now: a node that stops keeps its claims on
     /// these (their polls may still store), and gives the rest up at once.
     busy: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Where the hubs that polled feeds advertise go (`[websub] subscribe`).
+    pub adverts: Option<tokio::sync::mpsc::UnboundedSender<crate::websub::Advert>>,
 }
 
 /// A daemon node as its claims name it.
@@ -148,6 +150,7 @@ impl Pipeline {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Pipeline {
             node: None,
+            adverts: None,
             busy: std::sync::Mutex::default(),
             in_flight: Arc::new(Semaphore::new(d.fetch_concurrency.max(1))),
             cpu: Arc::new(Semaphore::new(cores)),
@@ -165,6 +168,15 @@ impl Pipeline {
     /// This pipeline's passes are a daemon node's: each feed claimed under `name`
     /// first, if due (see `Store::claim`).
     #[must_use]
+    /// Hands the hubs polled feeds advertise to `adverts` (`[websub] subscribe`).
+    pub fn with_adverts(
+        mut self,
+        adverts: Option<tokio::sync::mpsc::UnboundedSender<crate::websub::Advert>>,
+    ) -> Pipeline {
+        self.adverts = adverts;
+        self
+    }
+
     pub fn for_node(mut self, name: String) -> Pipeline {
         let budget = (self.config.daemon.fetch_concurrency.max(1) * CLAIMS_PER_SLOT).clamp(16, STATE_BATCH);
         self.node =
@@ -524,11 +536,13 @@ pub fn render_topic(
 ) -> Result<Option<Vec<(Format, publish::Rendered)>>, StoreError> {
     let Some(t) = config.topic(topic_id) else { return Ok(None) };
     let entries = store.topic_entries(&t.id, t.limit, t.since(now.timestamp()))?;
+    let hub = config.hub_url();
     let meta = TopicMeta {
         id: &t.id,
         title: &t.title,
         description: t.description.as_deref(),
         base_url: &config.daemon.base_url,
+        hub: hub.as_deref(),
     };
     Ok(Some(Format::ALL.iter().map(|&f| (f, publish::render(f, &meta, &entries))).collect()))
 }
@@ -645,6 +659,63 @@ async fn poll_feed_inner(
             return fail(p, (feed, claim), e.status(), msg, now, &schedule, failures, not_before).await;
         }
     };
+    let moved_to = moved(body.hints.moved_to.clone()).map(|u| u.to_string());
+    let outcome = store_body(p, (feed, claim, failures), body, moved_to, now).await;
+    drop(slot);
+    outcome
+}
+
+/// A feed's items as one poll stores them, from a `body` that a fetch got or a hub
+/// pushed: parsed, its new and changed items (with their pages, `full_text`)
+/// normalised and stored with the feed's health. The caller holds the feed's turn.
+/// Stores a feed document a WebSub hub pushed for `feed_id` (its signature already
+/// checked), by the path a poll's body takes. The feed keeps its validators, so the
+/// next poll is still conditional.
+///
+/// # Errors
+/// On database failure; an unknown feed is `Ok(None)`.
+pub async fn store_pushed(
+    p: &Pipeline,
+    feed_id: &str,
+    bytes: Vec<u8>,
+    content_type: Option<String>,
+) -> Result<Option<PollOutcome>, StoreError> {
+    let Some(feed) = p.config.feed(feed_id) else { return Ok(None) };
+    let id = feed.id.clone();
+    let row =
+        p.store.read(move |s| s.feed_states_of(&[id.as_str()])).await?.into_iter().next().unwrap_or_default();
+    let slot = p.in_flight.acquire().await.map_err(|_| StoreError::Closed)?;
+    let url =
+        row.moved_to.as_deref().and_then(|u| url::Url::parse(u).ok()).unwrap_or_else(|| feed.url.clone());
+    let body = crate::fetch::Body {
+        bytes,
+        final_url: url,
+        validators: Validators { etag: row.etag.clone(), last_modified: row.last_modified.clone() },
+        content_type,
+        hints: crate::fetch::Hints::default(),
+    };
+    let failures = u32::try_from(row.failures).unwrap_or(u32::MAX);
+    let started = StdInstant::now();
+    let outcome = store_body(p, (feed, None, failures), body, row.moved_to.clone(), p.clock.now()).await;
+    drop(slot);
+    if let Ok(PollOutcome::Fetched { new, updated, .. }) = &outcome {
+        p.metrics.stored(*new, *updated);
+    }
+    tracing::debug!(feed = %feed_id, took = ?started.elapsed(), "stored a push");
+    outcome.map(Some)
+}
+
+/// `failures`: the feed's failed polls in a row so far, for the backoff of a body that
+/// cannot be read.
+async fn store_body(
+    p: &Pipeline,
+    (feed, claim, failures): (&FeedConfig, Option<i64>, u32),
+    body: crate::fetch::Body,
+    moved_to: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<PollOutcome, StoreError> {
+    let schedule = feed.schedule.as_ref().unwrap_or(&p.config.daemon.schedule).clone();
+    let j = jitter(&feed.id, now);
 
     // Parse off the async workers.
     let cpu = p.cpu.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
@@ -679,6 +750,17 @@ async fn poll_feed_inner(
             .await;
         }
     };
+
+    if let (Some(tx), Some(hub), Some(topic)) = (&p.adverts, &parsed.hub, &parsed.self_url)
+        && p.config.websub.subscribe
+        && matches!(feed.url.scheme(), "http" | "https")
+    {
+        let _ = tx.send(crate::websub::Advert {
+            feed_id: feed.id.clone(),
+            hub: hub.clone(),
+            topic: topic.clone(),
+        });
+    }
 
     // Only new and changed items are worth fingerprinting.
     let id = feed.id.clone();
@@ -746,7 +828,7 @@ async fn poll_feed_inner(
         last_modified: body.validators.last_modified,
         title: parsed.title,
         site_link: parsed.site_link,
-        moved_to: moved(body.hints.moved_to).map(|u| u.to_string()),
+        moved_to,
         next_due: Some(schedule::next_due(now, &schedule, 0, not_before, j)),
         ttl_minutes: parsed.ttl_minutes.map(i64::from),
         boilerplate: new_boilerplate,

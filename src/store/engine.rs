@@ -16,8 +16,8 @@ use super::StoreError;
 use super::copy::{Loader, Table, Value};
 use super::rules::{Known, RawHtml, Sanitized, TopicRow};
 use crate::model::{
-    ClaimRequest, Claimed, EntryRow, FeedRecord, FeedRow, FetchRecord, Fingerprint, IngestJob, Match,
-    NewItem, NodeRow, PreviewRow, PruneCounts, Scope, TopicFilter,
+    ClaimRequest, Claimed, Delivered, Delivery, EntryRow, FeedRecord, FeedRow, FetchRecord, Fingerprint,
+    HubSubscription, IngestJob, Match, NewItem, NodeRow, PreviewRow, PruneCounts, Scope, Source, TopicFilter,
 };
 
 /// Opens another connection to the same database, for reading.
@@ -51,6 +51,19 @@ pub trait Engine: Send {
     fn boilerplate(&self, feed_id: &str) -> Result<HashSet<u64>, StoreError>;
     /// The stored contents of those of `keys` whose content is their page's main text.
     fn article_contents(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, String>, StoreError>;
+    // WebSub (see `Store`'s methods of the same names).
+
+    fn hub_subscribe(&mut self, s: &HubSubscription) -> Result<(), StoreError>;
+    fn hub_unsubscribe(&mut self, topic: &str, format: &str, callback: &str) -> Result<bool, StoreError>;
+    fn hub_changed(&mut self, topic: &str, format: &str, etag: &str, now: i64) -> Result<usize, StoreError>;
+    fn hub_due(&mut self, now: i64, until: i64, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+    fn hub_done(&mut self, d: &Delivery, outcome: &Delivered) -> Result<(), StoreError>;
+    fn hub_subscriptions(&self, now: i64) -> Result<Vec<HubSubscription>, StoreError>;
+    fn hub_prune(&mut self, now: i64) -> Result<usize, StoreError>;
+    fn sources(&self) -> Result<Vec<Source>, StoreError>;
+    fn put_source(&mut self, s: &Source) -> Result<(), StoreError>;
+    fn remove_source(&mut self, feed_id: &str) -> Result<(), StoreError>;
+
     /// Polls that stored no items, on their feed rows, in one transaction; none of
     /// them if any outlived its claim ([`StoreError::Fenced`]).
     fn record_group(&mut self, records: &[&FeedRecord]) -> Result<(), StoreError>;

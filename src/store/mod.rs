@@ -56,8 +56,8 @@ pub use search::tokens;
 pub use writer::StoreHandle;
 
 use crate::model::{
-    ClaimRequest, Claimed, Database, EntryRow, FeedRecord, FeedRow, IngestCounts, IngestJob, Match, NodeRow,
-    PreviewRow, PruneCounts, Scope, TopicFilter,
+    ClaimRequest, Claimed, Database, Delivered, Delivery, EntryRow, FeedRecord, FeedRow, HubSubscription,
+    IngestCounts, IngestJob, Match, NodeRow, PreviewRow, PruneCounts, Scope, Source, TopicFilter,
 };
 use bands::BandMap;
 use engine::{Engine, Lock, TopicTx};
@@ -266,6 +266,93 @@ impl Store {
         let mut seen = HashSet::new();
         let keys: Vec<&str> = keys.into_iter().filter(|k| seen.insert(*k)).collect();
         self.engine.known_keys(feed_id, &keys)
+    }
+
+    // WebSub.
+
+    /// Records (or renews) a verified subscriber of a topic feed.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn hub_subscribe(&mut self, s: &HubSubscription) -> Result<(), StoreError> {
+        self.engine.hub_subscribe(s)
+    }
+
+    /// Ends a subscription; `false` if there was none.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn hub_unsubscribe(&mut self, topic: &str, format: &str, callback: &str) -> Result<bool, StoreError> {
+        self.engine.hub_unsubscribe(topic, format, callback)
+    }
+
+    /// A topic feed's output in `format` is now version `etag`: owed, from `now`, to
+    /// every live subscriber that has neither it nor it pending. Returns how many. Many
+    /// nodes may say so of one version: it is owed once.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn hub_changed(
+        &mut self,
+        topic: &str,
+        format: &str,
+        etag: &str,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        self.engine.hub_changed(topic, format, etag, now)
+    }
+
+    /// Up to `limit` deliveries due at `now`, held by this node until `until` (on
+    /// PostgreSQL no other node takes them meanwhile).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn hub_due(&mut self, now: i64, until: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.engine.hub_due(now, until, limit)
+    }
+
+    /// Records what a delivery came to.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn hub_done(&mut self, d: &Delivery, outcome: &Delivered) -> Result<(), StoreError> {
+        self.engine.hub_done(d, outcome)
+    }
+
+    /// The subscriptions still live at `now`.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn hub_subscriptions(&self, now: i64) -> Result<Vec<HubSubscription>, StoreError> {
+        self.engine.hub_subscriptions(now)
+    }
+
+    /// Removes the subscriptions whose lease ended by `now`; returns how many.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn hub_prune(&mut self, now: i64) -> Result<usize, StoreError> {
+        self.engine.hub_prune(now)
+    }
+
+    /// The source feeds' subscriptions at their hubs.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn sources(&self) -> Result<Vec<Source>, StoreError> {
+        self.engine.sources()
+    }
+
+    /// # Errors
+    /// On database failure.
+    pub fn put_source(&mut self, s: &Source) -> Result<(), StoreError> {
+        self.engine.put_source(s)
+    }
+
+    /// # Errors
+    /// On database failure.
+    pub fn remove_source(&mut self, feed_id: &str) -> Result<(), StoreError> {
+        self.engine.remove_source(feed_id)
     }
 
     /// The stored contents of those of `keys` whose content is their page's main text

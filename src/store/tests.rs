@@ -126,7 +126,85 @@ on_both_engines!(
     queued_polls_are_grouped_and_a_failure_stays_with_its_feed,
     queued_records_are_grouped_each_on_its_feed,
     an_article_s_content_is_known_and_the_feed_keeps_its_report,
+    websub_subscribers_are_owed_each_version_once,
+    websub_sources_are_kept,
 );
+
+/// As a WebSub hub: a version is owed once to each live subscriber (whoever says it
+/// changed, however often), taken off when delivered, retried when it failed, and a
+/// 410 or an ended lease ends the subscription. On PostgreSQL a delivery is held by
+/// the node that took it.
+fn websub_subscribers_are_owed_each_version_once(engine: Engine) {
+    use crate::model::{Delivered, HubSubscription};
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    let sub = |cb: &str, expires_at| HubSubscription {
+        topic: "news".into(),
+        format: "atom".into(),
+        callback: format!("http://sub.example/{cb}"),
+        secret: (cb == "a").then(|| "k".to_owned()),
+        expires_at,
+    };
+    for (cb, exp) in [("a", 1000), ("b", 1000), ("old", 50)] {
+        s.hub_subscribe(&sub(cb, exp)).unwrap();
+    }
+    s.hub_subscribe(&HubSubscription { format: "rss".into(), ..sub("c", 1000) }).unwrap();
+    assert_eq!(s.hub_subscriptions(100).unwrap().len(), 3, "the ended lease is not live");
+    assert_eq!(s.hub_changed("news", "atom", "\"v1\"", 100).unwrap(), 2, "a and b, not old, not the rss one");
+    assert_eq!(s.hub_changed("news", "atom", "\"v1\"", 101).unwrap(), 0, "said twice: owed once");
+    let due = s.hub_due(100, 160, 10).unwrap();
+    assert_eq!(due.len(), 2, "{due:?}");
+    assert_eq!(due.iter().find(|d| d.callback.ends_with("/a")).unwrap().secret.as_deref(), Some("k"));
+    if engine == Engine::Postgres {
+        assert!(s.hub_due(100, 160, 10).unwrap().is_empty(), "held by the node that took them");
+    }
+    let (a, b) = (
+        due.iter().find(|d| d.callback.ends_with("/a")).unwrap(),
+        due.iter().find(|d| d.callback.ends_with("/b")).unwrap(),
+    );
+    s.hub_done(a, &Delivered::Ok { etag: "\"v1\"".into() }).unwrap();
+    s.hub_done(b, &Delivered::Failed { error: "HTTP 500".into(), retry_at: Some(105) }).unwrap();
+    assert!(s.hub_due(104, 200, 10).unwrap().is_empty(), "b waits for its retry");
+    let again = s.hub_due(105, 200, 10).unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1), "{again:?}");
+    assert_eq!(s.hub_changed("news", "atom", "\"v1\"", 110).unwrap(), 0, "a has it, b has it pending");
+    s.hub_done(&again[0], &Delivered::Gone).unwrap();
+    assert_eq!(s.hub_subscriptions(100).unwrap().len(), 2, "410 ended b's subscription");
+    assert_eq!(s.hub_changed("news", "atom", "\"v2\"", 120).unwrap(), 1, "a new version for a");
+    let d = s.hub_due(120, 200, 10).unwrap();
+    s.hub_done(&d[0], &Delivered::Failed { error: "timeout".into(), retry_at: None }).unwrap();
+    assert!(s.hub_due(10_000, 20_000, 10).unwrap().is_empty(), "given up until the next change");
+    assert_eq!(s.hub_prune(100).unwrap(), 1, "old's lease had ended");
+    assert!(s.hub_unsubscribe("news", "rss", "http://sub.example/c").unwrap());
+    assert_eq!(s.hub_subscriptions(100).unwrap().len(), 1);
+}
+
+/// As a WebSub subscriber: each source feed's subscription is kept, replaced and
+/// removed.
+fn websub_sources_are_kept(engine: Engine) {
+    use crate::model::Source;
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    let src = Source {
+        feed_id: "f".into(),
+        hub: "https://hub.example/".into(),
+        topic: "https://f.example/feed".into(),
+        secret: "k".into(),
+        state: "requested".into(),
+        lease_until: None,
+        requested_at: 10,
+        error: None,
+    };
+    s.put_source(&src).unwrap();
+    let active = Source { state: "active".into(), lease_until: Some(1000), ..src.clone() };
+    s.put_source(&active).unwrap();
+    s.put_source(&Source { feed_id: "g".into(), ..src }).unwrap();
+    let all = s.sources().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], active);
+    s.remove_source("g").unwrap();
+    assert_eq!(s.sources().unwrap(), vec![active]);
+}
 
 /// `full_text`: an item whose content is its page's is known as such, that content
 /// can be read back (for a correction to keep), and a poll's article report stays on

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use feedsieve::config::{self, DAEMON_KEYS, FEED_KEYS, TABLES, TOPIC_KEYS};
+use feedsieve::config::{self, DAEMON_KEYS, FEED_KEYS, TABLES, TOPIC_KEYS, WEBSUB_KEYS};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,6 +51,7 @@ fn code_keys(table: &str) -> &'static [&'static str] {
         "daemon" => DAEMON_KEYS,
         "feed" => FEED_KEYS,
         "topic" => TOPIC_KEYS,
+        "websub" => WEBSUB_KEYS,
         other => panic!("docs/configuration.md documents a table [{other}] the code has not"),
     }
 }
@@ -162,6 +163,7 @@ fn config_with(table: &str, key: &str, example: &str, dir: &Path) -> String {
         "topic" => {
             format!("{feeds}[[topic]]\n{}", with(&[("id", "\"t\"".into()), ("query", "\"border\"".into())]))
         }
+        "websub" => format!("[daemon]\nbase_url = \"https://feeds.example.org/\"\n\n[websub]\n{}", with(&[])),
         other => panic!("table {other}"),
     }
 }

@@ -310,7 +310,8 @@ fn the_article_corpus_keeps_every_story() {
         must_not: Vec<String>,
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/articles");
-    let manifest: Manifest = toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
+    let manifest: Manifest =
+        toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
     assert!(manifest.page.len() >= 20, "{} pages", manifest.page.len());
     let (mut lost, mut leaked, mut furniture) = (Vec::new(), Vec::new(), 0);
     for p in &manifest.page {
@@ -326,9 +327,16 @@ fn the_article_corpus_keeps_every_story() {
         }
         lost.extend(p.must.iter().filter(|m| !text.contains(m.as_str())).map(|m| format!("{}: {m}", p.file)));
         furniture += p.must_not.len();
-        leaked.extend(p.must_not.iter().filter(|m| text.contains(m.as_str())).map(|m| format!("{}: {m}", p.file)));
+        leaked.extend(
+            p.must_not.iter().filter(|m| text.contains(m.as_str())).map(|m| format!("{}: {m}", p.file)),
+        );
     }
     assert!(lost.is_empty(), "story phrases lost:\n{}", lost.join("\n"));
     // Measured: 15 of 91 (bench/EXTRACT.md); more means the extraction got worse.
-    assert!(leaked.len() <= 15, "{} of {furniture} furniture phrases kept:\n{}", leaked.len(), leaked.join("\n"));
+    assert!(
+        leaked.len() <= 15,
+        "{} of {furniture} furniture phrases kept:\n{}",
+        leaked.len(),
+        leaked.join("\n")
+    );
 }

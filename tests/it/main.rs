@@ -23,3 +23,4 @@ pub mod pg;
 mod pgharness;
 mod pipeline;
 mod secrets;
+mod websub;

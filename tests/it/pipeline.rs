@@ -152,12 +152,14 @@ async fn items_stored_before_the_hash_changed_are_not_updated_by_the_upgrade() {
         // What the later migrations added goes too.
         // What the later migrations added goes too.
         for added in [
-            "feeds DROP COLUMN ttl_minutes",
-            "items DROP COLUMN article",
-            "feeds DROP COLUMN article_failures",
-            "feeds DROP COLUMN article_error",
+            "ALTER TABLE feeds DROP COLUMN ttl_minutes",
+            "ALTER TABLE items DROP COLUMN article",
+            "ALTER TABLE feeds DROP COLUMN article_failures",
+            "ALTER TABLE feeds DROP COLUMN article_error",
+            "DROP TABLE websub_subscriptions",
+            "DROP TABLE websub_sources",
         ] {
-            db.execute(&format!("ALTER TABLE {added}"), []).unwrap();
+            db.execute(added, []).unwrap();
         }
         db.pragma_update(None, "user_version", 6).unwrap();
     }

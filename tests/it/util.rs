@@ -567,6 +567,7 @@ pub async fn served(env: &Env, paths: &[&str]) -> Vec<String> {
         store,
         metrics: Default::default(),
         node: "test".into(),
+        websub: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

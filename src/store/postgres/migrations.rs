@@ -160,6 +160,34 @@ ALTER TABLE items ADD COLUMN article BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE feeds ADD COLUMN article_failures BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE feeds ADD COLUMN article_error TEXT;
 "#,
+    r#"
+-- WebSub. As a hub: each subscriber of a topic feed, and the version owed to it.
+CREATE TABLE websub_subscriptions (
+    topic         TEXT NOT NULL,
+    format        TEXT NOT NULL,
+    callback      TEXT NOT NULL,
+    secret        TEXT,
+    expires_at    BIGINT NOT NULL,
+    etag          TEXT,
+    delivered     TEXT,
+    attempts      BIGINT NOT NULL DEFAULT 0,
+    next_attempt  BIGINT,
+    claimed_until BIGINT,
+    error         TEXT,
+    PRIMARY KEY (topic, format, callback)
+);
+-- As a subscriber: each source feed's subscription at the hub it advertises.
+CREATE TABLE websub_sources (
+    feed_id      TEXT PRIMARY KEY,
+    hub          TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    secret       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    lease_until  BIGINT,
+    requested_at BIGINT NOT NULL,
+    error        TEXT
+);
+"#,
 ];
 
 /// Applies the steps the database lacks.

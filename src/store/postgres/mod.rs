@@ -17,6 +17,7 @@ mod ingest;
 mod maintenance;
 mod migrations;
 mod topics;
+mod websub;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -29,8 +30,8 @@ use super::copy::{Loader, Table, Value};
 use super::engine::{Engine, IngestTx, Listener, Lock, Notice, Opener, TopicTx};
 use super::rules::{Known, RawHtml, Sanitized};
 use crate::model::{
-    ClaimRequest, Claimed, EntryRow, FeedRecord, FeedRow, IngestJob, Match, NodeRow, PgTarget, PreviewRow,
-    PruneCounts, Scope, TopicFilter,
+    ClaimRequest, Claimed, Delivered, Delivery, EntryRow, FeedRecord, FeedRow, HubSubscription, IngestJob,
+    Match, NodeRow, PgTarget, PreviewRow, PruneCounts, Scope, Source, TopicFilter,
 };
 
 /// Whether a `postgres://` URL is one feedsieve can connect with (its options
@@ -224,6 +225,37 @@ impl Engine for Postgres {
 
     fn known_keys(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, Option<Known>>, StoreError> {
         self.with(|c| feeds::known_keys(c, feed_id, keys))
+    }
+
+    fn hub_subscribe(&mut self, s: &HubSubscription) -> Result<(), StoreError> {
+        self.with_mut(|c| websub::subscribe(c, s))
+    }
+    fn hub_unsubscribe(&mut self, topic: &str, format: &str, callback: &str) -> Result<bool, StoreError> {
+        self.with_mut(|c| websub::unsubscribe(c, topic, format, callback))
+    }
+    fn hub_changed(&mut self, topic: &str, format: &str, etag: &str, now: i64) -> Result<usize, StoreError> {
+        self.with_mut(|c| websub::changed(c, topic, format, etag, now))
+    }
+    fn hub_due(&mut self, now: i64, until: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.with_mut(|c| websub::due(c, now, until, limit))
+    }
+    fn hub_done(&mut self, d: &Delivery, outcome: &Delivered) -> Result<(), StoreError> {
+        self.with_mut(|c| websub::done(c, d, outcome))
+    }
+    fn hub_subscriptions(&self, now: i64) -> Result<Vec<HubSubscription>, StoreError> {
+        self.with(|c| websub::subscriptions(c, now))
+    }
+    fn hub_prune(&mut self, now: i64) -> Result<usize, StoreError> {
+        self.with_mut(|c| websub::prune(c, now))
+    }
+    fn sources(&self) -> Result<Vec<Source>, StoreError> {
+        self.with(websub::sources)
+    }
+    fn put_source(&mut self, s: &Source) -> Result<(), StoreError> {
+        self.with_mut(|c| websub::put_source(c, s))
+    }
+    fn remove_source(&mut self, feed_id: &str) -> Result<(), StoreError> {
+        self.with_mut(|c| websub::remove_source(c, feed_id))
     }
 
     fn article_contents(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, String>, StoreError> {

@@ -156,4 +156,32 @@ ALTER TABLE items ADD COLUMN article INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE feeds ADD COLUMN article_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE feeds ADD COLUMN article_error TEXT;
 "#,
+    r#"
+-- WebSub. As a hub: each subscriber of a topic feed, and the version owed to it.
+CREATE TABLE websub_subscriptions (
+    topic         TEXT NOT NULL,
+    format        TEXT NOT NULL,
+    callback      TEXT NOT NULL,
+    secret        TEXT,
+    expires_at    INTEGER NOT NULL,
+    etag          TEXT,
+    delivered     TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_attempt  INTEGER,
+    claimed_until INTEGER,
+    error         TEXT,
+    PRIMARY KEY (topic, format, callback)
+);
+-- As a subscriber: each source feed's subscription at the hub it advertises.
+CREATE TABLE websub_sources (
+    feed_id      TEXT PRIMARY KEY,
+    hub          TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    secret       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    lease_until  INTEGER,
+    requested_at INTEGER NOT NULL,
+    error        TEXT
+);
+"#,
 ];

@@ -19,6 +19,7 @@ mod maintenance;
 mod migrations;
 pub(super) mod tokenizer;
 mod topics;
+mod websub;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,8 @@ use super::copy::{Loader, Table, Value};
 use super::engine::{Engine, IngestTx, Opener, TopicTx};
 use super::rules::{Known, RawHtml, Sanitized};
 use crate::model::{
-    EntryRow, FeedRecord, FeedRow, IngestJob, Match, PreviewRow, PruneCounts, Scope, TopicFilter,
+    Delivered, Delivery, EntryRow, FeedRecord, FeedRow, HubSubscription, IngestJob, Match, PreviewRow,
+    PruneCounts, Scope, Source, TopicFilter,
 };
 use bands::{BandFilter, BandFilterState};
 #[cfg(test)]
@@ -233,6 +235,37 @@ impl Engine for Sqlite {
 
     fn known_keys(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, Option<Known>>, StoreError> {
         feeds::known_keys(&self.conn, feed_id, keys)
+    }
+
+    fn hub_subscribe(&mut self, s: &HubSubscription) -> Result<(), StoreError> {
+        websub::subscribe(&self.conn, s)
+    }
+    fn hub_unsubscribe(&mut self, topic: &str, format: &str, callback: &str) -> Result<bool, StoreError> {
+        websub::unsubscribe(&self.conn, topic, format, callback)
+    }
+    fn hub_changed(&mut self, topic: &str, format: &str, etag: &str, now: i64) -> Result<usize, StoreError> {
+        websub::changed(&self.conn, topic, format, etag, now)
+    }
+    fn hub_due(&mut self, now: i64, _until: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        websub::due(&self.conn, now, limit)
+    }
+    fn hub_done(&mut self, d: &Delivery, outcome: &Delivered) -> Result<(), StoreError> {
+        websub::done(&self.conn, d, outcome)
+    }
+    fn hub_subscriptions(&self, now: i64) -> Result<Vec<HubSubscription>, StoreError> {
+        websub::subscriptions(&self.conn, now)
+    }
+    fn hub_prune(&mut self, now: i64) -> Result<usize, StoreError> {
+        websub::prune(&self.conn, now)
+    }
+    fn sources(&self) -> Result<Vec<Source>, StoreError> {
+        websub::sources(&self.conn)
+    }
+    fn put_source(&mut self, s: &Source) -> Result<(), StoreError> {
+        websub::put_source(&self.conn, s)
+    }
+    fn remove_source(&mut self, feed_id: &str) -> Result<(), StoreError> {
+        websub::remove_source(&self.conn, feed_id)
     }
 
     fn article_contents(&self, feed_id: &str, keys: &[&str]) -> Result<HashMap<String, String>, StoreError> {
