@@ -705,7 +705,8 @@ pub async fn manage_sources(
     mut adverts: mpsc::UnboundedReceiver<Advert>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    // A look at every subscription this often: renewals, feeds removed by a reload.
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         let advert = tokio::select! {
             () = stop.cancelled() => return,
@@ -834,6 +835,58 @@ mod tests {
         assert_eq!(backoff(9), Some(Duration::from_secs(2560)));
         assert_eq!(backoff(10), Some(Duration::from_secs(3600)));
         assert_eq!(backoff(MAX_ATTEMPTS - 1), None);
+    }
+
+    #[test]
+    fn sources_are_renewed_asked_again_and_left() {
+        let config = crate::config::parse(
+            "[daemon]\nbase_url = \"https://f.example.org/\"\n[websub]\nsubscribe = true\n\
+             [[feed]]\nid = \"kept\"\nurl = \"https://src.example.org/feed\"\n",
+            std::path::Path::new("/x.toml"),
+        )
+        .unwrap();
+        let source = |id: &str, state: &str, requested_at: i64, lease_until: Option<i64>| Source {
+            feed_id: id.into(),
+            hub: "https://hub.example/".into(),
+            topic: "https://src.example.org/feed".into(),
+            secret: "k".into(),
+            state: state.into(),
+            lease_until,
+            requested_at,
+            error: None,
+        };
+        let now = 1_000_000;
+        let day = 86_400;
+        // A 10-day lease: renewed in its last day, not before.
+        assert_eq!(
+            source_action(&config, &source("kept", "active", now - 8 * day, Some(now + 2 * day)), now),
+            None
+        );
+        assert_eq!(
+            source_action(&config, &source("kept", "active", now - 9 * day, Some(now + day - 1)), now),
+            Some("subscribe")
+        );
+        // A short lease: renewed when an hour is left.
+        assert_eq!(
+            source_action(&config, &source("kept", "active", now - 60, Some(now + 3000)), now),
+            Some("subscribe")
+        );
+        // A hub that never verified: asked again after an hour.
+        assert_eq!(source_action(&config, &source("kept", "requested", now - 60, None), now), None);
+        assert_eq!(
+            source_action(&config, &source("kept", "requested", now - 3601, None), now),
+            Some("subscribe")
+        );
+        // A feed no longer configured: unsubscribed (again after an hour unanswered).
+        assert_eq!(
+            source_action(&config, &source("gone", "active", now, Some(now + day)), now),
+            Some("unsubscribe")
+        );
+        assert_eq!(source_action(&config, &source("gone", "unsubscribing", now - 60, None), now), None);
+        assert_eq!(
+            source_action(&config, &source("gone", "unsubscribing", now - 3601, None), now),
+            Some("unsubscribe")
+        );
     }
 
     #[test]

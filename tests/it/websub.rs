@@ -343,6 +343,25 @@ async fn feedsieve_is_the_hub_of_its_topic_feeds() {
         assert_eq!(q["hub.lease_seconds"], "3600");
         assert!(q["hub.challenge"].len() >= 32);
     }
+    // Leases are bounded: one second asked, a minute granted.
+    log.lock().unwrap().behaviour.insert("brief".into(), Behaviour::Good);
+    let (status, _) = hub_post(
+        &hub,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &topic),
+            ("hub.callback", &cb("brief")),
+            ("hub.lease_seconds", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let granted = wait_for("brief's verification", 10, || {
+        let l = log.lock().unwrap();
+        l.verifications.iter().find(|(n, _)| n == "brief").map(|(_, q)| q["hub.lease_seconds"].clone())
+    })
+    .await;
+    assert_eq!(granted, "60");
     // "expired": its lease ends now.
     conn.execute(
         &format!("UPDATE websub_subscriptions SET expires_at = 1 WHERE callback = '{}'", cb("expired")),
@@ -447,15 +466,22 @@ async fn a_source_feed_s_hub_is_subscribed_and_its_pushes_stored() {
     let links =
         format!("<atom:link rel=\"hub\" href=\"{hub}\"/><atom:link rel=\"self\" href=\"{self_url}\"/>");
     src.put("/src", rss("src", &["Polled story"], &links), "application/rss+xml");
+    // A second feed at the same hub, whose subscription the hub never verifies.
+    let silent_url = src.url("/silent");
+    let silent_links =
+        format!("<atom:link rel=\"hub\" href=\"{hub}\"/><atom:link rel=\"self\" href=\"{silent_url}\"/>");
+    src.put("/silent", rss("silent", &["Quiet story"], &silent_links), "application/rss+xml");
+    let topic = "[[topic]]\nid = \"news\"\ntags = [\"t\"]\n";
+    let silent = format!("[[feed]]\nid = \"silent\"\nurl = \"{silent_url}\"\ntags = [\"t\"]\n");
     let node = Node::new(
         "subscribe = true",
-        &format!(
-            "[[feed]]\nid = \"src\"\nurl = \"{self_url}\"\n\n[[topic]]\nid = \"news\"\nfeeds = [\"src\"]\n"
-        ),
+        &format!("[[feed]]\nid = \"src\"\nurl = \"{self_url}\"\ntags = [\"t\"]\n\n{silent}\n{topic}"),
     );
     let mut daemon = node.start().await;
+    wait_for("two subscription requests", 15, || (hub_log.lock().unwrap().requests.len() == 2).then_some(()))
+        .await;
     let request =
-        wait_for("the subscription request", 15, || hub_log.lock().unwrap().requests.first().cloned()).await;
+        hub_log.lock().unwrap().requests.iter().find(|r| r["hub.topic"] == self_url).cloned().unwrap();
     let callback = format!("{}websub/callback/src", node.base);
     assert_eq!(request["hub.mode"], "subscribe");
     assert_eq!(request["hub.topic"], self_url);
@@ -515,6 +541,38 @@ async fn a_source_feed_s_hub_is_subscribed_and_its_pushes_stored() {
     assert!(titles.contains(&"Pushed by sha1".to_owned()), "{titles:?}");
     assert!(!titles.iter().any(|t| t.contains("Forged")), "{titles:?}");
     assert_eq!(src.requests("/src").len(), 1, "pushes, not polls, brought them");
+    // The hub that never verified: that subscription stays asked for, and the feed is
+    // still polled.
+    let silent_state: String = node
+        .sqlite()
+        .query_row("SELECT state FROM websub_sources WHERE feed_id = 'silent'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(silent_state, "requested");
+    node.poll().await;
+    assert_eq!(src.requests("/silent").len(), 2, "polling goes on");
+
+    // The feed removed from the config (and a reload): unsubscribed at its hub, which
+    // verifies that as well.
+    std::fs::write(
+        &node.config,
+        std::fs::read_to_string(&node.config)
+            .unwrap()
+            .replace(&format!("[[feed]]\nid = \"src\"\nurl = \"{self_url}\"\ntags = [\"t\"]\n"), ""),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    let unsubscribe = wait_for("the unsubscription request", 20, || {
+        hub_log.lock().unwrap().requests.iter().find(|r| r["hub.mode"] == "unsubscribe").cloned()
+    })
+    .await;
+    assert_eq!(unsubscribe["hub.topic"], self_url);
+    assert_eq!(unsubscribe["hub.callback"], callback);
+    assert_eq!(verify("unsubscribe", &self_url).await, (200, "ch4llenge".to_owned()));
+    let left: i64 = node
+        .sqlite()
+        .query_row("SELECT count(*) FROM websub_sources WHERE feed_id = 'src'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
     let log = daemon.log.lock().unwrap().clone();
     assert!(
         log.contains("a push with a bad signature was dropped")
