@@ -21,7 +21,10 @@
 //! - [`config`]: the TOML schema, loading with line/column errors, validation; editing
 //!   the file in place and OPML (submodules `edit`, `opml`).
 //! - [`schedule`]: cron / `@hourly` / `every 20m`, next-due times, backoff.
-//! - [`fetch`]: the HTTP client: conditional GET, limits, redirects, `file://` feeds.
+//! - [`fetch`]: the HTTP client: conditional GET, limits, redirects, proxies, a feed's
+//!   headers and credentials (to its own origin only), `file://` feeds.
+//! - [`article`]: `full_text`: an item's own page fetched once and reduced to its main
+//!   text (dom_smoothie), sanitised.
 //! - [`parse`]: feed-rs to [`model::Item`]; dates, links, text, HTML sanitising (run
 //!   by the store when an item is first published); the feeds an HTML page advertises.
 //! - [`dedup`]: item keys, canonical links, near-duplicate fingerprints (MinHash, LSH).
@@ -33,6 +36,8 @@
 //!   full-text search), matching, backfill.
 //! - [`publish`]: topic feeds as bytes with their validators.
 //! - [`serve`]: the HTTP server: topic feeds, index page, OPML, health, metrics.
+//! - [`websub`]: WebSub on both ends: the hub of the topic feeds (subscriptions,
+//!   verification, signed deliveries with retries) and the subscriber of source hubs.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`daemon`]: the wiring: the poll pass shared by `poll` and the scheduler, reload, stop.
 //! - [`cli`]: the command line, including feed/topic/OPML management.
