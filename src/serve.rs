@@ -135,6 +135,11 @@ impl AppState {
 
 /// The routes of SPEC.md.
 pub fn router(state: Arc<AppState>) -> Router {
+    // A hub's push is a whole feed: as large as `max_feed_bytes` allows a polled one
+    // (axum's own default stops at 2 MiB), and a little more, so that the handler can
+    // say which limit it broke.
+    let push_limit =
+        usize::try_from(state.config().daemon.max_feed_bytes).unwrap_or(usize::MAX).saturating_add(1);
     Router::new()
         .route("/", get(index))
         .route("/topics/{file}", get(topic_feed))
@@ -144,7 +149,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/websub", axum::routing::post(crate::websub::hub_request))
         .route(
             "/websub/callback/{feed}",
-            get(crate::websub::callback_verify).post(crate::websub::callback_push),
+            get(crate::websub::callback_verify)
+                .post(crate::websub::callback_push)
+                .layer(axum::extract::DefaultBodyLimit::max(push_limit)),
         )
         .fallback(|| async { ServeError::NotFound })
         .with_state(state)

@@ -533,6 +533,13 @@ async fn a_source_feed_s_hub_is_subscribed_and_its_pushes_stored() {
         202
     );
     daemon.wait_log("both pushes stored", |l| l.matches("WebSub push stored").count() >= 2).await;
+    // A push is a whole feed: one of 3 MB (over axum's default body limit, under
+    // max_feed_bytes) is taken.
+    let mut big = rss("src", &["Polled story", "Pushed by sha1", "Pushed by sha256", "Big one"], &links);
+    let pad = format!("<!-- {} -->", "x".repeat(3 * 1024 * 1024));
+    big.splice(big.len() - "</channel></rss>".len()..big.len() - "</channel></rss>".len(), pad.into_bytes());
+    assert_eq!(push(big.clone(), Some(format!("sha256={}", hmac_sha256(&secret, &big)))).await, 202);
+    daemon.wait_log("the big push stored", |l| l.matches("WebSub push stored").count() >= 3).await;
     let titles = wait_for("the pushed items in the topic", 10, || {
         let t = futures_lite_block(daemon.topic_titles("news"));
         t.iter().any(|t| t == "Pushed by sha256").then_some(t)
