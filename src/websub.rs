@@ -449,16 +449,27 @@ pub fn backoff(attempts: i64) -> Option<Duration> {
     (attempts + 1 < MAX_ATTEMPTS).then(|| Duration::from_secs((5u64 << attempts.clamp(0, 12)).min(3600)))
 }
 
-/// The delivery loop: whenever woken (a change) and every few seconds (retries), takes
-/// the deliveries due and POSTs each, 16 at a time. Also ends expired subscriptions.
+/// Deliveries in flight at once.
+pub const DELIVERIES_AT_ONCE: usize = 16;
+
+/// The delivery loop: whenever woken (a change), every few seconds (retries) and as
+/// each delivery ends, takes the deliveries due, up to [`DELIVERIES_AT_ONCE`] in
+/// flight, and POSTs each. A slow subscriber holds one slot, never the others. Also
+/// ends expired subscriptions.
 pub async fn deliver(state: Arc<AppState>, stop: CancellationToken) {
     let Some(ws) = &state.websub else { return };
     let mut prune = tokio::time::interval(Duration::from_secs(600));
+    let mut flying: tokio::task::JoinSet<(Delivery, Delivered)> = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = ws.wake.notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            Some(done) = flying.join_next(), if !flying.is_empty() => {
+                if let Ok((d, outcome)) = done {
+                    report(&state, &d, &outcome);
+                }
+            }
             _ = prune.tick() => {
                 let now = chrono::Utc::now().timestamp();
                 if let Err(e) = state.store.call(move |s| s.hub_prune(now)).await {
@@ -467,69 +478,49 @@ pub async fn deliver(state: Arc<AppState>, stop: CancellationToken) {
                 continue;
             }
         }
-        loop {
-            let now = chrono::Utc::now().timestamp();
-            let due = match state.store.call(move |s| s.hub_due(now, now + 60, 64)).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!("WebSub: reading the deliveries due: {}", crate::error_chain(&e));
-                    break;
-                }
-            };
-            if due.is_empty() {
-                break;
-            }
-            let mut tasks = tokio::task::JoinSet::new();
-            let sem = Arc::new(tokio::sync::Semaphore::new(16));
-            for d in due {
-                let (state, sem) = (state.clone(), sem.clone());
-                tasks.spawn(async move {
-                    let _turn = sem.acquire_owned().await;
-                    let outcome = deliver_one(&state, &d).await;
-                    if let Err(e) = state
-                        .store
-                        .call({
-                            let (d, o) = (d.clone(), outcome.clone());
-                            move |s| s.hub_done(&d, &o)
-                        })
-                        .await
-                    {
-                        tracing::warn!("WebSub: recording a delivery: {}", crate::error_chain(&e));
-                    }
-                    (d, outcome)
-                });
-            }
-            let mut later = 0;
-            while let Some(Ok((d, outcome))) = tasks.join_next().await {
-                state.metrics.websub_delivered(&outcome);
-                match &outcome {
-                    Delivered::Failed { error, retry_at } => tracing::info!(
-                        "WebSub: delivering {}.{} to {}: {error}{}",
-                        d.topic,
-                        d.format,
-                        crate::model::redacted_url_text(&d.callback).unwrap_or_default(),
-                        if retry_at.is_some() {
-                            "; retrying later"
-                        } else {
-                            "; given up until the next change"
-                        }
-                    ),
-                    Delivered::Gone => tracing::info!(
-                        "WebSub: {} answered 410: its subscription to {}.{} ended",
-                        crate::model::redacted_url_text(&d.callback).unwrap_or_default(),
-                        d.topic,
-                        d.format
-                    ),
-                    Delivered::Later { .. } => later += 1,
-                    Delivered::Ok { .. } => {}
-                }
-            }
-            if later > 0 {
-                // This node renders that version soon (its own change, or another
-                // node's it is told of): wait for it rather than spin.
-                break;
-            }
+        let room = DELIVERIES_AT_ONCE.saturating_sub(flying.len());
+        if room == 0 {
+            continue;
         }
+        let now = chrono::Utc::now().timestamp();
+        // Held past the longest a delivery takes; given back when it ends.
+        let until = now + 2 * CALL_TIMEOUT.as_secs() as i64 + 5;
+        let due = match state.store.call(move |s| s.hub_due(now, until, room)).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("WebSub: reading the deliveries due: {}", crate::error_chain(&e));
+                continue;
+            }
+        };
+        for d in due {
+            let state = state.clone();
+            flying.spawn(async move {
+                let outcome = deliver_one(&state, &d).await;
+                let (d2, o) = (d.clone(), outcome.clone());
+                if let Err(e) = state.store.call(move |s| s.hub_done(&d2, &o)).await {
+                    tracing::warn!("WebSub: recording a delivery: {}", crate::error_chain(&e));
+                }
+                (d, outcome)
+            });
+        }
+    }
+}
+
+/// Counts and logs what a delivery came to.
+fn report(state: &AppState, d: &Delivery, outcome: &Delivered) {
+    state.metrics.websub_delivered(outcome);
+    let to = crate::model::redacted_url_text(&d.callback).unwrap_or_default();
+    match outcome {
+        Delivered::Failed { error, retry_at } => tracing::info!(
+            "WebSub: delivering {}.{} to {to}: {error}{}",
+            d.topic,
+            d.format,
+            if retry_at.is_some() { "; retrying later" } else { "; given up until the next change" }
+        ),
+        Delivered::Gone => {
+            tracing::info!("WebSub: {to} answered 410: its subscription to {}.{} ended", d.topic, d.format);
+        }
+        Delivered::Later { .. } | Delivered::Ok { .. } => {}
     }
 }
 

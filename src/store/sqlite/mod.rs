@@ -246,8 +246,8 @@ impl Engine for Sqlite {
     fn hub_changed(&mut self, topic: &str, format: &str, etag: &str, now: i64) -> Result<usize, StoreError> {
         websub::changed(&self.conn, topic, format, etag, now)
     }
-    fn hub_due(&mut self, now: i64, _until: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        websub::due(&self.conn, now, limit)
+    fn hub_due(&mut self, now: i64, until: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        websub::due(&self.conn, now, until, limit)
     }
     fn hub_done(&mut self, d: &Delivery, outcome: &Delivered) -> Result<(), StoreError> {
         websub::done(&self.conn, d, outcome)

@@ -39,14 +39,18 @@ pub fn changed(
         .execute(params![topic, format, etag, now])?)
 }
 
-/// Deliveries due at `now` (one process: no claims to take).
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+/// Deliveries due at `now` that are not in flight, held until `until`.
+pub fn due(conn: &Connection, now: i64, until: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT topic, format, callback, secret, etag, attempts FROM websub_subscriptions
-         WHERE etag IS NOT NULL AND delivered IS NOT etag AND next_attempt <= ?1 AND expires_at > ?1
-         ORDER BY next_attempt LIMIT ?2",
+        "UPDATE websub_subscriptions SET claimed_until = ?2
+         WHERE rowid IN (
+             SELECT rowid FROM websub_subscriptions
+             WHERE etag IS NOT NULL AND delivered IS NOT etag AND next_attempt <= ?1 AND expires_at > ?1
+               AND (claimed_until IS NULL OR claimed_until <= ?1)
+             ORDER BY next_attempt LIMIT ?3)
+         RETURNING topic, format, callback, secret, etag, attempts",
     )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
+    let rows = stmt.query_map(params![now, until, limit as i64], |r| {
         Ok(Delivery {
             topic: r.get(0)?,
             format: r.get(1)?,
@@ -64,7 +68,8 @@ pub fn done(conn: &Connection, d: &Delivery, outcome: &Delivered) -> Result<(), 
     match outcome {
         Delivered::Ok { etag } => conn
             .prepare_cached(
-                "UPDATE websub_subscriptions SET delivered = ?4, attempts = 0, next_attempt = NULL, error = NULL
+                "UPDATE websub_subscriptions SET delivered = ?4, attempts = 0, next_attempt = NULL, error = NULL,
+                     claimed_until = NULL
                  WHERE topic = ?1 AND format = ?2 AND callback = ?3",
             )?
             .execute(params![d.topic, d.format, d.callback, etag])?,
@@ -74,13 +79,14 @@ pub fn done(conn: &Connection, d: &Delivery, outcome: &Delivered) -> Result<(), 
         Delivered::Failed { error, retry_at } => conn
             .prepare_cached(
                 "UPDATE websub_subscriptions SET attempts = attempts + 1, next_attempt = ?4, error = ?5,
-                     delivered = CASE WHEN ?4 IS NULL THEN etag ELSE delivered END
+                     delivered = CASE WHEN ?4 IS NULL THEN etag ELSE delivered END, claimed_until = NULL
                  WHERE topic = ?1 AND format = ?2 AND callback = ?3",
             )?
             .execute(params![d.topic, d.format, d.callback, retry_at, error])?,
         Delivered::Later { retry_at } => conn
             .prepare_cached(
-                "UPDATE websub_subscriptions SET next_attempt = ?4 WHERE topic = ?1 AND format = ?2 AND callback = ?3",
+                "UPDATE websub_subscriptions SET next_attempt = ?4, claimed_until = NULL
+                 WHERE topic = ?1 AND format = ?2 AND callback = ?3",
             )?
             .execute(params![d.topic, d.format, d.callback, retry_at])?,
     };
