@@ -453,13 +453,15 @@ pub fn backoff(attempts: i64) -> Option<Duration> {
 pub const DELIVERIES_AT_ONCE: usize = 16;
 
 /// The delivery loop: whenever woken (a change), every few seconds (retries) and as
-/// each delivery ends, takes the deliveries due, up to [`DELIVERIES_AT_ONCE`] in
-/// flight, and POSTs each. A slow subscriber holds one slot, never the others. Also
+/// each delivery ends, takes the deliveries due (four slots' worth at a time) and POSTs
+/// them, [`DELIVERIES_AT_ONCE`] in flight. A slow subscriber holds one slot, never the others. Also
 /// ends expired subscriptions.
 pub async fn deliver(state: Arc<AppState>, stop: CancellationToken) {
     let Some(ws) = &state.websub else { return };
     let mut prune = tokio::time::interval(Duration::from_secs(600));
     let mut flying: tokio::task::JoinSet<(Delivery, Delivered)> = tokio::task::JoinSet::new();
+    // Taken from the database in batches, started as slots free up.
+    let mut queue: std::collections::VecDeque<Delivery> = std::collections::VecDeque::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -478,21 +480,19 @@ pub async fn deliver(state: Arc<AppState>, stop: CancellationToken) {
                 continue;
             }
         }
-        let room = DELIVERIES_AT_ONCE.saturating_sub(flying.len());
-        if room == 0 {
-            continue;
-        }
-        let now = chrono::Utc::now().timestamp();
-        // Held past the longest a delivery takes; given back when it ends.
-        let until = now + 2 * CALL_TIMEOUT.as_secs() as i64 + 5;
-        let due = match state.store.call(move |s| s.hub_due(now, until, room)).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!("WebSub: reading the deliveries due: {}", crate::error_chain(&e));
-                continue;
+        if queue.is_empty() && flying.len() < DELIVERIES_AT_ONCE {
+            let now = chrono::Utc::now().timestamp();
+            // Held past the longest the batch can take (four waves of the slots, each
+            // at most the call timeout), given back as each delivery ends.
+            let until = now + 6 * CALL_TIMEOUT.as_secs() as i64;
+            match state.store.call(move |s| s.hub_due(now, until, 4 * DELIVERIES_AT_ONCE)).await {
+                Ok(d) => queue.extend(d),
+                Err(e) => tracing::warn!("WebSub: reading the deliveries due: {}", crate::error_chain(&e)),
             }
-        };
-        for d in due {
+        }
+        while flying.len() < DELIVERIES_AT_ONCE
+            && let Some(d) = queue.pop_front()
+        {
             let state = state.clone();
             flying.spawn(async move {
                 let outcome = deliver_one(&state, &d).await;
