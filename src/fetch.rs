@@ -115,6 +115,21 @@ pub struct Request<'a> {
     pub untrusted: bool,
 }
 
+impl<'a> Request<'a> {
+    /// A configured feed's requests: its headers, user agent, credentials and proxy,
+    /// its configured URL the origin they go to.
+    pub fn of(feed: &'a crate::config::FeedConfig) -> Request<'a> {
+        Request {
+            headers: &feed.headers,
+            user_agent: feed.user_agent.as_deref(),
+            auth: feed.auth.as_ref(),
+            proxy: feed.proxy.as_ref(),
+            home: Some(&feed.url),
+            untrusted: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("HTTP {status}")]
@@ -193,9 +208,16 @@ struct Clients {
     proxied: bool,
 }
 
+/// Which proxy a [`Clients`] goes through.
+enum Route {
+    /// reqwest's default: proxies from the environment.
+    Environment,
+    Direct,
+    Via(Box<reqwest::Proxy>),
+}
+
 impl Clients {
-    fn new(settings: &FetchSettings, proxy: Option<reqwest::Proxy>) -> Result<Clients, FetchError> {
-        let environment = proxy.is_none();
+    fn new(settings: &FetchSettings, route: Route) -> Result<Clients, FetchError> {
         let builder = || {
             let b = reqwest::Client::builder()
                 .user_agent(USER_AGENT)
@@ -204,10 +226,10 @@ impl Clients {
                 .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
                 .pool_idle_timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(settings.per_host.max(1));
-            match &proxy {
-                // reqwest's default: proxies from the environment.
-                None => b,
-                Some(p) => b.proxy(p.clone()),
+            match &route {
+                Route::Environment => b,
+                Route::Direct => b.no_proxy(),
+                Route::Via(p) => b.proxy((**p).clone()),
             }
         };
         Ok(Clients {
@@ -216,28 +238,11 @@ impl Clients {
                 .dns_resolver(Arc::new(RedirectResolver))
                 .build()
                 .map_err(FetchError::Http)?,
-            proxied: !environment || proxy_in_environment(),
-        })
-    }
-
-    fn direct(settings: &FetchSettings) -> Result<Clients, FetchError> {
-        let none = || {
-            reqwest::Client::builder()
-                .user_agent(USER_AGENT)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(settings.timeout)
-                .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-                .pool_idle_timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(settings.per_host.max(1))
-                .no_proxy()
-        };
-        Ok(Clients {
-            client: none().build().map_err(FetchError::Http)?,
-            redirect_client: none()
-                .dns_resolver(Arc::new(RedirectResolver))
-                .build()
-                .map_err(FetchError::Http)?,
-            proxied: false,
+            proxied: match route {
+                Route::Environment => proxy_in_environment(),
+                Route::Direct => false,
+                Route::Via(_) => true,
+            },
         })
     }
 }
@@ -265,8 +270,8 @@ impl Fetcher {
     pub fn new(settings: FetchSettings) -> Result<Fetcher, FetchError> {
         install_tls_provider();
         Ok(Fetcher {
-            environment: Arc::new(Clients::new(&settings, None)?),
-            direct: Arc::new(Clients::direct(&settings)?),
+            environment: Arc::new(Clients::new(&settings, Route::Environment)?),
+            direct: Arc::new(Clients::new(&settings, Route::Direct)?),
             via: Mutex::new(HashMap::new()),
             global: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             settings,
@@ -296,7 +301,7 @@ impl Fetcher {
         if daemon_wide {
             p = p.no_proxy(reqwest::NoProxy::from_env());
         }
-        let clients = Arc::new(Clients::new(&self.settings, Some(p))?);
+        let clients = Arc::new(Clients::new(&self.settings, Route::Via(Box::new(p)))?);
         via.insert(key, clients.clone());
         Ok(clients)
     }

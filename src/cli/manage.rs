@@ -228,14 +228,7 @@ async fn discover(
         own_address: None,
         proxy: d.proxy.clone(),
     })?;
-    let request = Request {
-        headers: &feed.headers,
-        user_agent: feed.user_agent.as_deref(),
-        auth: feed.auth.as_ref(),
-        proxy: feed.proxy.as_ref(),
-        home: Some(&feed.url),
-        untrusted: false,
-    };
+    let request = Request::of(feed);
     let url = &feed.url;
     let get = |u: Url| {
         let fetcher = &fetcher;

@@ -608,14 +608,7 @@ async fn poll_feed_inner(
     let target =
         row.moved_to.as_deref().and_then(|u| url::Url::parse(u).ok()).unwrap_or_else(|| feed.url.clone());
     let moved = |hinted: Option<url::Url>| hinted.or_else(|| (target != feed.url).then(|| target.clone()));
-    let options = crate::fetch::Request {
-        headers: &feed.headers,
-        user_agent: feed.user_agent.as_deref(),
-        auth: feed.auth.as_ref(),
-        proxy: feed.proxy.as_ref(),
-        home: Some(&feed.url),
-        untrusted: false,
-    };
+    let options = crate::fetch::Request::of(feed);
     let fetched = p.fetcher.fetch_with(&target, &validators, &options).await;
     let now = p.clock.now();
     let j = jitter(&feed.id, now);
@@ -975,15 +968,8 @@ async fn full_text(
                 let Some(feed) = config.feed(&id) else {
                     return Err(ArticleError::NoText("feed removed".into()));
                 };
-                let request = crate::fetch::Request {
-                    headers: &feed.headers,
-                    user_agent: feed.user_agent.as_deref(),
-                    auth: feed.auth.as_ref(),
-                    proxy: feed.proxy.as_ref(),
-                    home: Some(&feed.url),
-                    untrusted: true,
-                };
-                let page = article::fetch(&fetcher, &link, &request).await?;
+                // `article::fetch` holds the link to the redirect rules.
+                let page = article::fetch(&fetcher, &link, &crate::fetch::Request::of(feed)).await?;
                 let _cpu = cpu.acquire_owned().await.map_err(|_| ArticleError::Crashed)?;
                 tokio::task::spawn_blocking(move || article::extract(&page))
                     .await
