@@ -318,3 +318,29 @@ async fn no_secret_from_a_file_is_shown_anywhere() {
         }
     }
 }
+
+/// An item's relative link resolves against the feed's address without the
+/// credentials written in it: they would be published with every such link.
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_item_links_do_not_inherit_a_url_s_credentials() {
+    let server = FeedServer::start().await;
+    server.put(
+        "/feed",
+        b"<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>T</title><link>/</link><description>d</description>\
+          <item><guid>r-1</guid><title>Relative</title><link>/story/1</link><description>A story.</description></item>\
+          </channel></rss>"
+            .to_vec(),
+        "application/rss+xml",
+    );
+    let url = server.url("/feed").replacen("http://", &format!("http://reader:{SECRET}@"), 1);
+    let env = Env::new(&format!(
+        "[[feed]]\nid = \"f\"\nurl = \"{url}\"\n\n[[topic]]\nid = \"all\"\nfeeds = [\"f\"]\n"
+    ));
+    assert_eq!(env.poll().await.new_items, 1);
+    let link = &env.rows("SELECT link FROM items")[0][0];
+    assert_eq!(*link, server.url("/story/1"));
+    for format in Format::ALL {
+        let body = String::from_utf8(env.export("all", format)).unwrap();
+        assert!(!body.contains(SECRET) && !body.contains("reader:"), "{format:?}:\n{body}");
+    }
+}
