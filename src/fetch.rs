@@ -455,41 +455,17 @@ impl Fetcher {
         Err(FetchError::TooManyRedirects)
     }
 
-    /// Holds a URL the operator did not configure (a redirect's target, an article
-    /// link) to the redirect rules before any request: scheme and literal address;
-    /// through a proxy, the addresses its name resolves to here; and the daemon's own
-    /// address. Without a proxy the hop's resolver checks the name as it connects.
+    /// Holds a URL the operator did not configure to the redirect rules (see
+    /// [`untrusted_allowed`]); its name is resolved here only through a proxy: without
+    /// one the hop's resolver checks it as it connects.
     async fn check_target(&self, next: &Url, clients: &Clients) -> Result<(), FetchError> {
-        if let Err(why) = redirect_allowed(next, self.settings.own_address) {
-            return Err(FetchError::RedirectRefused { to: crate::model::redacted_url(next), why });
-        }
-        if clients.proxied
-            && let (Some(url::Host::Domain(host)), Some(port)) = (next.host(), next.port_or_known_default())
-        {
-            // A name only the proxy can resolve is left to it.
-            let found: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
-                Ok(addrs) => addrs.collect(),
-                Err(_) => Vec::new(),
-            };
-            if !found.is_empty()
-                && let Err(r) = resolved_allowed(&found)
-            {
-                return Err(FetchError::RedirectResolvedRefused {
-                    to: crate::model::redacted_url(next),
-                    addr: r.addr,
-                    why: r.why,
-                });
+        untrusted_allowed(next, self.settings.own_address, clients.proxied).await.map_err(|r| {
+            let to = crate::model::redacted_url(next);
+            match r.addr {
+                Some(addr) => FetchError::RedirectResolvedRefused { to, addr, why: r.why },
+                None => FetchError::RedirectRefused { to, why: r.why },
             }
-        }
-        if let Some(own) = self.settings.own_address
-            && points_at(next, own).await
-        {
-            return Err(FetchError::RedirectRefused {
-                to: crate::model::redacted_url(next),
-                why: "the daemon's own address",
-            });
-        }
-        Ok(())
+        })
     }
 
     /// `redirected`: the request was a redirect hop, whose resolver may have refused.
@@ -648,6 +624,53 @@ pub fn redirect_allowed(url: &Url, own: Option<SocketAddr>) -> Result<(), &'stat
         && is_own_address(own, SocketAddr::new(ip, port))
     {
         return Err("the daemon's own address");
+    }
+    Ok(())
+}
+
+/// Why a URL a third party chose (a redirect's target, an article link, a WebSub
+/// callback) may not be requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The address its name resolved to, when that is the reason.
+    pub addr: Option<IpAddr>,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            Some(a) => write!(f, "its host resolves to {a}, {}", self.why),
+            None => f.write_str(self.why),
+        }
+    }
+}
+
+/// Holds a URL a third party chose to the redirect rules before any request: its
+/// scheme and a literal address ([`redirect_allowed`]); with `resolve`, the addresses
+/// its name resolves to here ([`resolved_allowed`]; a name that does not resolve here
+/// is left to whoever connects); and never the daemon's own address `own`.
+///
+/// # Errors
+/// Why the URL is refused.
+pub async fn untrusted_allowed(url: &Url, own: Option<SocketAddr>, resolve: bool) -> Result<(), Refusal> {
+    redirect_allowed(url, own).map_err(|why| Refusal { addr: None, why })?;
+    let (Some(url::Host::Domain(host)), Some(port)) = (url.host(), url.port_or_known_default()) else {
+        return Ok(());
+    };
+    if resolve {
+        let found: Vec<SocketAddr> =
+            tokio::net::lookup_host((host, port)).await.map(Iterator::collect).unwrap_or_default();
+        if !found.is_empty() {
+            resolved_allowed(&found).map_err(|r| Refusal { addr: Some(r.addr), why: r.why })?;
+        }
+        if own.is_some_and(|own| found.iter().any(|a| is_own_address(own, *a))) {
+            return Err(Refusal { addr: None, why: "the daemon's own address" });
+        }
+    } else if let Some(own) = own
+        && points_at(url, own).await
+    {
+        return Err(Refusal { addr: None, why: "the daemon's own address" });
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::config::{Config, Hub};
-use crate::fetch::{RedirectResolver, redirect_allowed, resolved_allowed};
+use crate::fetch::RedirectResolver;
 use crate::model::{Delivered, Delivery, HubSubscription, Source};
 use crate::publish::Format;
 use crate::serve::AppState;
@@ -194,20 +194,7 @@ impl Outbound {
     /// # Errors
     /// Why not.
     pub async fn allowed(&self, url: &Url) -> Result<(), String> {
-        redirect_allowed(url, self.own).map_err(str::to_owned)?;
-        if let (Some(url::Host::Domain(host)), Some(port)) = (url.host(), url.port_or_known_default()) {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?
-                .collect();
-            resolved_allowed(&found).map_err(|r| r.to_string())?;
-            if let Some(own) = self.own
-                && found.iter().any(|a| crate::fetch::is_own_address(own, *a))
-            {
-                return Err("the daemon's own address".into());
-            }
-        }
-        Ok(())
+        crate::fetch::untrusted_allowed(url, self.own, true).await.map_err(|r| r.to_string())
     }
 
     /// Sends a request to a third party's URL (checked first), refusing an answer
