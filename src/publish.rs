@@ -65,11 +65,15 @@ pub struct TopicMeta<'a> {
 
 impl TopicMeta<'_> {
     pub fn self_url(&self, format: Format) -> String {
-        self.base_url.join(&format!("topics/{}.{}", self.id, format.extension())).map_or_else(
-            |_| format!("{}topics/{}.{}", self.base_url, self.id, format.extension()),
-            |u| u.to_string(),
-        )
+        topic_url(self.base_url, self.id, format)
     }
+}
+
+/// A topic feed's URL: `BASE_URL/topics/ID.EXT`.
+pub fn topic_url(base_url: &Url, id: &str, format: Format) -> String {
+    base_url
+        .join(&format!("topics/{id}.{}", format.extension()))
+        .map_or_else(|_| format!("{base_url}topics/{id}.{}", format.extension()), |u| u.to_string())
 }
 
 /// One topic in every format, as the pipeline hands it to the server.

@@ -114,21 +114,13 @@ impl AppState {
         }
     }
 
-    fn config(&self) -> Arc<Config> {
+    /// The config now in force.
+    pub fn config(&self) -> Arc<Config> {
         self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The config now in force.
-    pub fn current_config(&self) -> Arc<Config> {
-        self.config()
-    }
-
     /// A topic's cached output in the format of extension `ext`.
-    pub fn cached(&self, topic: &str, ext: &str) -> Option<Arc<CachedFeed>> {
-        self.feed(topic, ext)
-    }
-
-    fn feed(&self, topic: &str, ext: &str) -> Option<Arc<CachedFeed>> {
+    pub fn feed(&self, topic: &str, ext: &str) -> Option<Arc<CachedFeed>> {
         self.feeds.read().unwrap_or_else(|e| e.into_inner()).get(topic)?.get(ext).cloned()
     }
 }

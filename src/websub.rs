@@ -243,14 +243,7 @@ pub fn topic_of(config: &Config, url: &str) -> Option<(String, Format)> {
 
 /// A topic feed's URL in one format.
 pub fn topic_url(config: &Config, topic: &str, format: Format) -> String {
-    crate::publish::TopicMeta {
-        id: topic,
-        title: "",
-        description: None,
-        base_url: &config.daemon.base_url,
-        hub: None,
-    }
-    .self_url(format)
+    crate::publish::topic_url(&config.daemon.base_url, topic, format)
 }
 
 fn answer(status: StatusCode, text: impl Into<String>) -> Response {
@@ -260,7 +253,7 @@ fn answer(status: StatusCode, text: impl Into<String>) -> Response {
 
 /// `POST /websub`: a subscription or unsubscription request (form-encoded).
 pub async fn hub_request(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let config = state.current_config();
+    let config = state.config();
     if config.websub.hub != Some(Hub::Itself) {
         return answer(
             StatusCode::NOT_FOUND,
@@ -379,7 +372,7 @@ pub async fn changed(state: &Arc<AppState>, changes: Vec<(String, Format, String
     if changes.is_empty() {
         return;
     }
-    let config = state.current_config();
+    let config = state.config();
     match &config.websub.hub {
         Some(Hub::Itself) => {
             let now = chrono::Utc::now().timestamp();
@@ -513,7 +506,7 @@ async fn deliver_one(state: &Arc<AppState>, d: &Delivery) -> Delivered {
     let Some(format) = Format::from_extension(&d.format) else {
         return Delivered::Gone;
     };
-    let Some(feed) = state.cached(&d.topic, format.extension()) else {
+    let Some(feed) = state.feed(&d.topic, format.extension()) else {
         // The topic is no longer configured: nothing to deliver, ever.
         return Delivered::Gone;
     };
@@ -521,7 +514,7 @@ async fn deliver_one(state: &Arc<AppState>, d: &Delivery) -> Delivered {
         return Delivered::Later { retry_at: now + 2 };
     }
     let Some(ws) = &state.websub else { return Delivered::Later { retry_at: now + 5 } };
-    let config = state.current_config();
+    let config = state.config();
     let Ok(url) = Url::parse(&d.callback) else { return Delivered::Gone };
     let topic_url = topic_url(&config, &d.topic, format);
     let mut req = ws
@@ -560,8 +553,8 @@ pub async fn callback_verify(
     Path(feed_id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let sources = state.store.read(|s| s.sources()).await.unwrap_or_default();
-    let Some(mut source) = sources.into_iter().find(|s| s.feed_id == feed_id) else {
+    let id = feed_id.clone();
+    let Some(mut source) = state.store.read(move |s| s.source(&id)).await.ok().flatten() else {
         return answer(StatusCode::NOT_FOUND, "no subscription for this callback");
     };
     let (mode, topic, challenge) =
@@ -618,11 +611,11 @@ pub async fn callback_push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let config = state.current_config();
+    let config = state.config();
     let limit = usize::try_from(config.daemon.max_feed_bytes).unwrap_or(usize::MAX);
-    let sources = state.store.read(|s| s.sources()).await.unwrap_or_default();
-    let Some(source) = sources.into_iter().find(|s| s.feed_id == feed_id && s.state != "unsubscribing")
-    else {
+    let id = feed_id.clone();
+    let source = state.store.read(move |s| s.source(&id)).await.ok().flatten();
+    let Some(source) = source.filter(|s| s.state != "unsubscribing") else {
         // The Recommendation: 410 tells the hub this subscription is over.
         return answer(StatusCode::GONE, "no subscription for this callback");
     };
@@ -687,7 +680,7 @@ pub async fn manage_sources(
             a = adverts.recv() => match a { Some(a) => Some(a), None => return },
             _ = tick.tick() => None,
         };
-        let config = state.current_config();
+        let config = state.config();
         let now = chrono::Utc::now().timestamp();
         let sources = match state.store.read(|s| s.sources()).await {
             Ok(s) => s,

@@ -60,7 +60,7 @@ pub trait Engine: Send {
     fn hub_done(&mut self, d: &Delivery, outcome: &Delivered) -> Result<(), StoreError>;
     fn hub_subscriptions(&self, now: i64) -> Result<Vec<HubSubscription>, StoreError>;
     fn hub_prune(&mut self, now: i64) -> Result<usize, StoreError>;
-    fn sources(&self) -> Result<Vec<Source>, StoreError>;
+    fn sources(&self, only: Option<&str>) -> Result<Vec<Source>, StoreError>;
     fn put_source(&mut self, s: &Source) -> Result<(), StoreError>;
     fn remove_source(&mut self, feed_id: &str) -> Result<(), StoreError>;
 

@@ -340,7 +340,15 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub fn sources(&self) -> Result<Vec<Source>, StoreError> {
-        self.engine.sources()
+        self.engine.sources(None)
+    }
+
+    /// One source feed's subscription at its hub, if it has one.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub fn source(&self, feed_id: &str) -> Result<Option<Source>, StoreError> {
+        Ok(self.engine.sources(Some(feed_id))?.into_iter().next())
     }
 
     /// # Errors

@@ -248,8 +248,8 @@ impl Engine for Postgres {
     fn hub_prune(&mut self, now: i64) -> Result<usize, StoreError> {
         self.with_mut(|c| websub::prune(c, now))
     }
-    fn sources(&self) -> Result<Vec<Source>, StoreError> {
-        self.with(websub::sources)
+    fn sources(&self, only: Option<&str>) -> Result<Vec<Source>, StoreError> {
+        self.with(|c| websub::sources(c, only))
     }
     fn put_source(&mut self, s: &Source) -> Result<(), StoreError> {
         self.with_mut(|c| websub::put_source(c, s))

@@ -133,12 +133,13 @@ fn source(r: &Row) -> Source {
     }
 }
 
-pub fn sources(client: &mut impl GenericClient) -> Result<Vec<Source>, StoreError> {
+/// Every source's subscription, or `only` that feed's.
+pub fn sources(client: &mut impl GenericClient, only: Option<&str>) -> Result<Vec<Source>, StoreError> {
     Ok(client
         .query(
             "SELECT feed_id, hub, topic, secret, state, lease_until, requested_at, error FROM websub_sources
-             ORDER BY feed_id",
-            &[],
+             WHERE $1::TEXT IS NULL OR feed_id = $1 ORDER BY feed_id",
+            &[&only],
         )?
         .iter()
         .map(source)

@@ -258,8 +258,8 @@ impl Engine for Sqlite {
     fn hub_prune(&mut self, now: i64) -> Result<usize, StoreError> {
         websub::prune(&self.conn, now)
     }
-    fn sources(&self) -> Result<Vec<Source>, StoreError> {
-        websub::sources(&self.conn)
+    fn sources(&self, only: Option<&str>) -> Result<Vec<Source>, StoreError> {
+        websub::sources(&self.conn, only)
     }
     fn put_source(&mut self, s: &Source) -> Result<(), StoreError> {
         websub::put_source(&self.conn, s)

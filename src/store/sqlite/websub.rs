@@ -114,12 +114,13 @@ pub fn prune(conn: &Connection, now: i64) -> Result<usize, StoreError> {
     Ok(conn.prepare_cached("DELETE FROM websub_subscriptions WHERE expires_at <= ?1")?.execute([now])?)
 }
 
-pub fn sources(conn: &Connection) -> Result<Vec<Source>, StoreError> {
+/// Every source's subscription, or `only` that feed's.
+pub fn sources(conn: &Connection, only: Option<&str>) -> Result<Vec<Source>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT feed_id, hub, topic, secret, state, lease_until, requested_at, error FROM websub_sources
-         ORDER BY feed_id",
+         WHERE ?1 IS NULL OR feed_id = ?1 ORDER BY feed_id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([only], |r| {
         Ok(Source {
             feed_id: r.get(0)?,
             hub: r.get(1)?,
