@@ -18,6 +18,8 @@ mod fulltext;
 mod fuzz;
 mod hostile;
 mod manage;
+#[path = "../support/pairs.rs"]
+mod pairs;
 #[path = "../support/pg.rs"]
 pub mod pg;
 mod pgharness;
