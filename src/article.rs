@@ -134,7 +134,7 @@ pub fn decode(bytes: &[u8], content_type: Option<&str>) -> String {
         return enc.decode_without_bom_handling(&bytes[bom..]).0.into_owned();
     }
     let declared = content_type
-        .and_then(charset_param)
+        .and_then(|ct| crate::parse::charset_param(ct).map(str::to_owned))
         .or_else(|| meta_charset(&bytes[..bytes.len().min(1024)]))
         .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
     let enc = match declared {
@@ -145,13 +145,6 @@ pub fn decode(bytes: &[u8], content_type: Option<&str>) -> String {
         None => encoding_rs::WINDOWS_1252,
     };
     enc.decode_without_bom_handling(bytes).0.into_owned()
-}
-
-fn charset_param(content_type: &str) -> Option<String> {
-    content_type.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches(['"', '\'']).to_owned())
-    })
 }
 
 /// The charset a `<meta charset>` or `<meta http-equiv="Content-Type" content="...;

@@ -139,6 +139,14 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
     Ok(out)
 }
 
+/// The `charset` parameter of a `Content-Type`, unquoted.
+pub fn charset_param(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches(['"', '\'']))
+    })
+}
+
 /// The body to give the parser when HTTP names a charset: feed-rs reads only the BOM
 /// and the XML declaration. An XML body that names no encoding itself (no BOM, no
 /// `encoding` in its declaration) and is not valid UTF-8 gets a declaration naming the
@@ -147,12 +155,7 @@ pub fn parse_feed(bytes: &[u8], url: &Url, now: DateTime<Utc>) -> Result<ParsedF
 /// declared encoding wins over HTTP (the document's author wrote it).
 pub fn with_http_charset<'a>(bytes: &'a [u8], content_type: Option<&str>) -> std::borrow::Cow<'a, [u8]> {
     use std::borrow::Cow;
-    let charset = content_type.and_then(|ct| {
-        ct.split(';').skip(1).find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches('"'))
-        })
-    });
+    let charset = content_type.and_then(charset_param);
     let Some(charset) = charset.filter(|c| {
         !c.is_empty()
             && c.len() <= 40
