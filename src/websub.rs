@@ -682,16 +682,17 @@ pub async fn manage_sources(
         };
         let config = state.config();
         let now = chrono::Utc::now().timestamp();
-        let sources = match state.store.read(|s| s.sources()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("WebSub: reading subscriptions: {}", crate::error_chain(&e));
-                continue;
-            }
-        };
         let mut work: Vec<(Source, &'static str)> = Vec::new();
         if let Some(a) = advert {
-            let known = sources.iter().find(|s| s.feed_id == a.feed_id);
+            // Each poll of an advertising feed says so: only its own row is read.
+            let id = a.feed_id.clone();
+            let known = match state.store.read(move |s| s.source(&id)).await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!("WebSub: reading a subscription: {}", crate::error_chain(&e));
+                    continue;
+                }
+            };
             let changed = known.is_none_or(|s| s.hub != a.hub || s.topic != a.topic);
             if changed && config.websub.subscribe {
                 let s = Source {
@@ -707,10 +708,15 @@ pub async fn manage_sources(
                 work.push((s, "subscribe"));
             }
         } else {
-            for s in sources {
-                if let Some(action) = source_action(&config, &s, now) {
-                    work.push((s, action));
+            match state.store.read(|s| s.sources()).await {
+                Ok(sources) => {
+                    for s in sources {
+                        if let Some(action) = source_action(&config, &s, now) {
+                            work.push((s, action));
+                        }
+                    }
                 }
+                Err(e) => tracing::warn!("WebSub: reading subscriptions: {}", crate::error_chain(&e)),
             }
         }
         for (mut s, mode) in work {
