@@ -269,9 +269,17 @@ impl Fetcher {
     /// If the TLS backend cannot be set up.
     pub fn new(settings: FetchSettings) -> Result<Fetcher, FetchError> {
         install_tls_provider();
+        let environment = Arc::new(Clients::new(&settings, Route::Environment)?);
+        // Without a proxy in the environment its clients are direct ones: building
+        // a second pair cost every process a second read of the system's CA store.
+        let direct = if environment.proxied {
+            Arc::new(Clients::new(&settings, Route::Direct)?)
+        } else {
+            environment.clone()
+        };
         Ok(Fetcher {
-            environment: Arc::new(Clients::new(&settings, Route::Environment)?),
-            direct: Arc::new(Clients::new(&settings, Route::Direct)?),
+            environment,
+            direct,
             via: Mutex::new(HashMap::new()),
             global: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             settings,
