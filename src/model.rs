@@ -131,6 +131,23 @@ pub struct Fingerprint {
     /// copies of one report quote the same figures, while two events written from
     /// one template ("N arrests in M countries") differ in them.
     pub numbers: Vec<u32>,
+    /// What fingerprints made since the second format add (`None` in one stored
+    /// before: such an item is compared by the two signatures alone).
+    pub marks: Option<Marks>,
+}
+
+/// The names and sizes in a fingerprint: what tells a rewritten copy of a story (its
+/// names and figures kept, its wording not) from another story told in like words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marks {
+    /// Word 3-shingles behind the lead and the whole-text signatures (at most
+    /// `u16::MAX`): with the signatures, they estimate how much of the shorter text
+    /// is in the longer one.
+    pub lead_shingles: u16,
+    pub full_shingles: u16,
+    /// Hashes of the distinct names in the text (the `dedup::MAX_NAMES` smallest): its
+    /// capitalised words that do not open a sentence.
+    pub names: Vec<u16>,
 }
 
 /// An item ready to store: its text extracted, with the plain text the full-text

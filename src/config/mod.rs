@@ -68,8 +68,7 @@ pub struct Daemon {
     pub max_feed_bytes: u64,
     pub retention: Duration,
     pub output_dir: Option<PathBuf>,
-    /// Similarity (estimated Jaccard of word 3-shingles, 0 to 1) from which two items
-    /// are one story.
+    /// Resemblance (`dedup::resemblance`, 0 to 1) from which two items are one story.
     pub dedup_threshold: f64,
     /// How far back (by first-seen time) a new item is compared with stored ones.
     pub dedup_window: Duration,

@@ -40,11 +40,11 @@ mod bands;
 pub mod copy;
 mod engine;
 mod ingest;
-mod postgres;
+pub(crate) mod postgres;
 mod rules;
 mod search;
 mod skip;
-mod sqlite;
+pub(crate) mod sqlite;
 mod writer;
 
 use std::collections::{HashMap, HashSet};

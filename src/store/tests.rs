@@ -658,6 +658,48 @@ fn queries_select_the_same_items_on_every_engine(engine: Engine) {
 
 on_both_engines!(queries_select_the_same_items_on_every_engine);
 
+/// The upgrade to the second fingerprint format writes the search keys of the items
+/// that had keys again, from their stored fingerprints (the whole text's bands
+/// changed), drops the old ones, and gives none to an item that had none (one outside
+/// the search window).
+fn the_upgrade_writes_search_keys_again_from_the_fingerprints(engine: Engine) {
+    let f = Fresh::new(engine);
+    let mut s = f.open();
+    s.sync_feeds([("a", "https://a/")]).unwrap();
+    let other =
+        "Customs officers seized four tonnes of cocaine hidden in a banana shipment at the port on Tuesday.";
+    s.ingest(&job("a", vec![new_item("a1", TEXT), new_item("a2", other)], Utc::now())).unwrap();
+    s.flush_bands().unwrap();
+    drop(s);
+    let ids: Vec<i64> = f.rows("SELECT id FROM items ORDER BY id").into_iter().map(|r| r[0]).collect();
+    // As the database was before: keys of the old layout for a1, none for a2.
+    f.execute(&format!(
+        "DELETE FROM item_bands; INSERT INTO item_bands (key, item_id) VALUES (1, {a1}), (2, {a1});",
+        a1 = ids[0]
+    ));
+    f.execute(&match engine {
+        Engine::Sqlite => format!("PRAGMA user_version = {}", super::sqlite::migrations::BANDS_REKEYED - 1),
+        Engine::Postgres => {
+            format!(
+                "UPDATE feedsieve_schema SET version = {}",
+                super::postgres::migrations::BANDS_REKEYED - 1
+            )
+        }
+    });
+    drop(f.open());
+    let mut want = dedup::band_keys(&dedup::fingerprint(TEXT, &HashSet::new()).unwrap());
+    want.sort_unstable();
+    let got: Vec<i64> = f
+        .rows(&format!("SELECT key FROM item_bands WHERE item_id = {} ORDER BY key", ids[0]))
+        .into_iter()
+        .map(|r| r[0])
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(f.rows("SELECT count(*) FROM item_bands"), [[dedup::BANDS as i64]], "none for a2");
+}
+
+on_both_engines!(the_upgrade_writes_search_keys_again_from_the_fingerprints);
+
 /// Forgetting items (a feed purged, retention) removes their search keys and no
 /// others; keys of items older than the search window go too.
 fn forgotten_items_leave_no_band_keys(engine: Engine) {

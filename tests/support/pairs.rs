@@ -64,17 +64,29 @@ impl Score<'_> {
     }
 }
 
-/// Runs the detector over `pairs`.
-pub fn score(pairs: &[Pair]) -> Score<'_> {
+/// Each item of the pairs, (feed, text), with its fingerprint as the pipeline makes
+/// it: without the sentences its feed repeats in three or more of its texts in the set.
+pub fn fingerprints(pairs: &[Pair]) -> HashMap<(&str, &str), Option<dedup::Fingerprint>> {
     let mut by_feed: HashMap<&str, HashSet<&str>> = HashMap::new();
     for p in pairs {
         for (feed, text) in [&p.a, &p.b] {
             by_feed.entry(feed).or_default().insert(text);
         }
     }
-    let boilerplate: HashMap<&str, HashSet<u64>> =
-        by_feed.iter().map(|(f, texts)| (*f, dedup::repeated_sentences(texts.iter().copied()))).collect();
-    let fp = |(feed, text): &(String, String)| dedup::fingerprint(text, &boilerplate[feed.as_str()]);
+    let mut out = HashMap::new();
+    for (feed, texts) in &by_feed {
+        let boilerplate = dedup::repeated_sentences(texts.iter().copied());
+        for text in texts {
+            out.insert((*feed, *text), dedup::fingerprint(text, &boilerplate));
+        }
+    }
+    out
+}
+
+/// Runs the detector over `pairs`.
+pub fn score(pairs: &[Pair]) -> Score<'_> {
+    let fingerprints = fingerprints(pairs);
+    let fp = |(feed, text): &(String, String)| fingerprints[&(feed.as_str(), text.as_str())].clone();
     let mut s = Score { tp: 0, fp: 0, fn_: 0, kinds: BTreeMap::new(), wrong: Vec::new() };
     for p in pairs {
         // As in the store: a pair is compared only when LSH makes it a candidate

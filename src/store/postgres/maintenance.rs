@@ -177,3 +177,44 @@ pub fn integrity_check(client: &mut Client) -> Result<String, StoreError> {
         _ => format!("{topics} topic rows and {bands} search keys name items that do not exist"),
     })
 }
+
+/// Writes again, from their stored fingerprints, the near-duplicate search keys of the
+/// items the upgrade to [`super::migrations::BANDS_REKEYED`] listed in `rekey` (those
+/// that had keys), a batch of items at a time, all under one new `band_writes`
+/// number. Returns the number of keys written.
+pub fn rekey(tx: &mut postgres::Transaction<'_>, name: &str) -> Result<usize, StoreError> {
+    const BATCH: i64 = 20_000;
+    let items: i64 = tx.query_one("SELECT count(*) FROM rekey", &[])?.get(0);
+    if items == 0 {
+        return Ok(0);
+    }
+    tracing::info!(database = %name, items, "writing the near-duplicate search keys of the stored items again");
+    let write_no: i64 = tx
+        .query_one("UPDATE meta SET value = value + 1 WHERE key = 'band_writes' RETURNING value", &[])?
+        .get(0);
+    let (mut after, mut written) = (i64::MIN, 0);
+    loop {
+        let rows = tx.query(
+            "SELECT i.id, i.fingerprint FROM items i JOIN rekey r ON r.item_id = i.id
+             WHERE i.id > $1 ORDER BY i.id LIMIT $2",
+            &[&after, &BATCH],
+        )?;
+        let Some(last) = rows.last() else { break };
+        after = last.get(0);
+        let mut keys: Vec<(i64, i64)> = Vec::new();
+        for r in &rows {
+            if let Some(fp) = r.get::<_, Option<&[u8]>>(1).and_then(dedup::signature_from_bytes) {
+                let id: i64 = r.get(0);
+                keys.extend(dedup::band_keys(&fp).into_iter().map(|k| (k, id)));
+            }
+        }
+        keys.sort_unstable();
+        let (k, ids): (Vec<i64>, Vec<i64>) = keys.into_iter().unzip();
+        written += k.len();
+        tx.execute(
+            "INSERT INTO item_bands (key, item_id, write_no) SELECT *, $3 FROM unnest($1::bigint[], $2::bigint[])",
+            &[&k, &ids, &write_no],
+        )?;
+    }
+    Ok(written)
+}

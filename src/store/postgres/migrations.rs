@@ -188,7 +188,20 @@ CREATE TABLE websub_sources (
     error        TEXT
 );
 "#,
+    r#"
+-- Stories, fingerprints of the second format: the whole text's signature is cut into
+-- 10 bands of 2 rows (it was 8 of 4), so the near-duplicate search keys of every item
+-- change. The items that have keys are listed and their keys dropped; the upgrade then
+-- writes them again from the stored fingerprints in this same transaction
+-- (`maintenance::rekey`, run after this step).
+CREATE TEMP TABLE rekey ON COMMIT DROP AS SELECT DISTINCT item_id FROM item_bands;
+TRUNCATE item_bands;
+"#,
 ];
+
+/// The schema version whose upgrade writes every item's near-duplicate search keys
+/// again (`maintenance::rekey`).
+pub const BANDS_REKEYED: usize = 6;
 
 /// Applies the steps the database lacks.
 ///
@@ -217,6 +230,9 @@ fn migrate_locked(client: &mut Client, name: &str) -> Result<(), StoreError> {
         }
         let mut tx = client.transaction()?;
         tx.batch_execute(sql)?;
+        if i + 1 == BANDS_REKEYED {
+            super::maintenance::rekey(&mut tx, name)?;
+        }
         tx.execute("DELETE FROM feedsieve_schema", &[])?;
         tx.execute("INSERT INTO feedsieve_schema (version) VALUES ($1)", &[&(i as i32 + 1)])?;
         tx.commit()?;

@@ -15,7 +15,7 @@ mod feeds;
 mod fulltext;
 mod ingest;
 mod maintenance;
-mod migrations;
+pub(crate) mod migrations;
 mod topics;
 mod websub;
 

@@ -58,6 +58,48 @@ pub fn band_filter<'s>(
     })
 }
 
+/// Writes again, from their stored fingerprints, the near-duplicate search keys of the
+/// items the upgrade to [`super::migrations::BANDS_REKEYED`] listed in `temp.rekey`
+/// (those that had keys), a batch of items at a time, then drops the list. Returns the
+/// number of keys written.
+pub fn rekey(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<usize, StoreError> {
+    const BATCH: i64 = 20_000;
+    let items: i64 = tx.query_row("SELECT count(*) FROM temp.rekey", [], |r| r.get(0))?;
+    if items > 0 {
+        tracing::info!(database = %name, items, "writing the near-duplicate search keys of the stored items again");
+    }
+    let (mut after, mut written) = (i64::MIN, 0);
+    let mut select = tx.prepare(
+        "SELECT i.id, i.fingerprint FROM items i JOIN temp.rekey r ON r.item_id = i.id
+         WHERE i.id > ?1 ORDER BY i.id LIMIT ?2",
+    )?;
+    let mut add = tx.prepare("INSERT OR IGNORE INTO item_bands (key, item_id) VALUES (?1, ?2)")?;
+    loop {
+        let mut keys: Vec<(i64, i64)> = Vec::new();
+        let mut rows = select.query(params![after, BATCH])?;
+        let mut any = false;
+        while let Some(r) = rows.next()? {
+            any = true;
+            after = r.get(0)?;
+            let blob: Option<Vec<u8>> = r.get(1)?;
+            if let Some(fp) = blob.as_deref().and_then(dedup::signature_from_bytes) {
+                keys.extend(dedup::band_keys(&fp).into_iter().map(|k| (k, after)));
+            }
+        }
+        if !any {
+            break;
+        }
+        keys.sort_unstable();
+        for (k, id) in &keys {
+            add.execute(params![k, id])?;
+        }
+        written += keys.len();
+    }
+    drop((select, add));
+    tx.execute_batch("DROP TABLE temp.rekey")?;
+    Ok(written)
+}
+
 /// Writes the band keys of the items stored since the last flush, sorted, in one
 /// transaction: `pairs` (key, item id), or when `None` those computed from the
 /// fingerprints of the items stored after the last flush (keys lost in a crash).

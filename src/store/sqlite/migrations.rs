@@ -5,6 +5,10 @@
 //! `PRAGMA user_version`; each step runs in its own transaction with the version
 //! update.
 
+/// The schema version whose upgrade writes every item's near-duplicate search keys
+/// again (`bands::rekey`).
+pub const BANDS_REKEYED: i64 = 11;
+
 /// Append-only: each entry upgrades the schema by one version (`PRAGMA user_version`).
 pub const MIGRATIONS: &[&str] = &[
     r#"
@@ -183,5 +187,16 @@ CREATE TABLE websub_sources (
     requested_at INTEGER NOT NULL,
     error        TEXT
 );
+"#,
+    r#"
+-- Stories, fingerprints of the second format: the whole text's signature is cut into
+-- 10 bands of 2 rows (it was 8 of 4), so the near-duplicate search keys of every item
+-- change. The items that have keys are listed and their keys dropped; the upgrade then
+-- writes them again from the stored fingerprints in this same transaction
+-- (`bands::rekey`, run after this step).
+CREATE TEMP TABLE rekey AS SELECT DISTINCT item_id FROM item_bands;
+DELETE FROM item_bands;
+INSERT INTO meta (key, value) VALUES ('band_flushes', 1)
+    ON CONFLICT (key) DO UPDATE SET value = value + 1;
 "#,
 ];

@@ -16,7 +16,7 @@ mod feeds;
 mod fulltext;
 mod ingest;
 mod maintenance;
-mod migrations;
+pub(crate) mod migrations;
 pub(super) mod tokenizer;
 mod topics;
 mod websub;
@@ -177,6 +177,9 @@ impl Sqlite {
                 tracing::info!(database = %self.name, "upgrading the schema to version {}", version + 1);
             }
             tx.execute_batch(sql)?;
+            if version + 1 == migrations::BANDS_REKEYED {
+                bands::rekey(&tx, &self.name)?;
+            }
             tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
