@@ -463,8 +463,11 @@ pub fn fingerprint(text: &str, boilerplate: &HashSet<u64>) -> Option<Fingerprint
 
 /// [`fingerprint`] of a text already split by [`sentences`].
 pub fn fingerprint_split(text: &str, split: &Sentences, boilerplate: &HashSet<u64>) -> Option<Fingerprint> {
-    let kept: std::borrow::Cow<'_, [u64]> = if split.hashes().any(|h| boilerplate.contains(&h)) {
-        split.iter().filter(|(h, _)| !boilerplate.contains(h)).flat_map(|(_, w)| w.iter().copied()).collect()
+    // Most texts hold no boilerplate: then no sentence is looked up again.
+    let any_boilerplate = split.hashes().any(|h| boilerplate.contains(&h));
+    let kept_sentence = |h: &u64| !any_boilerplate || !boilerplate.contains(h);
+    let kept: std::borrow::Cow<'_, [u64]> = if any_boilerplate {
+        split.iter().filter(|(h, _)| kept_sentence(h)).flat_map(|(_, w)| w.iter().copied()).collect()
     } else {
         (&split.words[..]).into()
     };
@@ -472,7 +475,7 @@ pub fn fingerprint_split(text: &str, split: &Sentences, boilerplate: &HashSet<u6
         return None;
     }
     let (lead, full) = minhashes(&kept, LEAD_WORDS);
-    let spans = split.spans(text).filter(|(h, _)| !boilerplate.contains(h)).map(|(_, s)| s);
+    let spans = split.spans(text).filter(|(h, _)| kept_sentence(h)).map(|(_, s)| s);
     let m = mentions(spans);
     let shingles = |words: usize| u16::try_from(words.saturating_sub(2)).unwrap_or(u16::MAX);
     let marks = Marks {
