@@ -535,6 +535,13 @@ fn push_names(sentence: &str, out: &mut Vec<u16>) {
             at += 16;
         }
         let Some(p) = bytes[at..].iter().position(|b| may_start(*b)).map(|p| at + p) else { break };
+        // Outside ASCII, most such characters are punctuation (quotes, dashes).
+        if bytes[p] >= 0xc0
+            && !sentence.get(p..).and_then(|s| s.chars().next()).is_some_and(char::is_uppercase)
+        {
+            at = p + 1;
+            continue;
+        }
         let start = bytes[..p].iter().rposition(u8::is_ascii_whitespace).map_or(0, |s| s + 1);
         let end = bytes[p..].iter().position(u8::is_ascii_whitespace).map_or(bytes.len(), |e| p + e);
         at = end;
@@ -543,7 +550,7 @@ fn push_names(sentence: &str, out: &mut Vec<u16>) {
             continue;
         }
         // Split at ASCII bytes, the word is whole characters.
-        if let Some(h) = std::str::from_utf8(&bytes[start..end]).ok().and_then(name_hash) {
+        if let Some(h) = sentence.get(start..end).and_then(name_hash) {
             out.push(h);
         }
     }
@@ -555,11 +562,25 @@ fn push_names(sentence: &str, out: &mut Vec<u16>) {
 /// 65,536 per pair of names).
 fn name_hash(word: &str) -> Option<u16> {
     let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+    let not_name = |w: &str| NOT_NAMES.iter().any(|n| w.eq_ignore_ascii_case(n));
+    if word.is_ascii() {
+        // Most words: the same tests and hash byte by byte, without decoding
+        // characters or looking up their lower case.
+        let b = word.as_bytes();
+        if b.len() < 3
+            || !b[0].is_ascii_uppercase()
+            || !b.iter().all(u8::is_ascii_alphanumeric)
+            || not_name(word)
+        {
+            return None;
+        }
+        return Some(mix(b.iter().fold(NAME_SEED, |h, c| fnv_byte(h, c.to_ascii_lowercase()))) as u16);
+    }
     let mut chars = word.chars();
     if !chars.next().is_some_and(char::is_uppercase) || word.chars().nth(2).is_none() {
         return None;
     }
-    if !chars.all(char::is_alphanumeric) || NOT_NAMES.iter().any(|n| word.eq_ignore_ascii_case(n)) {
+    if !chars.all(char::is_alphanumeric) || not_name(word) {
         return None;
     }
     let mut h = NAME_SEED;
@@ -779,6 +800,15 @@ pub fn similarity(a: &Signature, b: &Signature) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / SIG_LEN as f64
 }
 
+/// Whether two texts tell of different events whatever their words: they quote
+/// mostly different figures, or both mention names or figures and too few of them
+/// agree (the cases in which [`resemblance`] is 0 however alike the wording).
+pub fn contradict(a: &Fingerprint, b: &Fingerprint) -> bool {
+    numbers_disagree(&a.numbers, &b.numbers)
+        || mentions_agree(a, b)
+            .is_some_and(|m| m.share < MENTIONS_AGREE && m.missing >= MIN_MISSING_TO_DISAGREE)
+}
+
 /// How alike two fingerprints are, from 0 to 1:
 /// - 0 when the texts quote mostly different figures, or when both mention names or
 ///   figures and too few of them agree ([`MENTIONS_AGREE`]; with fewer than
@@ -806,24 +836,6 @@ pub fn resemblance(a: &Fingerprint, b: &Fingerprint) -> f64 {
         Some(agreed) if agreed.missing < MIN_MISSING_TO_DISAGREE => text,
         Some(_) => 0.0,
     }
-}
-
-/// Of the candidates `(story, fingerprint)`, the story of the one most like `fp`, if
-/// it is at least `threshold` alike.
-pub fn best_match<'a, S: Copy>(
-    fp: &Fingerprint,
-    candidates: impl IntoIterator<Item = (S, &'a Fingerprint)>,
-    threshold: f64,
-) -> Option<S> {
-    candidates
-        .into_iter()
-        .map(|(story, other)| (resemblance(fp, other), story))
-        .filter(|(sim, _)| *sim >= threshold)
-        .fold(None, |best: Option<(f64, S)>, (sim, story)| match best {
-            Some((b, _)) if b >= sim => best,
-            _ => Some((sim, story)),
-        })
-        .map(|(_, story)| story)
 }
 
 /// LSH keys of a fingerprint: one per band of each signature, distinct between bands
@@ -1003,17 +1015,18 @@ mod tests {
     }
 
     #[test]
-    fn the_most_alike_candidate_above_the_threshold_wins() {
+    fn resemblance_is_the_same_either_way_round_and_other_figures_contradict() {
         let none = HashSet::new();
         let fp = fingerprint(STORY, &none).unwrap();
         let close = fingerprint(&format!("LYON (Wire) - {STORY}"), &none).unwrap();
         let other =
             fingerprint(&STORY.replace("31", "9").replace("212", "17").replace("27", "3"), &none).unwrap();
-        // On a tie the first candidate (the earliest stored) keeps the story.
-        let cands = [(1, &other), (3, &fp), (2, &close)];
-        assert_eq!(best_match(&fp, cands, DEFAULT_THRESHOLD), Some(3));
-        assert_eq!(best_match(&fp, [(1, &other), (2, &close)], DEFAULT_THRESHOLD), Some(2));
-        assert_eq!(best_match(&fp, [(1, &other)], DEFAULT_THRESHOLD), None);
+        // Which of two items came first cannot matter.
+        assert_eq!(resemblance(&fp, &close), resemblance(&close, &fp));
+        assert_eq!(resemblance(&fp, &other), resemblance(&other, &fp));
+        assert!(!contradict(&fp, &close) && !contradict(&close, &fp));
+        assert!(contradict(&fp, &other) && contradict(&other, &fp));
+        assert_eq!(resemblance(&fp, &other), 0.0);
     }
 
     #[test]

@@ -13,11 +13,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::StoreError;
+use super::bands::Banded;
 use super::copy::{Loader, Table, Value};
 use super::rules::{Known, RawHtml, Sanitized, TopicRow};
 use crate::model::{
-    ClaimRequest, Claimed, Delivered, Delivery, EntryRow, FeedRecord, FeedRow, FetchRecord, Fingerprint,
-    HubSubscription, IngestJob, Match, NewItem, NodeRow, PreviewRow, PruneCounts, Scope, Source, TopicFilter,
+    ClaimRequest, Claimed, Delivered, Delivery, EntryRow, FeedRecord, FeedRow, FetchRecord, HubSubscription,
+    IngestJob, Match, NewItem, NodeRow, PreviewRow, PruneCounts, Scope, Source, TopicFilter,
 };
 
 /// Opens another connection to the same database, for reading.
@@ -270,16 +271,19 @@ pub trait IngestTx<'a> {
     fn stored(&mut self, feed_id: &str, key: &str) -> Result<Option<Known>, StoreError>;
     /// The story of the first stored item with this canonical link.
     fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError>;
-    /// Adds to `out`, in the order they were stored, the (story, fingerprint) of
-    /// stored items first seen at or after `since` that share any of `keys`.
-    fn band_candidates(
-        &mut self,
-        keys: &[i64],
-        since: i64,
-        out: &mut Vec<(i64, Arc<Fingerprint>)>,
-    ) -> Result<(), StoreError>;
+    /// Adds to `out`, in the order they were stored, the stored items first seen at
+    /// or after `since` that share any of `keys`.
+    fn band_candidates(&mut self, keys: &[i64], since: i64, out: &mut Vec<Banded>) -> Result<(), StoreError>;
+    /// The story item `item` is in now, found earlier in `story`: a merge since may
+    /// have moved it (the search keys kept in memory still name the story it had).
+    fn story_now(&mut self, item: i64, story: i64) -> Result<i64, StoreError>;
     /// A new story first seen `now`.
     fn new_story(&mut self, now: i64) -> Result<i64, StoreError>;
+    /// Moves every item of the stories `from` into the story `into`, which keeps
+    /// the earliest first sighting of them all, and forgets those stories. Their items
+    /// are queued for curation again: a topic's entries for them are filed anew,
+    /// under `into`.
+    fn merge_stories(&mut self, into: i64, from: &[i64]) -> Result<(), StoreError>;
     /// Stores a new item in `story`, or (`correction`) a stored one's new content,
     /// leaving its story alone; indexes it and queues it for curation. Returns its id.
     fn put_item(

@@ -61,7 +61,8 @@ pub(crate) fn group(
 
 /// Stores one item: a tombstoned key is skipped, an unchanged one left alone, a
 /// changed one corrected in place (keeping its story), and a new one filed in the
-/// story [`rules::find_story`] finds, or a new story.
+/// story [`rules::find_story`] finds (merging into it the others it finds the
+/// item to be part of), or a new story.
 fn item<'a>(
     tx: &mut dyn IngestTx<'a>,
     feed_id: &str,
@@ -81,7 +82,12 @@ fn item<'a>(
         Some(_) => (0, Upsert::Updated),
         None => {
             let story = match rules::find_story(tx, n, rule, now, unflushed, fresh)? {
-                Some(s) => s,
+                Some(joins) => {
+                    if !joins.merged.is_empty() {
+                        tx.merge_stories(joins.story, &joins.merged)?;
+                    }
+                    joins.story
+                }
                 None => tx.new_story(now)?,
             };
             (story, Upsert::New)

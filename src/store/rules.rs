@@ -4,13 +4,12 @@
 //! only store and find what these ask for.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use super::StoreError;
-use super::bands::BandMap;
+use super::bands::{BandMap, Banded};
 use super::engine::IngestTx;
 use crate::dedup;
-use crate::model::{Fingerprint, Item, Match, NewItem, StoryRule};
+use crate::model::{Item, Match, NewItem, StoryRule};
 
 /// An item of a feed the store holds: its content hash, and whether that is of the
 /// kind items stored before SQLite schema version 7 have
@@ -36,10 +35,33 @@ impl Known {
     }
 }
 
+/// The story a new item joins, and the other stories it shows to be the same one,
+/// to merge into it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Joins {
+    pub story: i64,
+    pub merged: Vec<i64>,
+}
+
+impl Joins {
+    fn one(story: i64) -> Joins {
+        Joins { story, merged: Vec::new() }
+    }
+}
+
 /// The story a new item joins: the story of the first stored item with the same
 /// canonical link; else, of the items found by its near-duplicate search keys (those
 /// of this process not yet written, `unflushed` and `fresh`, then stored ones first
-/// seen inside the window), the most alike if alike enough ([`dedup::best_match`]).
+/// seen inside the window), the most alike if alike enough (the first found on a
+/// tie).
+///
+/// Every other story with an item alike enough is merged into it, unless a
+/// candidate of the one contradicts a candidate of the other ([`dedup::contradict`]):
+/// then the item resembles two different events, as a digest of the week's news
+/// does, and only joins the one. Merging is what keeps stories from depending on the
+/// order copies arrive in: an original that comes after two copies which do not
+/// resemble each other (an excerpt and a rewrite) gathers them into one story, as it
+/// would have had it come first.
 pub(crate) fn find_story(
     tx: &mut dyn IngestTx<'_>,
     n: &NewItem,
@@ -47,26 +69,56 @@ pub(crate) fn find_story(
     now: i64,
     unflushed: &BandMap,
     fresh: &BandMap,
-) -> Result<Option<i64>, StoreError> {
-    if let Some(link) = &n.item.canonical_link
-        && let Some(story) = tx.story_by_link(link)?
-    {
-        return Ok(Some(story));
-    }
-    let Some(fp) = &n.fingerprint else { return Ok(None) };
+) -> Result<Option<Joins>, StoreError> {
+    let linked = match &n.item.canonical_link {
+        Some(link) => tx.story_by_link(link)?,
+        None => None,
+    };
+    let Some(fp) = &n.fingerprint else { return Ok(linked.map(Joins::one)) };
     let band_keys = dedup::band_keys(fp);
-    let mut candidates: Vec<(i64, Arc<Fingerprint>)> = Vec::new();
+    let mut candidates: Vec<Banded> = Vec::new();
     let mut seen = HashSet::new();
     for key in &band_keys {
         for found in unflushed.get(*key).chain(fresh.get(*key)) {
             // An item sharing several keys is one candidate.
             if seen.insert(found.item) {
-                candidates.push((found.story, found.fp.clone()));
+                candidates.push(found.clone());
             }
         }
     }
     tx.band_candidates(&band_keys, now - rule.window, &mut candidates)?;
-    Ok(dedup::best_match(fp, candidates.iter().map(|(story, other)| (*story, &**other)), rule.threshold))
+    let alike: Vec<(usize, f64)> = candidates
+        .iter()
+        .map(|c| dedup::resemblance(fp, &c.fp))
+        .enumerate()
+        .filter(|(_, sim)| *sim >= rule.threshold)
+        .collect();
+    let Some(&(best, _)) = alike.iter().reduce(|b, x| if x.1 > b.1 { x } else { b }) else {
+        return Ok(linked.map(Joins::one));
+    };
+    // The stories the candidates are in now: those kept in memory may have been
+    // merged since they were found.
+    let mut stories = Vec::with_capacity(candidates.len());
+    for c in &candidates {
+        stories.push(tx.story_now(c.item, c.story)?);
+    }
+    let story = linked.unwrap_or(stories[best]);
+    let mut others: Vec<i64> = alike.iter().map(|(i, _)| stories[*i]).filter(|s| *s != story).collect();
+    others.sort_unstable();
+    others.dedup();
+    let mut joins = Joins::one(story);
+    for other in others {
+        let in_story = |i: &usize, s: i64| stories[*i] == s;
+        let agree = (0..candidates.len()).filter(|i| in_story(i, other)).all(|i| {
+            (0..candidates.len())
+                .filter(|j| in_story(j, story) || joins.merged.iter().any(|m| in_story(j, *m)))
+                .all(|j| !dedup::contradict(&candidates[i].fp, &candidates[j].fp))
+        });
+        if agree {
+            joins.merged.push(other);
+        }
+    }
+    Ok(Some(joins))
 }
 
 /// A topic's entry for one story.

@@ -760,6 +760,107 @@ fn band_keys_written_by_another_connection_are_found(engine: Engine) {
 
 on_both_engines!(forgotten_items_leave_no_band_keys, band_keys_written_by_another_connection_are_found);
 
+/// The first and the second half of one report: an excerpt and the rest, which do
+/// not resemble each other but agree on its names and figures.
+const FIRST_HALF: &str = "Border guards at the Kessel crossing near Tarrowgate found 27 people, 6 of them \
+    children, hidden behind pallets of frozen fish in a refrigerated lorry early on Tuesday. The driver, a \
+    41-year-old man from Varland, was arrested at the scene and will appear before magistrates in Tarrowgate.";
+const SECOND_HALF: &str = "Officers opened the trailer at Kessel when a carbon dioxide detector raised the \
+    alarm during a routine check. All 27 were given blankets and food, and the 6 children were seen by \
+    paramedics before the group was taken to a reception centre in Tarrowgate; the man from Varland, 41, \
+    is charged with helping people to enter the country illegally.";
+
+/// A copy that shows two stories to be one merges them, whichever way the copies
+/// came: an excerpt and the rest of a report, stored first (in two groups, or in one
+/// with the whole), are one story once the whole report is stored, and the topic
+/// they were filed in shows one entry for it after curation. A digest that resembles
+/// two different stories joins one of them and merges nothing.
+fn a_copy_that_shows_two_stories_to_be_one_merges_them(engine: Engine) {
+    let now = Utc::now();
+    let whole = format!("{FIRST_HALF}\n\n{SECOND_HALF}");
+    let fp = |t: &str| dedup::fingerprint(t, &std::collections::HashSet::new()).unwrap();
+    let alike = |a: &str, b: &str| dedup::resemblance(&fp(a), &fp(b)) >= dedup::DEFAULT_THRESHOLD;
+    assert!(!alike(FIRST_HALF, SECOND_HALF) && alike(&whole, FIRST_HALF) && alike(&whole, SECOND_HALF));
+    assert!(!dedup::contradict(&fp(FIRST_HALF), &fp(SECOND_HALF)));
+    let filter =
+        TopicFilter { query: Some(query::parse("lorry OR trailer").unwrap()), exclude: None, feeds: None };
+    let curate = |s: &mut Store| {
+        s.write(|w| {
+            let m = w.matches(&filter, Scope::Pending)?;
+            w.update_topic("t", now.timestamp(), &m)?;
+            w.clear_pending()
+        })
+        .unwrap()
+    };
+    let story =
+        |db: &Fresh, key: &str| db.rows(&format!("SELECT story_id FROM items WHERE key = '{key}'"))[0][0];
+
+    // Stored and filed apart first, then the whole report.
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    s.sync_feeds([("a", "https://a/"), ("b", "https://b/"), ("c", "https://c/")]).unwrap();
+    s.write(|w| w.replace_topic("t", "sig", now.timestamp(), &[])).unwrap();
+    s.ingest(&job("a", vec![new_item("first", FIRST_HALF)], now)).unwrap();
+    s.ingest(&job("b", vec![new_item("second", SECOND_HALF)], now)).unwrap();
+    curate(&mut s);
+    assert_eq!(s.story_count().unwrap(), 2);
+    assert_eq!(s.topic_entries("t", 10, None).unwrap().len(), 2);
+    let first_story = story(&db, "first");
+    s.flush_bands().unwrap(); // found in the table (the in-memory keys: below)
+    s.ingest(&job("c", vec![new_item("whole", &whole)], now)).unwrap();
+    assert_eq!(s.story_count().unwrap(), 1, "{engine:?}: merged");
+    for key in ["first", "second", "whole"] {
+        assert_eq!(story(&db, key), first_story, "{engine:?}: {key}");
+    }
+    assert_eq!(db.rows("SELECT count(*) FROM stories"), [[1]]);
+    // The moved item is queued again, and curation files it under the one story.
+    assert_eq!(db.rows("SELECT count(*) FROM pending"), [[2]], "{engine:?}: the moved item and the new one");
+    curate(&mut s);
+    let entries = s.topic_entries("t", 10, None).unwrap();
+    assert_eq!(entries.len(), 1, "{engine:?}: one entry for the story");
+    assert_eq!(
+        (entries[0].story_id, entries[0].item.key.as_str()),
+        (first_story, "first"),
+        "the entry stays"
+    );
+    assert_eq!(entries[0].also.len(), 2);
+    drop(s);
+
+    // The same copies in one group, on a fresh database, in the other order.
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    s.sync_feeds([("a", "https://a/")]).unwrap();
+    let items =
+        vec![new_item("second", SECOND_HALF), new_item("first", FIRST_HALF), new_item("whole", &whole)];
+    s.ingest(&job("a", items, now)).unwrap();
+    assert_eq!(s.story_count().unwrap(), 1, "{engine:?}: merged within the group");
+    assert_eq!(db.rows("SELECT count(*) FROM stories"), [[1]]);
+    assert_eq!(db.rows("SELECT count(DISTINCT story_id) FROM items"), [[1]]);
+    assert_eq!(db.rows("SELECT count(*) FROM items i JOIN stories s ON s.id = i.story_id"), [[3]]);
+    // A later copy of the half that lost its story finds the merged one (its
+    // search keys, kept in memory by SQLite, still name the story it had).
+    s.ingest(&job("a", vec![new_item("again", &format!("{SECOND_HALF} (Updated.)"))], now)).unwrap();
+    assert_eq!(story(&db, "again"), story(&db, "whole"));
+    drop(s);
+
+    // A digest of two different stories joins one and leaves them two.
+    let other = "Customs officers at Port Calden seized 4 tonnes of cocaine hidden in a shipment of \
+        bananas from Estmark on Monday, the largest haul at the port in 9 years, and arrested 3 dock workers \
+        suspected of helping to unload it.";
+    let digest = format!("Our weekly round-up of the news.\n\n{TEXT}\n\n{other}");
+    assert!(alike(&digest, TEXT) && alike(&digest, other) && dedup::contradict(&fp(TEXT), &fp(other)));
+    let db = Fresh::new(engine);
+    let mut s = db.open();
+    s.sync_feeds([("a", "https://a/"), ("b", "https://b/"), ("c", "https://c/")]).unwrap();
+    s.ingest(&job("a", vec![new_item("tidewater", TEXT)], now)).unwrap();
+    s.ingest(&job("b", vec![new_item("cocaine", other)], now)).unwrap();
+    s.ingest(&job("c", vec![new_item("digest", &digest)], now)).unwrap();
+    assert_eq!(s.story_count().unwrap(), 2, "{engine:?}: the digest merged nothing");
+    assert_ne!(story(&db, "tidewater"), story(&db, "cocaine"));
+}
+
+on_both_engines!(a_copy_that_shows_two_stories_to_be_one_merges_them);
+
 /// Nodes that start together on an empty database: each waits for the first to make
 /// the schema, none fails, and the schema is made once.
 fn the_schema_is_made_once_by_whoever_opens_first(engine: Engine) {

@@ -23,7 +23,7 @@ use super::fulltext;
 use crate::dedup;
 use crate::model::{FetchRecord, Fingerprint, IngestJob, NewItem, ts};
 use crate::store::StoreError;
-use crate::store::bands::BandFilter;
+use crate::store::bands::{BandFilter, Banded};
 use crate::store::engine::IngestTx;
 use crate::store::rules::Known;
 
@@ -36,7 +36,7 @@ struct Stored {
 }
 
 /// A stored item found by a search key.
-struct Banded {
+struct Prefetched {
     item: i64,
     story: i64,
     first_seen: i64,
@@ -114,11 +114,14 @@ pub struct PgIngestTx<'c, 'a> {
     stored: HashMap<(String, String), Stored>,
     /// Canonical link -> story of the first item with it (stored, then of the group).
     links: HashMap<String, i64>,
-    bands: HashMap<i64, Vec<Banded>>,
+    bands: HashMap<i64, Vec<Prefetched>>,
     /// Ids taken in advance, used from the back.
     item_ids: Vec<i64>,
     story_ids: Vec<i64>,
     new_stories: Vec<(i64, i64)>,
+    /// Stories merged into another by this group: merged -> into. Only a story not
+    /// merged yet is merged, into another such, so following the links ends.
+    merged: HashMap<i64, i64>,
     inserts: Vec<Row<'a>>,
     updates: Vec<Row<'a>>,
     boilerplate: Vec<(String, i64)>,
@@ -237,6 +240,7 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
             item_ids,
             story_ids,
             new_stories: Vec::new(),
+            merged: HashMap::new(),
             inserts: Vec::new(),
             updates: Vec::new(),
             boilerplate: Vec::new(),
@@ -248,7 +252,7 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
 
 /// The stored items that have any of `keys` (sorted, distinct), by key: one probe of
 /// the key index per key, then the items found by their ids.
-fn band_lookup(tx: &mut Transaction<'_>, keys: &[i64]) -> Result<HashMap<i64, Vec<Banded>>, StoreError> {
+fn band_lookup(tx: &mut Transaction<'_>, keys: &[i64]) -> Result<HashMap<i64, Vec<Prefetched>>, StoreError> {
     let found: Vec<(i64, i64)> = tx
         .query("SELECT key, item_id FROM item_bands WHERE key = ANY($1)", &[&keys])?
         .iter()
@@ -269,10 +273,10 @@ fn band_lookup(tx: &mut Transaction<'_>, keys: &[i64]) -> Result<HashMap<i64, Ve
             items.insert(r.get(0), (r.get(1), r.get(2), Arc::new(fp)));
         }
     }
-    let mut bands: HashMap<i64, Vec<Banded>> = HashMap::new();
+    let mut bands: HashMap<i64, Vec<Prefetched>> = HashMap::new();
     for (key, id) in found {
         if let Some((story, first_seen, fp)) = items.get(&id) {
-            bands.entry(key).or_default().push(Banded {
+            bands.entry(key).or_default().push(Prefetched {
                 item: id,
                 story: *story,
                 first_seen: *first_seen,
@@ -303,16 +307,11 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
     }
 
     fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.links.get(link).copied())
+        Ok(self.links.get(link).map(|s| root(&self.merged, *s)))
     }
 
-    fn band_candidates(
-        &mut self,
-        keys: &[i64],
-        since: i64,
-        out: &mut Vec<(i64, Arc<Fingerprint>)>,
-    ) -> Result<(), StoreError> {
-        let mut found: Vec<&Banded> = keys
+    fn band_candidates(&mut self, keys: &[i64], since: i64, out: &mut Vec<Banded>) -> Result<(), StoreError> {
+        let mut found: Vec<&Prefetched> = keys
             .iter()
             .filter_map(|k| self.bands.get(k))
             .flatten()
@@ -320,14 +319,27 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
             .collect();
         found.sort_unstable_by_key(|b| b.item);
         found.dedup_by_key(|b| b.item);
-        out.extend(found.into_iter().map(|b| (b.story, b.fp.clone())));
+        out.extend(found.into_iter().map(|b| Banded { item: b.item, story: b.story, fp: b.fp.clone() }));
         Ok(())
+    }
+
+    fn story_now(&mut self, _item: i64, story: i64) -> Result<i64, StoreError> {
+        // Only this group merges while it holds the band-key counter's row, and every
+        // story it knows of was read after it took that row.
+        Ok(root(&self.merged, story))
     }
 
     fn new_story(&mut self, now: i64) -> Result<i64, StoreError> {
         let id = next_id(&mut self.story_ids, "story")?;
         self.new_stories.push((id, now));
         Ok(id)
+    }
+
+    fn merge_stories(&mut self, into: i64, from: &[i64]) -> Result<(), StoreError> {
+        for f in from {
+            self.merged.insert(*f, into);
+        }
+        Ok(())
     }
 
     fn put_item(
@@ -381,12 +393,28 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         let mut this = *self;
         let tx = &mut this.tx;
+        // Stories of the group merged into another are never written; stored ones
+        // are moved below.
+        let group_stories: HashSet<i64> = this.new_stories.iter().map(|(id, _)| *id).collect();
+        this.new_stories.retain(|(id, _)| !this.merged.contains_key(id));
         if !this.new_stories.is_empty() {
             let (ids, seen): (Vec<i64>, Vec<i64>) = this.new_stories.iter().copied().unzip();
             tx.execute(
                 "INSERT INTO stories (id, first_seen) SELECT * FROM unnest($1::bigint[], $2::bigint[])",
                 &[&ids, &seen],
             )?;
+        }
+        for r in &mut this.inserts {
+            r.story = root(&this.merged, r.story);
+        }
+        let (from, into): (Vec<i64>, Vec<i64>) = this
+            .merged
+            .keys()
+            .filter(|f| !group_stories.contains(f))
+            .map(|f| (*f, root(&this.merged, *f)))
+            .unzip();
+        if !from.is_empty() {
+            merge_stored(tx, &from, &into)?;
         }
         write_items(tx, &this.inserts, false)?;
         write_items(tx, &this.updates, true)?;
@@ -456,6 +484,40 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
         this.tx.commit()?;
         Ok(())
     }
+}
+
+/// The story `story` is part of now: itself, or the one it was merged into.
+fn root(merged: &HashMap<i64, i64>, mut story: i64) -> i64 {
+    while let Some(into) = merged.get(&story) {
+        story = *into;
+    }
+    story
+}
+
+/// Moves the stored items of each story `from[i]` into story `into[i]` (which keeps
+/// the earliest first sighting), queues them for curation again, and forgets the
+/// stories moved from.
+fn merge_stored(tx: &mut Transaction<'_>, from: &[i64], into: &[i64]) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO pending (item_id) SELECT id FROM items WHERE story_id = ANY($1) ON CONFLICT DO NOTHING",
+        &[&from],
+    )?;
+    let moves = "unnest($1::bigint[], $2::bigint[]) AS m(from_id, into_id)";
+    tx.execute(
+        &format!(
+            "UPDATE stories s SET first_seen = e.first_seen
+             FROM (SELECT m.into_id, min(f.first_seen) AS first_seen FROM {moves}
+                   JOIN stories f ON f.id = m.from_id GROUP BY m.into_id) e
+             WHERE s.id = e.into_id AND e.first_seen < s.first_seen"
+        ),
+        &[&from, &into],
+    )?;
+    tx.execute(
+        &format!("UPDATE items SET story_id = m.into_id FROM {moves} WHERE items.story_id = m.from_id"),
+        &[&from, &into],
+    )?;
+    tx.execute("DELETE FROM stories WHERE id = ANY($1)", &[&from])?;
+    Ok(())
 }
 
 /// Inserts (or, `update`, rewrites in place) item rows, one statement for all.

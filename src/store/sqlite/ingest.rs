@@ -9,7 +9,8 @@ use super::bands::{BandFilter, BandFilterState, band_filter};
 use super::feeds::legacy_hashes_below;
 use super::fulltext;
 use crate::dedup;
-use crate::model::{FetchRecord, Fingerprint, NewItem, ts};
+use crate::model::{FetchRecord, NewItem, ts};
+use crate::store::bands::Banded;
 use crate::store::engine::IngestTx;
 use crate::store::rules::Known;
 use crate::store::{StoreError, skip};
@@ -78,16 +79,11 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
             .optional()?)
     }
 
-    fn band_candidates(
-        &mut self,
-        keys: &[i64],
-        since: i64,
-        out: &mut Vec<(i64, Arc<Fingerprint>)>,
-    ) -> Result<(), StoreError> {
+    fn band_candidates(&mut self, keys: &[i64], since: i64, out: &mut Vec<Banded>) -> Result<(), StoreError> {
         // One placeholder per key (band_keys always gives BANDS of them).
         static BY_BANDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
-                "SELECT i.story_id, i.fingerprint FROM items i
+                "SELECT i.id, i.story_id, i.fingerprint FROM items i
                  WHERE i.id IN (SELECT item_id FROM item_bands WHERE key IN ({}))
                    AND i.first_seen >= ? AND i.fingerprint IS NOT NULL
                  ORDER BY i.id",
@@ -104,17 +100,49 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
         let args = keys.map(|k| k as &dyn rusqlite::ToSql).chain([&since as &dyn rusqlite::ToSql]);
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         while let Some(r) = rows.next()? {
-            let blob: Vec<u8> = r.get(1)?;
-            if let Some(other) = dedup::signature_from_bytes(&blob) {
-                out.push((r.get(0)?, Arc::new(other)));
+            let blob: Vec<u8> = r.get(2)?;
+            if let Some(fp) = dedup::signature_from_bytes(&blob) {
+                out.push(Banded { item: r.get(0)?, story: r.get(1)?, fp: Arc::new(fp) });
             }
         }
         Ok(())
     }
 
+    fn story_now(&mut self, item: i64, story: i64) -> Result<i64, StoreError> {
+        // Merges update the rows in this transaction: the row knows.
+        Ok(self
+            .tx
+            .prepare_cached("SELECT story_id FROM items WHERE id = ?1")?
+            .query_row([item], |r| r.get(0))
+            .optional()?
+            .unwrap_or(story))
+    }
+
     fn new_story(&mut self, now: i64) -> Result<i64, StoreError> {
         self.tx.prepare_cached("INSERT INTO stories (first_seen) VALUES (?1)")?.execute([now])?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    fn merge_stories(&mut self, into: i64, from: &[i64]) -> Result<(), StoreError> {
+        for f in from {
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO pending (item_id) SELECT id FROM items WHERE story_id = ?1",
+                )?
+                .execute([f])?;
+            self.tx
+                .prepare_cached("UPDATE items SET story_id = ?1 WHERE story_id = ?2")?
+                .execute([into, *f])?;
+            self.tx
+                .prepare_cached(
+                    "UPDATE stories SET first_seen = min(first_seen,
+                         coalesce((SELECT first_seen FROM stories WHERE id = ?2), first_seen))
+                     WHERE id = ?1",
+                )?
+                .execute([into, *f])?;
+            self.tx.prepare_cached("DELETE FROM stories WHERE id = ?1")?.execute([f])?;
+        }
+        Ok(())
     }
 
     fn put_item(
