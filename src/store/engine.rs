@@ -272,7 +272,8 @@ pub trait IngestTx<'a> {
     /// The story of the first stored item with this canonical link.
     fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError>;
     /// Adds to `out`, in the order they were stored, the stored items first seen at
-    /// or after `since` that share any of `keys`.
+    /// or after `since` that share any of `keys`, each with the story it is in now
+    /// (after this transaction's merges).
     fn band_candidates(&mut self, keys: &[i64], since: i64, out: &mut Vec<Banded>) -> Result<(), StoreError>;
     /// The story item `item` is in now, found earlier in `story`: a merge since may
     /// have moved it (the search keys kept in memory still name the story it had).

@@ -86,6 +86,7 @@ pub(crate) fn find_story(
             }
         }
     }
+    let in_memory = candidates.len();
     tx.band_candidates(&band_keys, now - rule.window, &mut candidates)?;
     let alike: Vec<(usize, f64)> = candidates
         .iter()
@@ -97,10 +98,10 @@ pub(crate) fn find_story(
         return Ok(linked.map(Joins::one));
     };
     // The stories the candidates are in now: those kept in memory may have been
-    // merged since they were found.
+    // merged since they were found (stored ones come with their story of now).
     let mut stories = Vec::with_capacity(candidates.len());
-    for c in &candidates {
-        stories.push(tx.story_now(c.item, c.story)?);
+    for (i, c) in candidates.iter().enumerate() {
+        stories.push(if i < in_memory { tx.story_now(c.item, c.story)? } else { c.story });
     }
     let story = linked.unwrap_or(stories[best]);
     let mut others: Vec<i64> = alike.iter().map(|(i, _)| stories[*i]).filter(|s| *s != story).collect();

@@ -319,7 +319,13 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
             .collect();
         found.sort_unstable_by_key(|b| b.item);
         found.dedup_by_key(|b| b.item);
-        out.extend(found.into_iter().map(|b| Banded { item: b.item, story: b.story, fp: b.fp.clone() }));
+        // Read before this group's merges: the story each is in now.
+        let merged = &self.merged;
+        out.extend(found.into_iter().map(|b| Banded {
+            item: b.item,
+            story: root(merged, b.story),
+            fp: b.fp.clone(),
+        }));
         Ok(())
     }
 
