@@ -866,7 +866,7 @@ on_both_engines!(a_copy_that_shows_two_stories_to_be_one_merges_them);
 fn the_schema_is_made_once_by_whoever_opens_first(engine: Engine) {
     let f = Fresh::new(engine);
     let opened: Vec<Result<(), StoreError>> = std::thread::scope(|s| {
-        let opening: Vec<_> = (0..4).map(|_| s.spawn(|| Store::open(&f.db).map(drop))).collect();
+        let opening: Vec<_> = (0..8).map(|_| s.spawn(|| Store::open(&f.db).map(drop))).collect();
         opening.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for o in opened {

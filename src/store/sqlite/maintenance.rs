@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -185,7 +184,7 @@ impl Checkpointer {
     /// `None` (and SQLite's own checkpoints stay) if a second connection cannot be
     /// opened.
     pub fn start(conn: &mut Connection, path: &std::path::Path) -> Option<Checkpointer> {
-        let opened = Connection::open(path).and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c));
+        let opened = Connection::open(path).and_then(|c| c.busy_timeout(super::BUSY_TIMEOUT).map(|()| c));
         let ckpt = match opened {
             Ok(c) => c,
             Err(e) => {

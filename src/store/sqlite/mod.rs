@@ -24,9 +24,9 @@ mod websub;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::StoreError;
 use super::copy::{Loader, Table, Value};
@@ -41,6 +41,9 @@ use bands::{BandFilter, BandFilterState};
 pub(super) use fulltext::INDEX_TOKENIZER;
 use maintenance::Checkpointer;
 use migrations::MIGRATIONS;
+
+/// How long a connection waits for another's lock before it reports the database busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -107,7 +110,7 @@ impl Sqlite {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let open_err = |source| open_error(path, source);
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         let db = Sqlite::new(conn, Some(path));
         let version = db.user_version().map_err(open_err)?;
         let known = MIGRATIONS.len() as i64;
@@ -134,8 +137,23 @@ impl Sqlite {
     }
 
     fn configure(&mut self) -> rusqlite::Result<()> {
-        self.conn.busy_timeout(Duration::from_secs(5))?;
-        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Connections that switch a new file to WAL at the same moment each hold a
+        // read lock and want the write lock: SQLite answers one of them "busy" at
+        // once rather than wait for a lock that cannot come (its busy handler is not
+        // asked). The other finishes the switch, so asking again succeeds.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match self.conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(e)
+                    if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                switched => break switched?,
+            }
+        }
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         // More distinct statements than rusqlite's default 16 run on every pass.
