@@ -806,7 +806,14 @@ impl Writer<'_> {
     ) -> Result<(), StoreError> {
         self.tx.set_topic(topic_id, signature, now)?;
         let have = self.tx.topic_rows(topic_id, None)?;
-        let mut want = HashMap::with_capacity(m.len());
+        // An entry that still matches, in the same story, stays its story's entry:
+        // readers know it by its id. Its score and date come from this pass's matches.
+        let matched: HashMap<i64, i64> = m.iter().map(|x| (x.item_id, x.story_id)).collect();
+        let mut want: HashMap<i64, TopicRow> = have
+            .iter()
+            .filter(|(s, r)| matched.get(&r.item_id) == Some(*s))
+            .map(|(s, r)| (*s, TopicRow { score: f64::NEG_INFINITY, ..*r }))
+            .collect();
         rules::fold_matches(&mut want, m);
         let gone: Vec<i64> = have.keys().filter(|s| !want.contains_key(*s)).copied().collect();
         self.tx.delete_topic_rows(topic_id, &gone)?;

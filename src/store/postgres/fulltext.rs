@@ -374,7 +374,8 @@ fn passes(check: &Option<Check>, vector: Option<&str>) -> bool {
     }
 }
 
-/// Matches of a topic filter, in the order items were stored (as on SQLite).
+/// Matches of a topic filter, by the date items claim, then in the order they were
+/// stored (as on SQLite).
 pub fn matches(
     client: &mut impl GenericClient,
     filter: &TopicFilter,
@@ -397,7 +398,7 @@ pub fn matches(
         "SELECT i.id, i.story_id, {rank}, COALESCE(i.published, i.first_seen), {vector}
          FROM {from}
          WHERE {cond} AND ({feeds}::text[] IS NULL OR i.feed_id = ANY({feeds}))
-         ORDER BY i.first_seen, COALESCE(i.published, i.first_seen), i.id"
+         ORDER BY COALESCE(i.published, i.first_seen), i.id"
     );
     let rows = client.query(&sql, &b.params)?;
     Ok(matched(&p, &rows))

@@ -57,9 +57,10 @@ pub(super) fn matches_sql(filter: &TopicFilter, scope: Scope) -> (String, Option
         ),
         Scope::All => ("", ""),
     };
-    // The first item seen of a story becomes its entry; items first seen in the same
-    // pass are ordered by the date they claim, then by arrival.
-    let order = "ORDER BY i.first_seen, COALESCE(i.published, i.first_seen), i.id";
+    // Of a story's items matched in one pass, the one that claims the earliest date
+    // becomes its entry, then the first stored: not the first fetched, which
+    // depends on which feed answers first (see `Writer::replace_topic`).
+    let order = "ORDER BY COALESCE(i.published, i.first_seen), i.id";
     match match_expr(filter) {
         Some(q) => {
             let sql = format!(
