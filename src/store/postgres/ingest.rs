@@ -58,7 +58,7 @@ struct Row<'a> {
 /// numbers follow the order of commits, and the keys written after the mark are
 /// exactly those with a larger `write_no`, whichever connection wrote them.
 pub enum Bands {
-    /// Nothing yet, or too full: built from the table when next needed.
+    /// Nothing yet, or full: built from the table when next needed.
     Unknown,
     /// Dropped while the daemon is idle: built again for a large group.
     Released,
@@ -79,13 +79,10 @@ fn band_filter<'s>(
     }
     if let Bands::Built(f) = state {
         let rows = tx.query("SELECT key, write_no FROM item_bands WHERE write_no > $1", &[&f.mark])?;
-        if f.keys + rows.len() > f.capacity {
-            *state = Bands::Unknown;
+        if f.extend(rows.iter().map(|r| r.get(0))) {
+            f.mark = rows.iter().map(|r| r.get(1)).fold(f.mark, i64::max);
         } else {
-            for r in &rows {
-                f.insert(r.get(0));
-                f.mark = f.mark.max(r.get(1));
-            }
+            *state = Bands::Unknown;
         }
     }
     if matches!(state, Bands::Unknown) {

@@ -146,10 +146,13 @@ pub fn flush(
     // The filter takes the new keys if it had all the others and has room; else it
     // is built again, larger, when next needed.
     *state = match std::mem::replace(state, BandFilterState::Unknown) {
-        BandFilterState::Built(mut f) if f.mark == flushes && f.keys + keys.len() <= f.capacity => {
-            keys.iter().for_each(|(k, _)| f.insert(*k));
-            f.mark = flushes + 1;
-            BandFilterState::Built(f)
+        BandFilterState::Built(mut f) if f.mark == flushes => {
+            if f.extend(keys.iter().map(|(k, _)| *k)) {
+                f.mark = flushes + 1;
+                BandFilterState::Built(f)
+            } else {
+                BandFilterState::Unknown
+            }
         }
         BandFilterState::TooLarge => BandFilterState::TooLarge,
         BandFilterState::Released => BandFilterState::Released,
