@@ -536,7 +536,7 @@ impl<'t> Names<'t> {
         {
             self.push(p);
         }
-        let b = bytes[w.start];
+        let b = bytes.get(w.start).copied().unwrap_or(0);
         if !(b.is_ascii_uppercase() || b >= 0xc0) {
             return;
         }

@@ -152,7 +152,8 @@ impl BandFilter {
     const BITS_PER_KEY: usize = 12;
     const PROBES: usize = 4;
     const MIN_CAPACITY: usize = 1 << 18;
-    /// 16M keys: a filter of 24 to 48 MiB. Larger tables are seeked key by key.
+    /// 16M keys: a filter of 34 MiB when built (twice that at most, with a second
+    /// part). Larger tables are seeked key by key.
     pub const MAX_KEYS: usize = 1 << 24;
     /// Items in one transaction from which a released filter is built again: each new
     /// item saves about `dedup::BANDS` seeks, and building reads the whole table
@@ -160,7 +161,7 @@ impl BandFilter {
     pub const WORTH_BUILDING: usize = 500;
 
     /// Room for the table's `keys` and half as many again (the daemon keeps the filter
-    /// while it runs: 4.8M keys, 10,000 feeds' items in a week, take 10.5 MiB). Its keys
+    /// while it runs: 4.8M keys, 10,000 feeds' items in a week, take 10.3 MiB). Its keys
     /// are then added with [`BandFilter::insert`].
     pub fn new(keys: usize, mark: i64) -> BandFilter {
         BandFilter { parts: vec![Part::new((keys + keys / 2).max(Self::MIN_CAPACITY))], mark }
