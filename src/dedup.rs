@@ -336,6 +336,17 @@ static TWO_BYTE_LOWER: std::sync::LazyLock<Vec<Option<Lowered>>> = std::sync::La
         .collect()
 });
 
+/// A character outside ASCII lower-cased, as words are hashed: its UTF-8 bytes, from
+/// [`TWO_BYTE_LOWER`] for two-byte characters, else looked up in full (into `buf`);
+/// `None` if it is not a letter or digit.
+fn lowered(c: char, buf: &mut [u8; 12]) -> Option<&[u8]> {
+    match TWO_BYTE_LOWER.get((c as usize).wrapping_sub(0x80)) {
+        Some(l) => l.as_ref().map(|(bytes, len)| &bytes[..usize::from(*len)]),
+        // Rarer characters: looked up in full each time.
+        None => lower_utf8(c, buf).map(|len| &buf[..len]),
+    }
+}
+
 /// One pass over a text for both [`word_hashes`] and [`sentences`]. ASCII, most of
 /// any feed's text, is handled byte by byte, a word's bytes in a loop of their own;
 /// other characters are decoded. The marks that end a sentence are not letters, so a
@@ -383,12 +394,7 @@ fn scan(text: &str, found: &mut impl Found) {
         let at = i;
         i += c.len_utf8();
         let mut buf = [0u8; 12];
-        let lower = match TWO_BYTE_LOWER.get((c as usize).wrapping_sub(0x80)) {
-            Some(l) => l.as_ref().map(|(bytes, len)| &bytes[..usize::from(*len)]),
-            // Rarer characters: looked up in full each time.
-            None => lower_utf8(c, &mut buf).map(|len| &buf[..len]),
-        };
-        if let Some(lower) = lower {
+        if let Some(lower) = lowered(c, &mut buf) {
             if word.is_none() {
                 start = at;
             }
@@ -696,19 +702,15 @@ fn name_hash(word: &str) -> Option<u16> {
     if !chars.next().is_some_and(char::is_uppercase) || word.chars().nth(2).is_none() {
         return None;
     }
-    // Each character lower-cased as `scan` does it (the table for two-byte ones).
+    // Each character lower-cased as `scan` does it.
     let mut h = NAME_SEED;
     let mut buf = [0u8; 12];
     for c in word.chars() {
-        let lower = match TWO_BYTE_LOWER.get((c as usize).wrapping_sub(0x80)) {
-            _ if c.is_ascii() => {
-                h = fnv_byte(h, c.to_ascii_lowercase() as u8);
-                continue;
-            }
-            Some(Some((bytes, len))) => &bytes[..usize::from(*len)],
-            _ => lower_utf8(c, &mut buf).map_or(&[][..], |len| &buf[..len]),
-        };
-        lower.iter().for_each(|b| h = fnv_byte(h, *b));
+        if c.is_ascii() {
+            h = fnv_byte(h, c.to_ascii_lowercase() as u8);
+        } else {
+            lowered(c, &mut buf).unwrap_or_default().iter().for_each(|b| h = fnv_byte(h, *b));
+        }
     }
     Some(mix(h) as u16)
 }

@@ -776,6 +776,17 @@ const SECOND_HALF: &str = "Officers opened the trailer at Kessel when a carbon d
     paramedics before the group was taken to a reception centre in Tarrowgate; the man from Varland, 41, \
     is charged with helping people to enter the country illegally.";
 
+/// Files the queued items into topic "t" by `filter`, and empties the queue, as a
+/// curation pass does.
+fn file_pending(s: &mut Store, filter: &TopicFilter, now: DateTime<Utc>) {
+    s.write(|w| {
+        let m = w.matches(filter, Scope::Pending)?;
+        w.update_topic("t", now.timestamp(), &m)?;
+        w.clear_pending()
+    })
+    .unwrap();
+}
+
 /// A copy that shows two stories to be one merges them, whichever way the copies
 /// came: an excerpt and the rest of a report, stored first (in two groups, or in one
 /// with the whole), are one story once the whole report is stored, and the topic
@@ -790,14 +801,7 @@ fn a_copy_that_shows_two_stories_to_be_one_merges_them(engine: Engine) {
     assert!(!dedup::contradict(&fp(FIRST_HALF), &fp(SECOND_HALF)));
     let filter =
         TopicFilter { query: Some(query::parse("lorry OR trailer").unwrap()), exclude: None, feeds: None };
-    let curate = |s: &mut Store| {
-        s.write(|w| {
-            let m = w.matches(&filter, Scope::Pending)?;
-            w.update_topic("t", now.timestamp(), &m)?;
-            w.clear_pending()
-        })
-        .unwrap()
-    };
+    let curate = |s: &mut Store| file_pending(s, &filter, now);
     let story =
         |db: &Fresh, key: &str| db.rows(&format!("SELECT story_id FROM items WHERE key = '{key}'"))[0][0];
 
@@ -892,14 +896,7 @@ fn a_storys_entry_does_not_depend_on_which_feed_answered_first(engine: Engine) {
         })
         .unwrap()
     };
-    let curate = |s: &mut Store| {
-        s.write(|w| {
-            let m = w.matches(&filter, Scope::Pending)?;
-            w.update_topic("t", t0.timestamp(), &m)?;
-            w.clear_pending()
-        })
-        .unwrap()
-    };
+    let curate = |s: &mut Store| file_pending(s, &filter, t0);
     // The wire's copy is fetched a second before the release it copies.
     let arrive = |s: &mut Store| {
         s.sync_feeds([("police", "https://police.example/"), ("wire", "https://wire.example/")]).unwrap();
