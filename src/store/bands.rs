@@ -102,9 +102,11 @@ pub(crate) struct BandFilter {
     pub mark: i64,
 }
 
-/// One Bloom filter of a [`BandFilter`].
+/// One Bloom filter of a [`BandFilter`], with a smaller one of the keys it took
+/// while the filter may already have held them.
 struct Part {
     bits: Vec<u64>,
+    repeats: Vec<u64>,
     /// Keys it takes before it counts as full.
     capacity: usize,
     keys: usize,
@@ -115,31 +117,52 @@ impl Part {
     const BLOCK: usize = 512;
 
     fn new(capacity: usize) -> Part {
-        let blocks = (capacity * BandFilter::BITS_PER_KEY).div_ceil(Self::BLOCK);
-        Part { bits: vec![0; blocks * Self::BLOCK / 64], capacity, keys: 0 }
+        let words = |bits_per_key: usize| (capacity * bits_per_key).div_ceil(Self::BLOCK) * Self::BLOCK / 64;
+        Part {
+            bits: vec![0; words(BandFilter::BITS_PER_KEY)],
+            repeats: vec![0; words(BandFilter::REPEAT_BITS_PER_KEY)],
+            capacity,
+            keys: 0,
+        }
     }
 
-    /// The bit positions of a key, all in one block, so that looking a key up reads
-    /// one cache line (or two), not one per probe: a new item's 26 keys were 104
-    /// reads spread over a filter larger than the processor's cache. The block is
+    /// The bit positions of a key in `bits`, all in one block, so that looking a key
+    /// up reads one cache line (or two), not one per probe: a new item's 26 keys were
+    /// 104 reads spread over a filter larger than the processor's cache. The block is
     /// the key's high bits mapped onto the blocks by a multiply and shift (no
     /// power-of-two size needed), each position 9 of its low bits.
-    fn positions(&self, key: i64) -> [usize; BandFilter::PROBES] {
-        let blocks = (self.bits.len() * 64 / Self::BLOCK) as u128;
+    fn positions(bits: &[u64], key: i64) -> [usize; BandFilter::PROBES] {
+        let blocks = (bits.len() * 64 / Self::BLOCK) as u128;
         let key = key as u64;
         let block = ((u128::from(key) * blocks) >> 64) as usize;
         std::array::from_fn(|i| block * Self::BLOCK + ((key >> (9 * i)) & 511) as usize)
     }
 
-    fn insert(&mut self, key: i64) {
-        for p in self.positions(key) {
-            self.bits[p / 64] |= 1 << (p % 64);
+    fn set(bits: &mut [u64], key: i64) {
+        for p in Self::positions(bits, key) {
+            bits[p / 64] |= 1 << (p % 64);
+        }
+    }
+
+    fn test(bits: &[u64], key: i64) -> bool {
+        Self::positions(bits, key).iter().all(|p| bits[p / 64] & (1 << (p % 64)) != 0)
+    }
+
+    /// Adds a key; `seen` if the filter may hold it already.
+    fn insert(&mut self, key: i64, seen: bool) {
+        Self::set(&mut self.bits, key);
+        if seen {
+            Self::set(&mut self.repeats, key);
         }
         self.keys += 1;
     }
 
     fn may_contain(&self, key: i64) -> bool {
-        self.positions(key).iter().all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+        Self::test(&self.bits, key)
+    }
+
+    fn may_repeat(&self, key: i64) -> bool {
+        Self::test(&self.repeats, key)
     }
 }
 
@@ -151,8 +174,12 @@ impl BandFilter {
     /// instructions.
     const BITS_PER_KEY: usize = 12;
     const PROBES: usize = 4;
+    /// Bits per key of capacity for the keys held twice or more: about a twentieth
+    /// of a cold poll's keys (those its copies share). Then about 0.05 % of the keys
+    /// held once are taken for repeated; were a third of the keys repeated, 2 %.
+    const REPEAT_BITS_PER_KEY: usize = 2;
     const MIN_CAPACITY: usize = 1 << 18;
-    /// 16M keys: a filter of 34 MiB when built (twice that at most, with a second
+    /// 16M keys: a filter of 40 MiB when built (twice that at most, with a second
     /// part). Larger tables are seeked key by key.
     pub const MAX_KEYS: usize = 1 << 24;
     /// Items in one transaction from which a released filter is built again: each new
@@ -161,7 +188,7 @@ impl BandFilter {
     pub const WORTH_BUILDING: usize = 500;
 
     /// Room for the table's `keys` and half as many again (the daemon keeps the filter
-    /// while it runs: 4.8M keys, 10,000 feeds' items in a week, take 10.3 MiB). Its keys
+    /// while it runs: 4.8M keys, 10,000 feeds' items in a week, take 12 MiB). Its keys
     /// are then added with [`BandFilter::insert`].
     pub fn new(keys: usize, mark: i64) -> BandFilter {
         BandFilter { parts: vec![Part::new((keys + keys / 2).max(Self::MIN_CAPACITY))], mark }
@@ -178,10 +205,12 @@ impl BandFilter {
         self.parts.iter().map(|p| p.capacity).sum()
     }
 
-    /// Adds a key while building; see [`BandFilter::extend`] for keys written later.
+    /// Adds a key (one row of the table: a key and an item) while building; see
+    /// [`BandFilter::extend`] for keys written later.
     pub fn insert(&mut self, key: i64) {
+        let seen = self.may_contain(key);
         if let Some(p) = self.parts.last_mut() {
-            p.insert(key);
+            p.insert(key, seen);
         }
     }
 
@@ -203,12 +232,74 @@ impl BandFilter {
     pub fn may_contain(&self, key: i64) -> bool {
         self.parts.iter().any(|p| p.may_contain(key))
     }
+
+    /// Whether the table may hold `key` for two items or more. `false` is certain, as
+    /// long as the filter has every row of the table: of two rows with one key, the
+    /// second added found the filter holding the key already, and marked it. A
+    /// stored item's copy shares most of its keys with it, and no other item holds
+    /// them: its lookup need not seek them (see the SQLite engine's
+    /// `band_candidates`).
+    pub fn may_repeat(&self, key: i64) -> bool {
+        self.parts.iter().any(|p| p.may_repeat(key))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dedup;
+
+    /// A key added twice (two rows of the table) is known for repeated, whenever the
+    /// second came, also in a second part; few keys added once are taken for
+    /// repeated, at the share of repeated keys a cold poll sees and at a larger one.
+    #[test]
+    fn keys_held_twice_are_known_for_repeated_and_few_others() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as i64
+        };
+        // Built from a table of `rows` rows, every `every`-th key held by two items.
+        let build = |rows: usize, every: usize, next: &mut dyn FnMut() -> i64| {
+            let mut f = BandFilter::new(rows, 0);
+            let keys: Vec<i64> = (0..rows).map(|_| next()).collect();
+            let twice: Vec<i64> = keys.iter().step_by(every).copied().collect();
+            // The second rows come last, as a scan by key would not give them.
+            keys.iter().chain(&twice).for_each(|k| f.insert(*k));
+            let once: Vec<i64> =
+                keys.iter().enumerate().filter(|(i, _)| i % every != 0).map(|(_, k)| *k).collect();
+            (f, twice, once)
+        };
+        let taken = |f: &BandFilter, keys: &[i64]| keys.iter().filter(|k| f.may_repeat(**k)).count();
+
+        // One key in twenty repeated, as the copies of a cold poll share theirs.
+        let (mut f, twice, once) = build(400_000, 20, &mut next);
+        assert_eq!(taken(&f, &twice), twice.len(), "no false negatives");
+        let wrong = taken(&f, &once);
+        assert!(wrong < once.len() / 1000, "{wrong} of {} taken for repeated", once.len());
+        assert!(once.iter().all(|k| f.may_contain(*k)));
+        // Keys written later, in a second part: again those of a stored item, and
+        // two new items sharing some.
+        let capacity = f.capacity();
+        let again: Vec<i64> = once.iter().take(1000).copied().collect();
+        let fresh: Vec<i64> = (0..capacity).map(|_| next()).collect();
+        let shared: Vec<i64> = fresh.iter().take(1000).copied().collect();
+        assert!(f.extend(again.iter().chain(&fresh).chain(&shared).copied().collect::<Vec<_>>().into_iter()));
+        assert_eq!(f.parts.len(), 2);
+        assert_eq!(taken(&f, &again), again.len(), "repeated across parts");
+        assert_eq!(taken(&f, &shared), shared.len(), "repeated within one part");
+        let single = &fresh[1000..];
+        let wrong = taken(&f, single);
+        assert!(wrong < single.len() / 200, "{wrong} of {} taken for repeated", single.len());
+
+        // A third of the keys repeated: more taken, still few.
+        let (f, twice, once) = build(400_000, 3, &mut next);
+        assert_eq!(taken(&f, &twice), twice.len());
+        let wrong = taken(&f, &once);
+        assert!(wrong < once.len() / 33, "{wrong} of {} taken for repeated", once.len());
+    }
 
     /// A band key finds every item added under it, first added first, also after one
     /// map is appended to another (a committed group joining the unflushed keys).

@@ -273,8 +273,16 @@ pub trait IngestTx<'a> {
     fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError>;
     /// Adds to `out`, in the order they were stored, the stored items first seen at
     /// or after `since` that share any of `keys`, each with the story it is in now
-    /// (after this transaction's merges).
-    fn band_candidates(&mut self, keys: &[i64], since: i64, out: &mut Vec<Banded>) -> Result<(), StoreError>;
+    /// (after this transaction's merges). `linked`: the new item's canonical link,
+    /// when a stored item has it ([`IngestTx::story_by_link`] found it); an engine
+    /// may use that item's keys to seek fewer.
+    fn band_candidates(
+        &mut self,
+        keys: &[i64],
+        since: i64,
+        linked: Option<&str>,
+        out: &mut Vec<Banded>,
+    ) -> Result<(), StoreError>;
     /// The story item `item` is in now, found earlier in `story`: a merge since may
     /// have moved it (the search keys kept in memory still name the story it had).
     fn story_now(&mut self, item: i64, story: i64) -> Result<i64, StoreError>;

@@ -87,7 +87,8 @@ pub(crate) fn find_story(
         }
     }
     let in_memory = candidates.len();
-    tx.band_candidates(&band_keys, now - rule.window, &mut candidates)?;
+    let linked_by = n.item.canonical_link.as_deref().filter(|_| linked.is_some());
+    tx.band_candidates(&band_keys, now - rule.window, linked_by, &mut candidates)?;
     let alike: Vec<(usize, f64)> = candidates
         .iter()
         .map(|c| dedup::resemblance(fp, &c.fp))

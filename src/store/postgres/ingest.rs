@@ -307,7 +307,14 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
         Ok(self.links.get(link).map(|s| root(&self.merged, *s)))
     }
 
-    fn band_candidates(&mut self, keys: &[i64], since: i64, out: &mut Vec<Banded>) -> Result<(), StoreError> {
+    fn band_candidates(
+        &mut self,
+        keys: &[i64],
+        since: i64,
+        // The group's keys were looked up at once, before it: nothing to spare.
+        _linked: Option<&str>,
+        out: &mut Vec<Banded>,
+    ) -> Result<(), StoreError> {
         let mut found: Vec<&Prefetched> = keys
             .iter()
             .filter_map(|k| self.bands.get(k))

@@ -14,6 +14,7 @@ use super::maintenance::first_since;
 use super::*;
 use crate::curate::query;
 use crate::dedup;
+use crate::store::bands::Banded;
 use crate::store::tests::{TEXT, job, new_item};
 use crate::store::{Store, StoreHandle};
 
@@ -298,6 +299,115 @@ fn the_band_filter_has_every_key_and_few_others() {
     // A third part is never made: the filter is built again, as one.
     assert!(!f.extend((0..2).map(|_| next())), "full");
     assert_eq!(f.keys(), keys.len(), "nothing added");
+}
+
+/// A new item with the canonical link of a stored one finds the same candidates
+/// whether or not its lookup spares the keys only that item holds; and those keys
+/// are spared only when the table holds them for that item alone: not when another
+/// item shares them, nor when the item's keys are not in the table (lost in a crash)
+/// and another item holds them.
+#[test]
+fn keys_only_the_linked_item_holds_are_spared_and_the_same_items_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let now = Utc::now();
+    let texts = [
+        TEXT.to_owned(),
+        "Border guards at the northern crossing found forty kilograms of cocaine hidden in \
+         a shipment of bananas on Tuesday, the customs agency said in a statement."
+            .to_owned(),
+        "The harbour authority will dredge the eastern basin next spring so that larger \
+         container ships can berth there, its director told the city council."
+            .to_owned(),
+        "A new tram line will link the station to the university from September, the \
+         transport company announced, after three years of works on the avenue."
+            .to_owned(),
+    ];
+    let copy = |i: usize| format!("LYON (Wire) - {}", texts[i]);
+    let link = |i: usize| format!("https://news.example/{i}");
+    let linked = |key: &str, text: &str, l: Option<String>| {
+        let mut n = new_item(key, text);
+        n.item.canonical_link = l;
+        n
+    };
+    let mut s = Store::open(&path).unwrap();
+    s.sync_feeds([("a", "https://a/"), ("b", "https://b/"), ("c", "https://c/")]).unwrap();
+    // Story 0: the original and a copy under its link, which share most keys.
+    s.ingest(&job("a", vec![linked("a0", &texts[0], Some(link(0)))], now)).unwrap();
+    s.ingest(&job("b", vec![linked("b0", &copy(0), Some(link(0)))], now)).unwrap();
+    // Story 1: the original alone. Story 2: the original and a copy under no link.
+    s.ingest(&job("a", vec![linked("a1", &texts[1], Some(link(1)))], now)).unwrap();
+    s.ingest(&job("a", vec![linked("a2", &texts[2], Some(link(2)))], now)).unwrap();
+    s.ingest(&job("c", vec![linked("c2", &copy(2), None)], now)).unwrap();
+    // Story 3: a copy under no link, then the original under its link, whose keys
+    // are lost in a "crash" before the next flush: the copy alone holds the keys
+    // they share.
+    s.ingest(&job("c", vec![linked("c3", &copy(3), None)], now)).unwrap();
+    s.flush_bands().unwrap();
+    s.ingest(&job("a", vec![linked("a3", &texts[3], Some(link(3)))], now)).unwrap();
+    drop(s);
+
+    let mut db = Sqlite::open(&path).unwrap();
+    let raw = Connection::open(&path).unwrap();
+    let id = |key: &str| {
+        raw.query_row("SELECT id FROM items WHERE key = ?1", [key], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    let rows = |k: i64| -> Vec<i64> {
+        let mut stmt = raw.prepare("SELECT item_id FROM item_bands WHERE key = ?1").unwrap();
+        stmt.query_map([k], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let probes: Vec<String> = (0..4).flat_map(|i| [texts[i].clone(), copy(i)]).collect();
+    let keys_of = |text: &str| dedup::band_keys(&dedup::fingerprint(text, &Default::default()).unwrap());
+    let since = [now.timestamp(), now.timestamp() + 1];
+
+    // What the spared keys are, and that they are the linked item's alone.
+    let mut spared = std::collections::HashMap::new();
+    {
+        let tx = db.conn.transaction().unwrap();
+        let mut state = BandFilterState::Unknown;
+        let filter = bands::band_filter(&tx, &mut state, 1, 0).unwrap().unwrap();
+        for l in 0..4 {
+            for probe in &probes {
+                let mut wanted: Vec<i64> =
+                    keys_of(probe).into_iter().filter(|k| filter.may_contain(*k)).collect();
+                let before = wanted.clone();
+                let sole = ingest::sole_holder(&tx, filter, &link(l), &mut wanted).unwrap();
+                let gone: Vec<i64> = before.into_iter().filter(|k| !wanted.contains(k)).collect();
+                if let Some((item, _)) = &sole {
+                    assert_eq!(item.item, id(&format!("a{l}")), "the first item with the link");
+                    assert!(gone.len() >= 2);
+                    for k in &gone {
+                        assert_eq!(rows(*k), [item.item], "a spared key is the item's alone");
+                    }
+                } else {
+                    assert!(gone.is_empty());
+                }
+                *spared.entry(l).or_insert(0) += gone.len();
+            }
+        }
+    }
+    assert!(spared[&1] >= 2 * dedup::BANDS / 2, "the lone original's keys: {spared:?}");
+    assert!(spared[&0] < spared[&1], "story 0's keys are held twice: {spared:?}");
+    assert_eq!(spared[&3], 0, "keys not in the table: {spared:?}");
+
+    // The candidates, with and without the link, for every probe, link and window.
+    let mut tx = db.ingest_tx(&[]).unwrap();
+    let mut compared = 0;
+    for l in 0..4 {
+        for probe in &probes {
+            for since in since {
+                let (mut with, mut without) = (Vec::new(), Vec::new());
+                let keys = keys_of(probe);
+                tx.band_candidates(&keys, since, Some(&link(l)), &mut with).unwrap();
+                tx.band_candidates(&keys, since, None, &mut without).unwrap();
+                let found =
+                    |c: &[Banded]| c.iter().map(|b| (b.item, b.story, b.fp.clone())).collect::<Vec<_>>();
+                assert_eq!(found(&with), found(&without), "probe {probe:?}, link {l}, since {since}");
+                compared += usize::from(!without.is_empty());
+            }
+        }
+    }
+    assert!(compared >= 8, "probes that find candidates: {compared}");
 }
 
 /// The band filter has every key in the table: the keys this connection flushed,
