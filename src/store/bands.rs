@@ -235,9 +235,9 @@ impl BandFilter {
 
     /// Whether the table may hold `key` for two items or more. `false` is certain, as
     /// long as the filter has every row of the table: of two rows with one key, the
-    /// second added found the filter holding the key already, and marked it. A
-    /// stored item's copy shares most of its keys with it, and no other item holds
-    /// them: its lookup need not seek them (see the SQLite engine's
+    /// second added found the filter holding the key already, and marked it. A copy
+    /// of a stored item shares most of its keys with it, often keys no other item
+    /// holds: its lookup need not seek those (see the SQLite engine's
     /// `band_candidates`).
     pub fn may_repeat(&self, key: i64) -> bool {
         self.parts.iter().any(|p| p.may_repeat(key))
@@ -266,7 +266,8 @@ mod tests {
             let mut f = BandFilter::new(rows, 0);
             let keys: Vec<i64> = (0..rows).map(|_| next()).collect();
             let twice: Vec<i64> = keys.iter().step_by(every).copied().collect();
-            // The second rows come last, as a scan by key would not give them.
+            // The second rows after all the others: marking them does not depend on
+            // a scan by key giving both rows of a key one after the other.
             keys.iter().chain(&twice).for_each(|k| f.insert(*k));
             let once: Vec<i64> =
                 keys.iter().enumerate().filter(|(i, _)| i % every != 0).map(|(_, k)| *k).collect();
