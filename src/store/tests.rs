@@ -991,3 +991,46 @@ fn a_newer_schema_is_refused(engine: Engine) {
 }
 
 on_both_engines!(the_schema_is_made_once_by_whoever_opens_first, a_newer_schema_is_refused);
+
+/// On PostgreSQL another node stores items while one curates. An item queued after
+/// the pass read the queue is left for the next pass, not emptied from the queue
+/// with the items the pass filed (it then never reached its topics); and a curation
+/// transaction that does not empty the queue leaves it as it was.
+#[test]
+fn items_queued_while_another_node_curates_wait_for_the_next_pass() {
+    let now = Utc::now();
+    let db = Fresh::new(Engine::Postgres);
+    let (mut a, mut b) = (db.open(), db.open());
+    a.sync_feeds([("a", "https://a/"), ("b", "https://b/"), ("c", "https://c/")]).unwrap();
+    let filter = TopicFilter { query: Some(query::parse("border").unwrap()), exclude: None, feeds: None };
+    a.write(|w| w.replace_topic("t", "sig", now.timestamp(), &[])).unwrap();
+    let id = |key: &str| db.rows(&format!("SELECT id FROM items WHERE key = '{key}'"))[0][0];
+    let text = |n: &str| match n {
+        "Kessel" => "Guards at the Kessel border post found 27 people hidden in a lorry of frozen fish.",
+        "Tarrowgate" => "The Tarrowgate border crossing will close for repairs to its bridge from March.",
+        _ => "A new border agency office opens in Varland next week, with forty staff and a clinic.",
+    };
+
+    a.ingest(&job("a", vec![new_item("first", text("Kessel"))], now)).unwrap();
+    let filed = a
+        .write(|w| {
+            let m = w.matches(&filter, Scope::Pending)?;
+            // Stored and committed by another node while this pass runs.
+            b.ingest(&job("b", vec![new_item("second", text("Tarrowgate"))], now))?;
+            w.update_topic("t", now.timestamp(), &m)?;
+            w.clear_pending()?;
+            Ok(m.len())
+        })
+        .unwrap();
+    assert_eq!(filed, 1);
+    assert_eq!(db.rows("SELECT item_id FROM pending"), [[id("second")]], "left for the next pass");
+    file_pending(&mut a, &filter, now);
+    let entries: Vec<i64> = db.rows("SELECT item_id FROM topic_stories ORDER BY item_id").concat();
+    assert_eq!(entries, [id("first"), id("second")]);
+    assert_eq!(db.rows("SELECT count(*) FROM pending"), [[0]]);
+
+    // A transaction that reads the queue but does not empty it puts it back.
+    b.ingest(&job("c", vec![new_item("third", text("Varland"))], now)).unwrap();
+    a.write(|w| w.matches(&filter, Scope::Pending).map(drop)).unwrap();
+    assert_eq!(db.rows("SELECT item_id FROM pending"), [[id("third")]]);
+}

@@ -375,11 +375,13 @@ fn passes(check: &Option<Check>, vector: Option<&str>) -> bool {
 }
 
 /// Matches of a topic filter, by the date items claim, then in the order they were
-/// stored (as on SQLite).
+/// stored (as on SQLite). `claimed`: the queue's items a curation transaction took
+/// (`Scope::Pending` then means those); `None`: the queue as it is.
 pub fn matches(
     client: &mut impl GenericClient,
     filter: &TopicFilter,
     scope: Scope,
+    claimed: Option<&Vec<i64>>,
 ) -> Result<Vec<Match>, StoreError> {
     let p = plan(filter);
     let mut b = Binder::default();
@@ -390,9 +392,13 @@ pub fn matches(
     // full-text index: a pass with nothing pending read thousands of rows that way).
     let from = match scope {
         Scope::Pending => {
-            "pending p CROSS JOIN LATERAL (SELECT * FROM items WHERE id = p.item_id OFFSET 0) i"
+            let queue = match claimed {
+                Some(ids) => format!("unnest({}::bigint[]) AS p(item_id)", b.bind(ids)),
+                None => "pending p".to_owned(),
+            };
+            format!("{queue} CROSS JOIN LATERAL (SELECT * FROM items WHERE id = p.item_id OFFSET 0) i")
         }
-        Scope::All => "items i",
+        Scope::All => "items i".to_owned(),
     };
     let sql = format!(
         "SELECT i.id, i.story_id, {rank}, COALESCE(i.published, i.first_seen), {vector}

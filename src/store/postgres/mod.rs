@@ -347,7 +347,7 @@ impl Engine for Postgres {
     }
 
     fn matches(&self, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError> {
-        self.with(|c| fulltext::matches(c, filter, scope))
+        self.with(|c| fulltext::matches(c, filter, scope, None))
     }
 
     fn topic_entries(

@@ -12,13 +12,33 @@ use crate::store::engine::TopicTx;
 use crate::store::rules::{RawHtml, Sanitized, TopicRow, safe_html};
 
 /// A curation transaction.
+///
+/// It takes the queue's items out of `pending` before it first reads the queue or
+/// matches anything, and works on those: nodes store items while another curates,
+/// and a `DELETE FROM pending` at the end also removed the items queued after the
+/// matching had read the queue, which then never reached their topics. Queued
+/// meanwhile, they wait for the next pass (an item queued again, by a merge, waits
+/// for this transaction to end, then is queued anew). Committed without emptying
+/// the queue, the transaction puts them back.
 pub struct PgTopicTx<'c> {
     tx: Transaction<'c>,
+    /// The queue's items taken, once taken; and whether the queue was emptied.
+    claimed: Option<Vec<i64>>,
+    cleared: bool,
 }
 
 impl<'c> PgTopicTx<'c> {
     pub fn begin(client: &'c mut Client) -> Result<Self, StoreError> {
-        Ok(PgTopicTx { tx: client.transaction()? })
+        Ok(PgTopicTx { tx: client.transaction()?, claimed: None, cleared: false })
+    }
+
+    /// The queue's items, taken out of `pending` the first time.
+    fn claim(&mut self) -> Result<&Vec<i64>, StoreError> {
+        if self.claimed.is_none() {
+            let rows = self.tx.query("DELETE FROM pending RETURNING item_id", &[])?;
+            self.claimed = Some(rows.iter().map(|r| r.get(0)).collect());
+        }
+        Ok(self.claimed.get_or_insert_default())
     }
 }
 
@@ -63,9 +83,10 @@ impl TopicTx for PgTopicTx<'_> {
     }
 
     fn unfile_pending(&mut self, topic_id: &str) -> Result<(), StoreError> {
+        let claimed = self.claim()?.clone();
         self.tx.execute(
-            "DELETE FROM topic_stories WHERE topic_id = $1 AND item_id IN (SELECT item_id FROM pending)",
-            &[&topic_id],
+            "DELETE FROM topic_stories WHERE topic_id = $1 AND item_id = ANY($2)",
+            &[&topic_id, &claimed],
         )?;
         Ok(())
     }
@@ -100,14 +121,25 @@ impl TopicTx for PgTopicTx<'_> {
     }
 
     fn matches(&mut self, filter: &TopicFilter, scope: Scope) -> Result<Vec<Match>, StoreError> {
-        fulltext::matches(&mut self.tx, filter, scope)
+        // Taken first also for a rebuild from every item: what is queued after the
+        // rebuild read the items is left for the next pass.
+        self.claim()?;
+        fulltext::matches(&mut self.tx, filter, scope, self.claimed.as_ref())
     }
 
     fn clear_pending(&mut self) -> Result<usize, StoreError> {
-        Ok(self.tx.execute("DELETE FROM pending", &[])? as usize)
+        let n = self.claim()?.len();
+        self.cleared = true;
+        Ok(n)
     }
 
-    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        if let Some(claimed) = self.claimed.take().filter(|c| !self.cleared && !c.is_empty()) {
+            self.tx.execute(
+                "INSERT INTO pending (item_id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING",
+                &[&claimed],
+            )?;
+        }
         Ok(self.tx.commit()?)
     }
 }
