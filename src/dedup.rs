@@ -435,22 +435,29 @@ struct SentenceEnd {
 }
 
 impl Sentences {
+    /// Each sentence's hash and its range of what `end` reads (words, bytes or
+    /// names), which starts where the sentence before ended.
+    fn ranges(
+        &self,
+        end: fn(&SentenceEnd) -> usize,
+    ) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(end));
+        self.ends.iter().zip(starts).map(move |(e, start)| (e.hash, start..end(e)))
+    }
+
     /// Each sentence's hash and the hashes of its words.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u64])> {
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| e.words));
-        self.ends.iter().zip(starts).map(|(e, start)| (e.hash, &self.words[start..e.words]))
+        self.ranges(|e| e.words).map(|(h, r)| (h, &self.words[r]))
     }
 
     /// Each sentence's hash and its part of `text`, the text it was split from.
     fn spans<'t>(&self, text: &'t str) -> impl Iterator<Item = (u64, &'t str)> {
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| e.bytes));
-        self.ends.iter().zip(starts).map(|(e, start)| (e.hash, text.get(start..e.bytes).unwrap_or("")))
+        self.ranges(|e| e.bytes).map(|(h, r)| (h, text.get(r).unwrap_or("")))
     }
 
     /// Each sentence's hash and the hashes of its names.
     fn names(&self) -> impl Iterator<Item = (u64, &[u16])> {
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| e.names));
-        self.ends.iter().zip(starts).map(|(e, start)| (e.hash, &self.names[start..e.names]))
+        self.ranges(|e| e.names).map(|(h, r)| (h, &self.names[r]))
     }
 
     /// Each sentence's hash.

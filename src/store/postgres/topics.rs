@@ -83,10 +83,10 @@ impl TopicTx for PgTopicTx<'_> {
     }
 
     fn unfile_pending(&mut self, topic_id: &str) -> Result<(), StoreError> {
-        let claimed = self.claim()?.clone();
+        self.claim()?;
         self.tx.execute(
             "DELETE FROM topic_stories WHERE topic_id = $1 AND item_id = ANY($2)",
-            &[&topic_id, &claimed],
+            &[&topic_id, &self.claimed],
         )?;
         Ok(())
     }
