@@ -264,23 +264,30 @@ pub trait Listener: Send {
     fn wait(&mut self, timeout: std::time::Duration) -> Result<Vec<Notice>, StoreError>;
 }
 
+/// The first stored item with a canonical link, and the story it is in.
+#[derive(Debug, Clone, Copy)]
+pub struct Linked {
+    pub item: i64,
+    pub story: i64,
+}
+
 /// Storing a group of polls: `'a` is how long the group's items live.
 pub trait IngestTx<'a> {
     fn tombstoned(&mut self, feed_id: &str, key: &str) -> Result<bool, StoreError>;
     /// The item stored under `(feed_id, key)`, if any.
     fn stored(&mut self, feed_id: &str, key: &str) -> Result<Option<Known>, StoreError>;
-    /// The story of the first stored item with this canonical link.
-    fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError>;
+    /// The first stored item with this canonical link, and its story.
+    fn story_by_link(&mut self, link: &str) -> Result<Option<Linked>, StoreError>;
     /// Adds to `out`, in the order they were stored, the stored items first seen at
     /// or after `since` that share any of `keys`, each with the story it is in now
-    /// (after this transaction's merges). `linked`: the new item's canonical link,
-    /// when a stored item has it ([`IngestTx::story_by_link`] found it); an engine
-    /// may use that item's keys to seek fewer.
+    /// (after this transaction's merges). `linked`: the stored item with the new
+    /// item's canonical link ([`IngestTx::story_by_link`]); an engine may use its
+    /// keys to seek fewer.
     fn band_candidates(
         &mut self,
         keys: &[i64],
         since: i64,
-        linked: Option<&str>,
+        linked: Option<i64>,
         out: &mut Vec<Banded>,
     ) -> Result<(), StoreError>;
     /// The story item `item` is in now, found earlier in `story`: a merge since may

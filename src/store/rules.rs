@@ -74,7 +74,8 @@ pub(crate) fn find_story(
         Some(link) => tx.story_by_link(link)?,
         None => None,
     };
-    let Some(fp) = &n.fingerprint else { return Ok(linked.map(Joins::one)) };
+    let linked_story = linked.map(|l| l.story);
+    let Some(fp) = &n.fingerprint else { return Ok(linked_story.map(Joins::one)) };
     let band_keys = dedup::band_keys(fp);
     let mut candidates: Vec<Banded> = Vec::new();
     let mut seen = HashSet::new();
@@ -87,8 +88,7 @@ pub(crate) fn find_story(
         }
     }
     let in_memory = candidates.len();
-    let linked_by = n.item.canonical_link.as_deref().filter(|_| linked.is_some());
-    tx.band_candidates(&band_keys, now - rule.window, linked_by, &mut candidates)?;
+    tx.band_candidates(&band_keys, now - rule.window, linked.map(|l| l.item), &mut candidates)?;
     let alike: Vec<(usize, f64)> = candidates
         .iter()
         .map(|c| dedup::resemblance(fp, &c.fp))
@@ -96,7 +96,7 @@ pub(crate) fn find_story(
         .filter(|(_, sim)| *sim >= rule.threshold)
         .collect();
     let Some(&(best, _)) = alike.iter().reduce(|b, x| if x.1 > b.1 { x } else { b }) else {
-        return Ok(linked.map(Joins::one));
+        return Ok(linked_story.map(Joins::one));
     };
     // The stories the candidates are in now: those kept in memory may have been
     // merged since they were found (stored ones come with their story of now).
@@ -104,7 +104,7 @@ pub(crate) fn find_story(
     for (i, c) in candidates.iter().enumerate() {
         stories.push(if i < in_memory { tx.story_now(c.item, c.story)? } else { c.story });
     }
-    let story = linked.unwrap_or(stories[best]);
+    let story = linked_story.unwrap_or(stories[best]);
     let mut others: Vec<i64> = alike.iter().map(|(i, _)| stories[*i]).filter(|s| *s != story).collect();
     others.sort_unstable();
     others.dedup();

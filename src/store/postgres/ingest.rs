@@ -24,7 +24,7 @@ use crate::dedup;
 use crate::model::{FetchRecord, Fingerprint, IngestJob, NewItem, ts};
 use crate::store::StoreError;
 use crate::store::bands::{BandFilter, Banded};
-use crate::store::engine::IngestTx;
+use crate::store::engine::{IngestTx, Linked};
 use crate::store::rules::Known;
 
 /// A stored item as the group's questions need it.
@@ -109,8 +109,8 @@ pub struct PgIngestTx<'c, 'a> {
     tx: Transaction<'c>,
     tombstoned: HashSet<(String, String)>,
     stored: HashMap<(String, String), Stored>,
-    /// Canonical link -> story of the first item with it (stored, then of the group).
-    links: HashMap<String, i64>,
+    /// Canonical link -> the first item with it (stored, then of the group).
+    links: HashMap<String, Linked>,
     bands: HashMap<i64, Vec<Prefetched>>,
     /// Ids taken in advance, used from the back.
     item_ids: Vec<i64>,
@@ -197,13 +197,13 @@ impl<'c, 'a> PgIngestTx<'c, 'a> {
         links.dedup();
         let links = tx
             .query(
-                "SELECT l.link, s.story_id FROM unnest($1::text[]) AS l(link)
-                 JOIN LATERAL (SELECT story_id FROM items WHERE canonical_link = l.link ORDER BY id LIMIT 1) s
+                "SELECT l.link, s.id, s.story_id FROM unnest($1::text[]) AS l(link)
+                 JOIN LATERAL (SELECT id, story_id FROM items WHERE canonical_link = l.link ORDER BY id LIMIT 1) s
                  ON true",
                 &[&links],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.get(0), Linked { item: r.get(1), story: r.get(2) }))
             .collect();
         // Only the keys the table may hold.
         band_keys.retain(|k| filter.is_none_or(|f| f.may_contain(*k)));
@@ -303,8 +303,8 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
         Ok(self.stored.get(&key(feed_id, key_)).map(|s| s.known))
     }
 
-    fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.links.get(link).map(|s| root(&self.merged, *s)))
+    fn story_by_link(&mut self, link: &str) -> Result<Option<Linked>, StoreError> {
+        Ok(self.links.get(link).map(|l| Linked { item: l.item, story: root(&self.merged, l.story) }))
     }
 
     fn band_candidates(
@@ -312,7 +312,7 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
         keys: &[i64],
         since: i64,
         // The group's keys were looked up at once, before it: nothing to spare.
-        _linked: Option<&str>,
+        _linked: Option<i64>,
         out: &mut Vec<Banded>,
     ) -> Result<(), StoreError> {
         let mut found: Vec<&Prefetched> = keys
@@ -380,7 +380,7 @@ impl<'a> IngestTx<'a> for PgIngestTx<'_, 'a> {
             },
         );
         if let Some(link) = &n.item.canonical_link {
-            self.links.entry(link.clone()).or_insert(story);
+            self.links.entry(link.clone()).or_insert(Linked { item: id, story });
         }
         Ok(id)
     }

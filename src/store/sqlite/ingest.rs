@@ -11,7 +11,7 @@ use super::fulltext;
 use crate::dedup;
 use crate::model::{FetchRecord, NewItem, ts};
 use crate::store::bands::Banded;
-use crate::store::engine::IngestTx;
+use crate::store::engine::{IngestTx, Linked};
 use crate::store::rules::Known;
 use crate::store::{StoreError, skip};
 
@@ -71,11 +71,11 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
         Ok(Some(Known::of(id, &hash, legacy_below, false)))
     }
 
-    fn story_by_link(&mut self, link: &str) -> Result<Option<i64>, StoreError> {
+    fn story_by_link(&mut self, link: &str) -> Result<Option<Linked>, StoreError> {
         Ok(self
             .tx
-            .prepare_cached("SELECT story_id FROM items WHERE canonical_link = ?1 ORDER BY id LIMIT 1")?
-            .query_row([link], |r| r.get::<_, i64>(0))
+            .prepare_cached("SELECT id, story_id FROM items WHERE canonical_link = ?1 ORDER BY id LIMIT 1")?
+            .query_row([link], |r| Ok(Linked { item: r.get(0)?, story: r.get(1)? }))
             .optional()?)
     }
 
@@ -83,26 +83,27 @@ impl<'a> IngestTx<'a> for SqliteIngestTx<'_, 'a> {
         &mut self,
         keys: &[i64],
         since: i64,
-        linked: Option<&str>,
+        linked: Option<i64>,
         out: &mut Vec<Banded>,
     ) -> Result<(), StoreError> {
         // Only the keys the table may hold.
         let mut wanted: Vec<i64> =
             keys.iter().copied().filter(|k| self.filter.is_none_or(|f| f.may_contain(*k))).collect();
         let sole = match (self.filter, linked) {
-            (Some(filter), Some(link)) if wanted.len() >= 2 => {
-                sole_holder(&self.tx, filter, link, &mut wanted)?
+            (Some(filter), Some(item)) if wanted.len() >= 2 => {
+                sole_holder(&self.tx, filter, item, &mut wanted)?
             }
             _ => None,
         };
         let start = out.len();
         seek_bands(&self.tx, &wanted, since, out)?;
-        if let Some((item, first_seen)) = sole
-            && first_seen >= since
-            && !out[start..].iter().any(|c| c.item == item.item)
-        {
+        // The item where the seek would have put it (by id), unless another key of
+        // its found it anyway.
+        if let Some((item, _)) = sole.filter(|(_, first_seen)| *first_seen >= since) {
             let at = start + out[start..].partition_point(|c| c.item < item.item);
-            out.insert(at, item);
+            if out.get(at).is_none_or(|c| c.item != item.item) {
+                out.insert(at, item);
+            }
         }
         Ok(())
     }
@@ -307,9 +308,10 @@ fn seek_bands(
     Ok(())
 }
 
-/// The first stored item with the canonical `link`, with its first sighting, when
-/// it is the only item that holds two or more of the `wanted` keys: those keys are
-/// then taken out of `wanted`, as seeking them would find that item alone. A copy
+/// The stored `item` (the first with the new item's canonical link), with its first
+/// sighting, when it is the only item that holds two or more of the `wanted` keys:
+/// those keys are then taken out of `wanted`, as seeking them would find that item
+/// alone. A copy
 /// syndicated under the link of a stored story shares most of its keys with the
 /// item it copies, and seeking each read a random page of the table: in a cold
 /// poll of 1,000 feeds, where one item in twelve is such a copy, half of the
@@ -323,17 +325,14 @@ fn seek_bands(
 pub(super) fn sole_holder(
     tx: &Transaction<'_>,
     filter: &BandFilter,
-    link: &str,
+    item: i64,
     wanted: &mut Vec<i64>,
 ) -> Result<Option<(Banded, i64)>, StoreError> {
-    let row: Option<(i64, i64, i64, Option<Vec<u8>>)> = tx
-        .prepare_cached(
-            "SELECT id, story_id, first_seen, fingerprint FROM items
-             WHERE canonical_link = ?1 ORDER BY id LIMIT 1",
-        )?
-        .query_row([link], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    let row: Option<(i64, i64, Option<Vec<u8>>)> = tx
+        .prepare_cached("SELECT story_id, first_seen, fingerprint FROM items WHERE id = ?1")?
+        .query_row([item], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((item, story, first_seen, Some(blob))) = row else { return Ok(None) };
+    let Some((story, first_seen, Some(blob))) = row else { return Ok(None) };
     let Some(fp) = dedup::signature_from_bytes(&blob) else { return Ok(None) };
     let theirs = dedup::band_keys(&fp);
     let sole: Vec<i64> =
